@@ -1,0 +1,114 @@
+"""The software half of the flow as plain functions: train float -> QAT -> export.
+
+The CLI sub-commands, `codesign run` and the co-design search all call these, so each step
+behaves the same whichever way it is started. Every function reads and writes files in a run
+folder (checkpoints, plan.json, model.onnx) so any step can be re-run on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codesign.atomic import write_json
+from codesign.data import DatasetSplits, load_dataset, sample_batch
+from codesign.errors import CodesignError
+from codesign.models import build_float, make_spec, quant_from_float, save_plan, validate_plan
+from codesign.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def dataset_for(meta: dict[str, Any], **overrides: Any) -> DatasetSplits:
+    """Reload the dataset a checkpoint was trained on (name, folder, seed, limits in its meta)."""
+    kw = {"data_dir": meta.get("data_dir"), "seed": meta.get("split_seed", 0),
+          "limit_train": meta.get("limit_train"), "limit_test": meta.get("limit_test")}
+    kw.update({k: v for k, v in overrides.items()})
+    if "dataset" not in meta:
+        raise CodesignError("checkpoint does not say which dataset it was trained on (meta.dataset)")
+    return load_dataset(meta["dataset"], **kw)
+
+
+def train_float(model_name: str, dataset: str, out: Path, cfg: TrainConfig, data_dir: str | None = None,
+                limit_train: int | None = None, limit_test: int | None = None,
+                splits: DatasetSplits | None = None) -> dict:
+    """Train the float model of a zoo topology; writes out/float.pt and out/float.json."""
+    out = Path(out)
+    splits = splits or load_dataset(dataset, data_dir=data_dir, seed=cfg.seed,
+                                    limit_train=limit_train, limit_test=limit_test)
+    spec = make_spec(model_name, splits.input_shape, splits.num_classes)
+    torch.manual_seed(cfg.seed)
+    model = build_float(spec)
+    meta = {"stage": "float", "model": model_name, "dataset": splits.name, "data_dir": data_dir,
+            "split_seed": cfg.seed, "limit_train": limit_train, "limit_test": limit_test}
+    log.info("training float %s on %s (%d train / %d val / %d test)", model_name, splits.name,
+             len(splits.train), len(splits.val), len(splits.test))
+    res = fit(model, splits, cfg, checkpoint_path=out / "float.pt.partial", meta=meta, spec=spec)
+    meta.update({"val_acc": res.best_val_acc, "test_acc": res.test_acc, "epochs": res.epochs_run})
+    save_checkpoint(out / "float.pt", model, spec, None, meta)
+    (out / "float.pt.partial").unlink(missing_ok=True)
+    summary = {"test_acc": res.test_acc, "val_acc": res.best_val_acc, "epochs": res.epochs_run,
+               "history": res.history, "config": asdict(cfg)}
+    write_json(out / "float.json", summary)
+    log.info("float %s: test accuracy %.4f", model_name, res.test_acc or float("nan"))
+    return summary
+
+
+def run_qat(float_ckpt: Path, plan: dict, out: Path, cfg: TrainConfig, name: str = "qat",
+            splits: DatasetSplits | None = None, spec: dict | None = None,
+            state_dict: dict | None = None, after_step=None, extra_meta: dict | None = None) -> dict:
+    """Quantization-aware training from float weights; writes out/<name>.pt and plan.json.
+
+    `spec`/`state_dict` override the checkpoint's (compression passes a pruned spec and its
+    already-shrunk weights); `after_step` is the compression hook (masks, shared weights).
+    """
+    out = Path(out)
+    ck = load_checkpoint(float_ckpt)
+    spec = spec or ck["spec"]
+    if spec is None:
+        raise CodesignError(f"{float_ckpt} holds no model spec; it was not written by codesign train")
+    validate_plan(spec, plan)
+    splits = splits or dataset_for(ck["meta"])
+    torch.manual_seed(cfg.seed)
+    model = quant_from_float(spec, plan, state_dict if state_dict is not None else ck["state_dict"])
+    meta = dict(ck["meta"])
+    meta.update({"stage": name, "parent": str(float_ckpt), **(extra_meta or {})})
+    res = fit(model, splits, cfg, checkpoint_path=out / f"{name}.pt.partial", meta=meta, spec=spec,
+              plan=plan, after_step=after_step)
+    meta.update({"val_acc": res.best_val_acc, "test_acc": res.test_acc, "epochs": res.epochs_run})
+    save_checkpoint(out / f"{name}.pt", model, spec, plan, meta)
+    (out / f"{name}.pt.partial").unlink(missing_ok=True)
+    save_plan(out / "plan.json", plan)
+    summary = {"test_acc": res.test_acc, "val_acc": res.best_val_acc, "epochs": res.epochs_run,
+               "history": res.history, "plan": plan}
+    write_json(out / f"{name}.json", summary)
+    log.info("QAT %s: test accuracy %.4f", name, res.test_acc or float("nan"))
+    return summary
+
+
+def load_quant_model(ckpt_path: Path):
+    """(model, checkpoint) for a QAT checkpoint, in eval mode."""
+    from codesign.models import build_quant
+
+    ck = load_checkpoint(ckpt_path)
+    if ck["plan"] is None or ck["spec"] is None:
+        raise CodesignError(f"{ckpt_path} is not a quantized checkpoint (no bit plan); "
+                            "run `codesign qat` first")
+    model = build_quant(ck["spec"], ck["plan"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck
+
+
+def export_checkpoint(ckpt_path: Path, out: Path, check_samples: int = 64,
+                      splits: DatasetSplits | None = None) -> Path:
+    """Export a QAT checkpoint to QONNX and check it on real test images."""
+    from codesign.export import export_qonnx
+
+    model, ck = load_quant_model(ckpt_path)
+    splits = splits or dataset_for(ck["meta"])
+    x, _ = sample_batch(splits, max(1, check_samples), split="test")
+    return export_qonnx(model, x[:1], out, check_batch=x if check_samples > 0 else None)

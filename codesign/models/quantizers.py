@@ -1,0 +1,53 @@
+"""Brevitas quantizer choices for the zoo, in one place.
+
+Weights: per-tensor float scale, narrow signed range (b >= 2) or bipolar with a constant
+scale (b = 1). Activations: unsigned QuantReLU (b >= 2) or bipolar sign (b = 1).
+Input: unsigned with a *constant* scale 1/(2^b - 1) over [0, 1] pixels, so at 8 bits the
+accelerator's integer input is exactly the raw pixel byte.
+"""
+
+from __future__ import annotations
+
+import brevitas.nn as qnn
+from brevitas.core.scaling import ScalingImplType
+from brevitas.quant import (Int8WeightPerTensorFloat, SignedBinaryActPerTensorConst,
+                            SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloat)
+from torch import nn
+
+
+class InputQuant(Uint8ActPerTensorFloat):
+    """Unsigned input quantizer with a fixed [0, 1] range (scale = 1 / (2^b - 1))."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_init = 1.0
+    max_val = 1.0
+
+
+def input_quant(bits: int) -> nn.Module:
+    return qnn.QuantIdentity(act_quant=InputQuant, bit_width=bits, return_quant_tensor=False)
+
+
+def weight_kwargs(bits: int) -> dict:
+    if bits == 1:
+        return {"weight_quant": SignedBinaryWeightPerTensorConst}
+    return {"weight_quant": Int8WeightPerTensorFloat, "weight_bit_width": bits}
+
+
+def activation(bits: int) -> nn.Module:
+    """Quantized activation; plain tensors out so captum's hooks work (toolchain.md)."""
+    if bits == 1:
+        return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=False)
+    return qnn.QuantReLU(bit_width=bits, return_quant_tensor=False)
+
+
+def quant_conv(cin: int, cout: int, k: int, stride: int, padding: int, bits: int) -> nn.Module:
+    return qnn.QuantConv2d(cin, cout, k, stride=stride, padding=padding, bias=False, **weight_kwargs(bits))
+
+
+def quant_linear(fin: int, fout: int, bits: int) -> nn.Module:
+    return qnn.QuantLinear(fin, fout, bias=False, **weight_kwargs(bits))
+
+
+# Module types whose forward is a quantizing nonlinearity (used by relevance/captum).
+QUANT_ACT_TYPES = (qnn.QuantReLU, qnn.QuantIdentity)
+QUANT_WEIGHT_TYPES = (qnn.QuantConv2d, qnn.QuantLinear)
