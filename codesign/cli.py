@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "codesign.commands.qat",
     "codesign.commands.export",
     "codesign.commands.info",
+    "codesign.commands.run",
 ]
 
 log = logging.getLogger("codesign")

@@ -1,0 +1,90 @@
+"""Run configuration (`codesign run CONFIG.yaml`): dataclasses loaded from YAML or JSON.
+
+Unknown keys are errors (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codesign.errors import CodesignError
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 128
+    patience: int = 3
+    max_batches: int | None = None
+
+
+@dataclass
+class QatSettings:
+    epochs: int = 3
+    lr: float = 5e-4
+    batch_size: int = 128
+    patience: int = 3
+    max_batches: int | None = None
+    bits: str = "w4a4"
+    input_bits: int = 8
+
+
+@dataclass
+class RunConfig:
+    """Everything `codesign run` needs; sections map to the YAML file's top-level keys."""
+
+    name: str = "run"
+    model: str = "tfc"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    limit_train: int | None = None
+    limit_test: int | None = None
+    out: str = "runs/run"
+    seed: int = 0
+    board: str = "Pynq-Z2"
+    clock_ns: float = 10.0
+    target_fps: float | None = None
+    train: TrainSettings = field(default_factory=TrainSettings)
+    qat: QatSettings = field(default_factory=QatSettings)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise CodesignError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise CodesignError(f"{where}: unknown key '{key}' (known: {', '.join(fields)})")
+        f = fields[key]
+        sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if sub is not None and dataclasses.is_dataclass(sub) and isinstance(value, dict):
+            kwargs[key] = _build(sub, value, f"{where}.{key}")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Load a RunConfig from YAML (.yaml/.yml) or JSON."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CodesignError(f"config {path} not found")
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - yaml and json raise different types
+        raise CodesignError(f"config {path} cannot be parsed: {exc}") from exc
+    return _build(RunConfig, data or {}, path.name)
+
+
+def config_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
