@@ -17,9 +17,16 @@ from codesign.errors import CodesignError
 # Order is the order shown in `codesign --help` (the order of the flow).
 COMMAND_MODULES = [
     "codesign.commands.train",
+    "codesign.commands.relevance",
+    "codesign.commands.compress",
     "codesign.commands.qat",
     "codesign.commands.export",
+    "codesign.commands.compile",
+    "codesign.commands.rtlsim",
+    "codesign.commands.synth",
+    "codesign.commands.deploy",
     "codesign.commands.info",
+    "codesign.commands.search",
     "codesign.commands.run",
 ]
 

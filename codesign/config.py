@@ -35,6 +35,67 @@ class QatSettings:
 
 
 @dataclass
+class RankSettings:
+    """Short QAT that ranks candidates (cheap): few batches, a capped validation subset."""
+
+    epochs: int = 1
+    lr: float = 5e-4
+    batch_size: int = 128
+    max_batches: int | None = 40
+    val_samples: int | None = 2000
+
+
+@dataclass
+class RelevanceSettings:
+    method: str = "deeplift"
+    samples: int = 256
+    baseline: str = "zero"
+
+
+@dataclass
+class SearchSettings:
+    """The co-design loop (`codesign search`, and `codesign run` after the float model).
+
+    `budget`: absolute resource limits, e.g. {LUT: 8000, BRAM_18K: 100}; the board's totals
+    times `util` always apply as well. `trials`: the number of short-QAT trainings (the
+    expensive step; cost-model checks are free). `finalists`: Pareto designs that get the full
+    QAT (the `qat:` section). `storage`: any SQLAlchemy URL; default SQLite in the run folder.
+    """
+
+    strategy: str = "relevance"
+    trials: int = 12
+    workers: int = 1
+    storage: str | None = None
+    study_name: str | None = None
+    budget: dict[str, int] = field(default_factory=dict)
+    util: float = 1.0
+    weight_bits: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    act_bits: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 8])
+    prune_levels: list[float] = field(default_factory=lambda: [0.0, 0.125, 0.25, 0.375, 0.5])
+    cluster: list[int] = field(default_factory=list)
+    alpha: float = 1.0
+    patience: int = 3
+    max_iters: int = 30
+    sampler: str = "nsga2"
+    seed_relevance: bool = True
+    finalists: int = 2
+    baselines: list[str] = field(default_factory=lambda: ["w4a4", "w2a2"])
+    heartbeat_s: int = 10
+    grace_s: int = 30
+    rank: RankSettings = field(default_factory=RankSettings)
+    relevance: RelevanceSettings = field(default_factory=RelevanceSettings)
+
+
+@dataclass
+class HwSettings:
+    """What to do with the chosen design after compiling it (when the RTL code exists)."""
+
+    rtl: bool = False
+    rtlsim: bool = False
+    synth: bool = False
+
+
+@dataclass
 class RunConfig:
     """Everything `codesign run` needs; sections map to the YAML file's top-level keys."""
 
@@ -51,6 +112,8 @@ class RunConfig:
     target_fps: float | None = None
     train: TrainSettings = field(default_factory=TrainSettings)
     qat: QatSettings = field(default_factory=QatSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    hw: HwSettings = field(default_factory=HwSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

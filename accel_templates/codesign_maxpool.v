@@ -1,0 +1,103 @@
+// Streaming max-pool, kernel = stride = K, NHWC, PE channels per word.
+//
+// One pass over the input: a row buffer of OW*CF words keeps the running maximum of the
+// current output row; the word that completes a KxK window goes straight to the output
+// register (max of buffer and input). Rows/columns beyond OH*K / OW*K are consumed and
+// dropped (floor semantics). The input is accepted only on adv, so backpressure is exact.
+module codesign_maxpool #(
+    parameter integer IH = 4,
+    parameter integer IW = 4,
+    parameter integer C = 1,
+    parameter integer PE = 1,
+    parameter integer K = 2,
+    parameter integer BITS = 8,
+    parameter integer SIGNED = 0,
+    parameter integer OH = IH / K,
+    parameter integer OW = IW / K,
+    parameter integer CF = C / PE,
+    parameter integer WW = PE * BITS
+) (
+    input  wire          ap_clk,
+    input  wire          ap_rst_n,
+    input  wire [WW-1:0] in0_V_TDATA,
+    input  wire          in0_V_TVALID,
+    output wire          in0_V_TREADY,
+    output reg  [WW-1:0] out_V_TDATA,
+    output reg           out_V_TVALID,
+    input  wire          out_V_TREADY
+);
+    localparam integer BD = OW * CF;
+    localparam integer BAW = (BD > 1) ? $clog2(BD) : 1;
+
+    reg [WW-1:0] rowbuf [0:BD-1];
+    reg [15:0] cf, col, kx, row, ky;
+    reg [BAW-1:0] bidx;      // ox*CF + cf
+    reg [BAW-1:0] bbase;     // ox*CF
+
+    wire adv = !out_V_TVALID || out_V_TREADY;
+    wire fire = adv && in0_V_TVALID;
+    assign in0_V_TREADY = adv;
+
+    wire in_win = (row < OH * K) && (col < OW * K);
+    wire first = (ky == 0) && (kx == 0);
+    wire last = (ky == K - 1) && (kx == K - 1);
+    wire [WW-1:0] old = rowbuf[bidx];
+
+    function automatic [WW-1:0] vmax(input [WW-1:0] a, input [WW-1:0] b);
+        integer i;
+        reg [BITS-1:0] ea, eb;
+        reg gt;
+        begin
+            for (i = 0; i < PE; i = i + 1) begin
+                ea = a[i*BITS +: BITS];
+                eb = b[i*BITS +: BITS];
+                if (SIGNED != 0) gt = $signed(ea) > $signed(eb);
+                else gt = ea > eb;
+                vmax[i*BITS +: BITS] = gt ? ea : eb;
+            end
+        end
+    endfunction
+
+    wire [WW-1:0] newmax = first ? in0_V_TDATA : vmax(old, in0_V_TDATA);
+
+    always @(posedge ap_clk) begin
+        if (fire && in_win) rowbuf[bidx] <= newmax;
+        if (adv) out_V_TDATA <= newmax;
+    end
+
+    always @(posedge ap_clk) begin
+        if (!ap_rst_n) begin
+            cf <= 0; col <= 0; kx <= 0; row <= 0; ky <= 0; bidx <= 0; bbase <= 0;
+            out_V_TVALID <= 1'b0;
+        end else begin
+            if (adv) out_V_TVALID <= fire && in_win && last;
+            if (fire) begin
+                if (cf == CF - 1) begin
+                    cf <= 0;
+                    if (col == IW - 1) begin
+                        col <= 0; kx <= 0; bidx <= 0; bbase <= 0;
+                        if (row == IH - 1) begin
+                            row <= 0; ky <= 0;
+                        end else begin
+                            row <= row + 1'b1;
+                            ky <= (ky == K - 1) ? 16'd0 : ky + 1'b1;
+                        end
+                    end else begin
+                        col <= col + 1'b1;
+                        if (kx == K - 1) begin
+                            kx <= 0;
+                            bidx <= bbase + CF;
+                            bbase <= bbase + CF;
+                        end else begin
+                            kx <= kx + 1'b1;
+                            bidx <= bbase;
+                        end
+                    end
+                end else begin
+                    cf <= cf + 1'b1;
+                    bidx <= bidx + 1'b1;
+                end
+            end
+        end
+    end
+endmodule

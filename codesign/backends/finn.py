@@ -1,0 +1,244 @@
+"""The same model handed to a real FINN: a build directory for `build_dataflow_directory`.
+
+FINN is not installable from the package registry, so this module writes what FINN consumes
+(the QONNX `model.onnx`, `dataflow_build_config.json`, `folding_config.json`, a `build.py` for
+`run-docker.sh build_custom`) and runs FINN only when `finn` is importable. The embedded
+backend's folding is translated to FINN's node names so both backends build the same design
+point and their reports can be compared side by side.
+
+Node-name mapping (and its risk). FINN names its HW nodes itself after its own lowering:
+`GiveUniqueNodeNames` numbers each op type in graph order (`MVAU_0`, `MVAU_1`, ...), and after
+`step_specialize_layers` (FINN >= 0.10) the op type carries the implementation style
+(`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our i-th node of a type maps to FINN's
+i-th node of the corresponding type (`SlidingWindow` -> `ConvolutionInputGenerator`); each entry
+is written under the plain and the `_hls`/`_rtl` names, because which style FINN picks depends on
+its version and settings, and FINN only warns about names that do not exist. The risk: when
+FINN's lowering yields a different number or order of nodes of a type than ours (e.g. a
+standalone `Thresholding` FINN keeps where we absorbed it, or the reverse), entries land on the
+wrong node or nowhere, silently in FINN. `folding_name_map.json` records the mapping, and
+`check_applied_folding()` compares FINN's folded model against it after a FINN build.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from codesign import atomic
+from codesign.errors import CodesignError, ToolMissingError
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "accel_templates"
+
+# codesign op type -> FINN op type (HW layer names of FINN >= 0.10).
+FINN_OP_TYPE = {
+    "MVAU": "MVAU", "Thresholding": "Thresholding", "SlidingWindow": "ConvolutionInputGenerator",
+    "StreamingMaxPool": "StreamingMaxPool", "FMPadding": "FMPadding", "LabelSelect": "LabelSelect",
+    "StreamingDataWidthConverter": "StreamingDataWidthConverter", "StreamingFIFO": "StreamingFIFO",
+}
+# The folding attributes FINN accepts per op type (finn-reference §1); others are dropped.
+FINN_FOLDING_ATTRS = {
+    "MVAU": ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights"),
+    "Thresholding": ("PE", "ram_style", "mem_mode", "runtime_writeable_weights"),
+    "ConvolutionInputGenerator": ("SIMD", "parallel_window", "ram_style"),
+    "StreamingMaxPool": ("PE",),
+    "FMPadding": ("SIMD",),
+    "LabelSelect": ("PE",),
+    "StreamingDataWidthConverter": ("impl_style",),
+    "StreamingFIFO": ("depth", "impl_style", "ram_style"),
+}
+FINN_STYLE_SUFFIXES = ("", "_hls", "_rtl")
+# Nodes FINN creates in later steps (step_set_fifo_depths, stitching): not in its folded graph yet.
+FINN_INSERTS_ITSELF = ("StreamingFIFO", "StreamingDataWidthConverter")
+# FINN's board names (its part map keys) for our boards.
+FINN_BOARD = {"Pynq-Z1": "Pynq-Z1", "Pynq-Z2": "Pynq-Z2", "Ultra96-V2": "Ultra96-V2", "ZCU104": "ZCU104",
+              "ZCU102": "ZCU102", "KV260": "KV260_SOM"}
+FINN_OUTPUTS = ["estimate_reports", "stitched_ip", "rtlsim_performance", "bitfile", "pynq_driver",
+                "deployment_package"]
+FINN_MVAU_WWIDTH_MAX = 36
+HW_DOMAIN = "codesign.dataflow.ops"
+
+
+def _op_order(folding: dict[str, Any], dataflow_onnx: Path | None) -> list[tuple[str, str]]:
+    """(our node name, our op type) for the folding's entries, in graph order."""
+    if dataflow_onnx is not None and dataflow_onnx.is_file():
+        import onnx
+
+        g = onnx.load(str(dataflow_onnx), load_external_data=False).graph
+        return [(n.name, n.op_type) for n in g.node if n.domain == HW_DOMAIN and n.name in folding]
+    # No graph: node names are `<OpType>_<i>` (our compiler's GiveUniqueNodeNames), order by index.
+    items = []
+    for name in folding:
+        if name == "Defaults":
+            continue
+        m = re.match(r"^([A-Za-z]+?)(?:_hls|_rtl)?_(\d+)$", name)
+        if not m:
+            raise CodesignError(f"folding entry {name!r}: cannot tell its op type without the dataflow graph; "
+                                "pass the build's folding_config.json with dataflow.onnx beside it")
+        items.append((int(m.group(2)), m.group(1), name))
+    return [(name, op) for _, op, name in sorted(items)]
+
+
+def translate_folding(folding: dict[str, Any], dataflow_onnx: Path | None = None
+                      ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """codesign folding (keyed by our node names) -> FINN folding (keyed by FINN's), plus the name map."""
+    finn_cfg: dict[str, Any] = {"Defaults": {}}
+    name_map: dict[str, list[str]] = {}
+    counters: dict[str, int] = {}
+    for ours, op in _op_order(folding, dataflow_onnx):
+        if op not in FINN_OP_TYPE:
+            log.warning("folding entry %s (%s) has no FINN counterpart; skipped", ours, op)
+            continue
+        if op in FINN_INSERTS_ITSELF:
+            log.info("folding entry %s (%s) skipped: FINN inserts and sizes its own FIFOs/width converters "
+                     "after applying the folding (auto_fifo_depths)", ours, op)
+            continue
+        fop = FINN_OP_TYPE[op]
+        idx = counters.get(fop, 0)
+        counters[fop] = idx + 1
+        attrs = {k: v for k, v in folding[ours].items() if k in FINN_FOLDING_ATTRS[fop]}
+        dropped = sorted(set(folding[ours]) - set(attrs))
+        if dropped:
+            log.debug("%s: attributes %s are not FINN folding attributes; dropped", ours, dropped)
+        names = [f"{fop}{suffix}_{idx}" for suffix in FINN_STYLE_SUFFIXES]
+        for n in names:
+            finn_cfg[n] = dict(attrs)
+        name_map[ours] = names
+    return finn_cfg, name_map
+
+
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def write_finn_build_dir(qonnx_path: str | Path, out_dir: str | Path, board: str, clock_ns: float,
+                         target_fps: int | None = None, folding: str | Path | dict | None = None) -> Path:
+    """Write a FINN build directory for `qonnx_path`; returns `out_dir`.
+
+    `folding` is the embedded backend's folding (a `folding_config.json` path, its `dataflow.onnx`
+    beside it giving the op types, or the dict itself); without it FINN folds for `target_fps`.
+    """
+    from codesign.dataflow.boards import get_board
+
+    qonnx_path, out_dir = Path(qonnx_path), Path(out_dir)
+    if not qonnx_path.is_file():
+        raise CodesignError(f"{qonnx_path}: QONNX model not found; run `codesign export` first")
+    b = get_board(board)
+    if b.name not in FINN_BOARD:
+        raise CodesignError(f"board {b.name} has no FINN board name; FINN boards: {', '.join(FINN_BOARD)}")
+    if not (0.5 <= float(clock_ns) <= 100.0):
+        raise CodesignError(f"clock period {clock_ns} ns is out of range (0.5 .. 100 ns)")
+    if target_fps is not None and int(target_fps) <= 0:
+        raise CodesignError("target_fps must be a positive integer")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.atomic_write(out_dir / "model.onnx", lambda p: shutil.copyfile(qonnx_path, p))
+    data = qonnx_path.with_name(qonnx_path.name + ".data")
+    if data.is_file():  # dynamo export keeps weights beside the model
+        atomic.atomic_write(out_dir / data.name, lambda p: shutil.copyfile(data, p))
+
+    folding_dict: dict[str, Any] | None = None
+    dataflow_onnx: Path | None = None
+    if isinstance(folding, (str, Path)):
+        folding_dict = atomic.read_json(folding)
+        dataflow_onnx = Path(folding).with_name("dataflow.onnx")
+    elif isinstance(folding, dict):
+        folding_dict = folding
+
+    cfg: dict[str, Any] = {
+        "output_dir": f"output_{qonnx_path.stem}_{FINN_BOARD[b.name]}",
+        "synth_clk_period_ns": float(clock_ns),
+        "board": FINN_BOARD[b.name],
+        "fpga_part": b.part,
+        "shell_flow_type": "vivado_zynq",
+        "generate_outputs": list(FINN_OUTPUTS),
+        "mvau_wwidth_max": FINN_MVAU_WWIDTH_MAX,
+        "auto_fifo_depths": True,
+        "save_intermediate_models": True,
+    }
+    if target_fps is not None:
+        cfg["target_fps"] = int(target_fps)
+    if folding_dict is not None:
+        finn_folding, name_map = translate_folding(folding_dict, dataflow_onnx)
+        atomic.write_json(out_dir / "folding_config.json", finn_folding)
+        atomic.write_json(out_dir / "folding_name_map.json", name_map)
+        cfg["folding_config_file"] = "folding_config.json"
+        if target_fps is not None:
+            log.info("both a folding and target_fps given: FINN applies the folding after its FPS pass")
+    elif target_fps is None:
+        raise CodesignError("give a folding (the build's folding_config.json) or a target FPS, "
+                            "otherwise FINN builds the slowest (fully folded) design")
+    atomic.write_json(out_dir / "dataflow_build_config.json", cfg)
+    atomic.write_text(out_dir / "build.py",
+                      _env().get_template("driver/finn_build.py.j2").render(out_dir_name=out_dir.name))
+    log.info("wrote FINN build directory %s (%s, %s, %.3f ns)", out_dir, cfg["board"], b.part, float(clock_ns))
+    return out_dir
+
+
+def finn_command_hint(finn_dir: str | Path) -> str:
+    """What to run when `finn` is not importable here."""
+    d = Path(finn_dir).resolve()
+    return ("FINN is not installed here. In a FINN checkout (github.com/Xilinx/finn, with Vivado/Vitis "
+            "installed and FINN_XILINX_PATH / FINN_XILINX_VERSION exported), run:\n"
+            f"    ./run-docker.sh build_custom {d}\n"
+            f"or inside FINN's container: python -m finn.builder.build_dataflow {d}")
+
+
+def run_finn_build(finn_dir: str | Path, collect_to: str | Path | None = None) -> Path:
+    """Run FINN on the directory (when importable) and copy its report/*.json to `collect_to`."""
+    finn_dir = Path(finn_dir)
+    try:
+        from finn.builder.build_dataflow import build_dataflow_directory  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise ToolMissingError(finn_command_hint(finn_dir)) from exc
+    rc = build_dataflow_directory(str(finn_dir))
+    if rc not in (0, None):
+        raise CodesignError(f"FINN build failed (rc {rc}); see {finn_dir}/build_dataflow.log")
+    cfg = atomic.read_json(finn_dir / "dataflow_build_config.json")
+    out = finn_dir / cfg["output_dir"]
+    if collect_to is not None:
+        collect_reports(out, collect_to)
+    return out
+
+
+def collect_reports(finn_output_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copy FINN's report/*.json next to the embedded backend's (e.g. BUILD/report/finn/)."""
+    src, dest = Path(finn_output_dir) / "report", Path(dest)
+    if not src.is_dir():
+        raise CodesignError(f"{src}: FINN wrote no reports (did the build finish?)")
+    copied = []
+    for f in sorted(src.glob("*.json")):
+        copied.append(atomic.atomic_write(dest / f.name, lambda p, s=f: shutil.copyfile(s, p)))
+    log.info("collected %d FINN reports into %s", len(copied), dest)
+    return copied
+
+
+def check_applied_folding(finn_model_path: str | Path, finn_folding: dict[str, Any]) -> list[str]:
+    """Names of the FINN folding entries that match no node of FINN's folded model.
+
+    Run on `intermediate_models/step_apply_folding_config.onnx` after a FINN build: FINN only
+    warns about such entries; this makes a mis-mapped folding visible (each entry exists under
+    three style names, so an entry counts as applied when any of its names matches).
+    """
+    import onnx
+
+    names = {n.name for n in onnx.load(str(finn_model_path), load_external_data=False).graph.node}
+    missing = []
+    groups: dict[str, list[str]] = {}
+    for key in finn_folding:
+        if key == "Defaults":
+            continue
+        base = re.sub(r"(_hls|_rtl)(?=_\d+$)", "", key)
+        groups.setdefault(base, []).append(key)
+    for base, keys in groups.items():
+        if not any(k in names for k in keys):
+            missing.append(base)
+    return missing

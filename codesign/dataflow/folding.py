@@ -1,0 +1,545 @@
+"""Folding: PE/SIMD per HW node, FINN-format folding JSON, auto-folding and max-FPS folding.
+
+Why it looks like this:
+- Constraints are data (`FOLD_CONSTRAINTS`: folded attribute -> the dimension it must divide),
+  so the checker, the error messages and the auto-folder share one definition.
+- A typo in a folding JSON is an *error* naming the closest node names (FINN only warns, and a
+  silently ignored folding is a classic FINN pitfall).
+- `auto_fold` restates FINN's SetFolding idea (raise SIMD over the divisors of MW, respecting
+  the weight-stream width limit, then PE over the divisors of MH) but evaluates the whole
+  divisor grid of each node with the vectorised cost model and keeps the cheapest (fewest LUT,
+  then BRAM, DSP, parallelism) choice that meets the target — a superset of the choices FINN's
+  greedy walk visits, so never more expensive than it.
+- `max_fps_fold` searches over the finite set of achievable bottleneck cycle counts, so the
+  answer is exact for the cost model (given that cost grows as the target tightens).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from onnx import NodeProto, helper
+
+from codesign.dataflow.cost import (CALIBRATED, DSP48, IDENTITY, OP_COST, RESOURCES, Calibration, hw_nodes,
+                                    model_cost, node_attrs, node_params)
+from codesign.errors import FoldingError
+
+log = logging.getLogger(__name__)
+
+#: op type -> {folded attribute: attribute of the dimension it must divide}
+FOLD_CONSTRAINTS: dict[str, dict[str, str]] = {
+    "MVAU": {"SIMD": "MW", "PE": "MH"},
+    "Thresholding": {"PE": "NumChannels"},
+    "SlidingWindow": {"SIMD": "IFMChannels"},
+    "FMPadding": {"SIMD": "NumChannels"},
+    "StreamingMaxPool": {"PE": "NumChannels"},
+    "LabelSelect": {"PE": "Labels"},
+}
+#: the same dimensions under their `node_params` names (what the cost functions see)
+_PARAM_DIM = {"MW": "MW", "MH": "MH", "NumChannels": "C", "IFMChannels": "C", "Labels": "L"}
+#: op type -> (consumer op type, attribute) whose value the op's folded attribute follows,
+#: so the stream widths match without a width converter (FINN: the sliding window takes the
+#: following MVAU's SIMD; padding takes the sliding window's)
+FOLLOWS: dict[str, tuple[str, str]] = {"SlidingWindow": ("MVAU", "SIMD"), "FMPadding": ("SlidingWindow", "SIMD")}
+#: keys a FINN folding config may carry besides PE/SIMD (finn-reference §1)
+FINN_FOLDING_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
+                     "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths")
+#: attributes written into an extracted folding config when the node has them
+EXPORT_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
+               "parallel_window", "depth", "impl_style")
+
+
+def divisors(n: int) -> list[int]:
+    """All positive divisors of n, ascending."""
+    n = int(n)
+    if n <= 0:
+        return [1]
+    small = [d for d in range(1, int(math.isqrt(n)) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+# --------------------------------------------------------------------------- attributes
+
+def set_attr(node: NodeProto, name: str, value: Any) -> None:
+    """Set (or replace) one ONNX attribute, keeping the attribute's existing type."""
+    for i, a in enumerate(node.attribute):
+        if a.name == name:
+            old = helper.get_attribute_value(a)
+            if isinstance(old, (int, np.integer)) and not isinstance(value, str):
+                value = int(value)
+            del node.attribute[i]
+            break
+    if isinstance(value, (np.integer,)):
+        value = int(value)
+    node.attribute.append(helper.make_attribute(name, value))
+
+
+def _declared_attrs(node: NodeProto) -> set[str] | None:
+    try:
+        from qonnx.custom_op.registry import getCustomOp
+
+        return set(getCustomOp(node).get_nodeattr_types())
+    except Exception:
+        return None
+
+
+def check_node_folding(node: NodeProto, attrs: Mapping[str, Any] | None = None) -> None:
+    """Raise FoldingError if a folded attribute does not divide its dimension; the message
+    names the node and lists the legal values."""
+    a = dict(node_attrs(node))
+    if attrs:
+        a.update(attrs)
+    for fattr, dim_attr in FOLD_CONSTRAINTS.get(node.op_type, {}).items():
+        if fattr not in a or dim_attr not in a:
+            continue
+        v, dim = int(a[fattr]), int(a[dim_attr])
+        if v < 1 or dim % v != 0:
+            raise FoldingError(f"{node.name} ({node.op_type}): {fattr}={v} does not divide {dim_attr}={dim}; "
+                               f"valid {fattr} values: {divisors(dim)}")
+
+
+def check_folding(model: Any) -> None:
+    """Check the folding constraints of every HW node."""
+    for n in hw_nodes(model):
+        check_node_folding(n)
+
+
+def _node_index(model: Any) -> dict[str, NodeProto]:
+    return {n.name: n for n in hw_nodes(model)}
+
+
+def _unknown_node(name: str, names: list[str]) -> FoldingError:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return FoldingError(f"folding config names node {name!r}, which is not in the graph{hint} "
+                        f"(HW nodes: {', '.join(names)})")
+
+
+def _check_attr_name(node: NodeProto, attr: str) -> None:
+    declared = _declared_attrs(node)
+    known = set(FINN_FOLDING_KEYS) | (declared if declared is not None else set(node_attrs(node)))
+    if attr not in known:
+        close = difflib.get_close_matches(attr, sorted(known), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise FoldingError(f"{node.name} ({node.op_type}): unknown attribute {attr!r}{hint}")
+
+
+def _check_attr_value(node: NodeProto, attr: str, value: Any) -> None:
+    """Reject values the cost model and the RTL cannot use (a typo like ram_style="blok")."""
+    from codesign.dataflow.cost import RAM_STYLES, RES_TYPES
+
+    valid = {"ram_style": RAM_STYLES, "resType": RES_TYPES}.get(attr)
+    if valid is not None and value not in valid:
+        raise FoldingError(f"{node.name} ({node.op_type}): {attr}={value!r} is not valid; valid: {', '.join(valid)}")
+    if attr in ("PE", "SIMD", "depth") and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+                                            or int(value) < 1):
+        raise FoldingError(f"{node.name} ({node.op_type}): {attr} must be a positive integer, got {value!r}")
+
+
+def set_folding(model: Any, folding: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Apply {node name: {attr: value}} to the model's HW nodes (in place; returns the model).
+
+    Every name and attribute is validated before anything is changed, so a bad config leaves
+    the model untouched.
+    """
+    idx = _node_index(model)
+    names = list(idx)
+    for name, attrs in folding.items():
+        if name not in idx:
+            raise _unknown_node(name, names)
+        if not isinstance(attrs, Mapping):
+            raise FoldingError(f"folding config entry {name!r} must map attribute -> value")
+        for k, v in attrs.items():
+            _check_attr_name(idx[name], k)
+            _check_attr_value(idx[name], k, v)
+        check_node_folding(idx[name], attrs)
+    for name, attrs in folding.items():
+        for k, v in attrs.items():
+            set_attr(idx[name], k, v)
+    return model
+
+
+# --------------------------------------------------------------------------- FINN JSON
+
+def _expand_defaults(model: Any, defaults: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """FINN's "Defaults": attr -> [value, ["OpType", ...]] or [value, "all"]; applied to every
+    matching node that has the attribute."""
+    out: dict[str, dict[str, Any]] = {}
+    for attr, spec in defaults.items():
+        if not (isinstance(spec, (list, tuple)) and len(spec) == 2):
+            raise FoldingError(f"Defaults[{attr!r}] must be [value, [\"OpType\", ...]] or [value, \"all\"], "
+                               f"got {spec!r}")
+        value, scope = spec
+        if scope != "all" and not (isinstance(scope, (list, tuple)) and all(isinstance(s, str) for s in scope)):
+            raise FoldingError(f"Defaults[{attr!r}]: scope must be \"all\" or a list of op types, got {scope!r}")
+        for n in hw_nodes(model):
+            if scope != "all" and n.op_type not in scope:
+                continue
+            declared = _declared_attrs(n)
+            has = attr in (declared if declared is not None else set(node_attrs(n)))
+            if not has:
+                if scope != "all":
+                    raise FoldingError(f"Defaults[{attr!r}]: op type {n.op_type} ({n.name}) has no attribute {attr!r}")
+                continue
+            out.setdefault(n.name, {})[attr] = value
+    return out
+
+
+def apply_folding_config(model: Any, config: Mapping[str, Any] | str | Path) -> Any:
+    """Apply a FINN-format folding config (dict or JSON path): Defaults first, then per node."""
+    if not isinstance(config, Mapping):
+        from codesign.atomic import read_json
+
+        config = read_json(config)
+    if not isinstance(config, Mapping):
+        raise FoldingError("folding config must be a JSON object keyed by node name")
+    merged = _expand_defaults(model, config.get("Defaults", {}) or {})
+    for name, attrs in config.items():
+        if name == "Defaults":
+            continue
+        if not isinstance(attrs, Mapping):
+            raise FoldingError(f"folding config entry {name!r} must map attribute -> value")
+        merged.setdefault(name, {}).update(attrs)
+    # validate node names first, even for nodes only mentioned with an empty dict
+    idx = _node_index(model)
+    for name in merged:
+        if name not in idx:
+            raise _unknown_node(name, list(idx))
+    return set_folding(model, merged)
+
+
+def extract_folding_config(model: Any) -> dict[str, Any]:
+    """The model's folding as a FINN folding config (with an empty "Defaults")."""
+    cfg: dict[str, Any] = {"Defaults": {}}
+    for n in hw_nodes(model):
+        a = node_attrs(n)
+        ent = {k: a[k] for k in EXPORT_KEYS if k in a}
+        if ent:
+            cfg[n.name] = ent
+    return cfg
+
+
+def save_folding_config(model: Any, path: str | Path) -> Path:
+    from codesign.atomic import write_json
+
+    return write_json(path, extract_folding_config(model))
+
+
+# --------------------------------------------------------------------------- auto folding
+
+def target_cycles_for(target_fps: float, clock_ns: float) -> int:
+    """FINN: floor(1e9 / (clk_ns * target_fps))."""
+    if target_fps <= 0 or clock_ns <= 0:
+        raise FoldingError(f"target FPS and clock must be positive (got {target_fps}, {clock_ns} ns)")
+    return int(math.floor(1e9 / (clock_ns * target_fps)))
+
+
+def fps_for(cycles: int, clock_ns: float) -> float:
+    return 1e9 / (clock_ns * cycles) if cycles > 0 else float("inf")
+
+
+@dataclass
+class _Space:
+    """Every folding choice of one node, costed once (arrays over the candidates)."""
+
+    name: str
+    op: str
+    choices: list[dict[str, int]]
+    cost: dict[str, np.ndarray]
+    follow: tuple[str, str] | None = None  # (consumer name, attr) this node's attribute follows
+    fattr: str | None = None
+    dim: int = 1
+    parallel: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _consumer(model: Any, node: NodeProto) -> NodeProto | None:
+    for o in node.output:
+        c = model.find_consumer(o)
+        if c is not None:
+            return c
+    return None
+
+
+def _producer(model: Any, node: NodeProto) -> NodeProto | None:
+    return model.find_producer(node.input[0]) if node.input else None
+
+
+def _build_spaces(model: Any, mvau_wwidth_max: int, calibration: Calibration,
+                  dsp_family: int, pinned: Mapping[str, Mapping[str, int]] | None = None) -> list[_Space]:
+    """Cost every folding choice of every foldable node; `pinned` nodes keep the given values."""
+    spaces: list[_Space] = []
+    pinned = pinned or {}
+    for n in hw_nodes(model):
+        rule = FOLD_CONSTRAINTS.get(n.op_type)
+        if not rule:
+            continue
+        p = node_params(model, n)
+        grids: dict[str, list[int]] = {}
+        for fattr, dim_attr in rule.items():
+            grids[fattr] = divisors(p[_PARAM_DIM[dim_attr]])
+        if n.name in pinned:
+            check_node_folding(n, pinned[n.name])
+            for k, v in pinned[n.name].items():
+                if k in grids:
+                    grids[k] = [int(v)]
+        elif n.op_type == "MVAU":
+            simd = [s for s in grids["SIMD"] if s == 1 or s * p["wbits"] <= mvau_wwidth_max]
+            prod = _producer(model, n)
+            if prod is not None and prod.op_type == "SlidingWindow":
+                c = int(node_attrs(prod)["IFMChannels"])
+                simd = [s for s in simd if c % s == 0]
+            grids["SIMD"] = simd
+        keys = list(grids)
+        mesh = np.meshgrid(*[np.asarray(grids[k], np.int64) for k in keys], indexing="ij")
+        flat = {k: m.ravel() for k, m in zip(keys, mesh)}
+        q = dict(p)
+        q.update(flat)
+        est = calibration.apply(n.op_type, OP_COST[n.op_type](q, dsp_family))
+        choices = [{k: int(flat[k][i]) for k in keys} for i in range(len(flat[keys[0]]))]
+        par = np.prod(np.stack([flat[k] for k in keys]), axis=0)
+        sp = _Space(n.name, n.op_type, choices, {r: np.broadcast_to(np.asarray(est[r]), par.shape)
+                                                 for r in CALIBRATED}, parallel=par)
+        if n.op_type in FOLLOWS:
+            cons = _consumer(model, n)
+            want_op, attr = FOLLOWS[n.op_type]
+            if cons is not None and cons.op_type == want_op:
+                sp.follow = (cons.name, attr)
+                sp.fattr = keys[0]
+                sp.dim = int(p[_PARAM_DIM[rule[keys[0]]]])
+        spaces.append(sp)
+    return spaces
+
+
+def _choose(spaces: list[_Space], target: int) -> tuple[dict[str, dict[str, int]], dict[str, int], list[str]]:
+    """Cheapest choice per node meeting `target` cycles; consumers are decided before the
+    producers that follow them. Returns (folding, chosen candidate index, infeasible nodes)."""
+    by_name = {s.name: s for s in spaces}
+    chosen: dict[str, dict[str, int]] = {}
+    index: dict[str, int] = {}
+    bad: list[str] = []
+    order = [s for s in spaces if s.follow is None] + [s for s in spaces if s.follow is not None]
+    # followers may chain (FMPadding -> SlidingWindow -> MVAU): resolve in dependency order
+    pending = list(order)
+    while pending:
+        progressed = False
+        for s in list(pending):
+            if s.follow is not None and s.follow[0] not in chosen and s.follow[0] in by_name:
+                continue
+            mask = s.cost["cycles"] <= target
+            if s.follow is not None and s.follow[0] in chosen:
+                base = chosen[s.follow[0]][s.follow[1]]
+                base = max(d for d in divisors(s.dim) if d <= base) if base <= s.dim else s.dim
+                vals = np.asarray([c[s.fattr] for c in s.choices])
+                mask = mask & (vals >= base)
+                if not mask.any():  # keep at least the follow value (its cycles are reported)
+                    mask = vals == base if (vals == base).any() else vals >= base
+                    if not (s.cost["cycles"][mask] <= target).any():
+                        bad.append(s.name)
+            elif not mask.any():
+                bad.append(s.name)
+                mask = s.cost["cycles"] == s.cost["cycles"].min()
+            cand = np.nonzero(mask)[0]
+            keys = (s.parallel[cand], s.cost["DSP"][cand], s.cost["BRAM_18K"][cand] + s.cost["URAM"][cand],
+                    s.cost["LUT"][cand])
+            i = int(cand[np.lexsort(keys)[0]])
+            chosen[s.name] = s.choices[i]
+            index[s.name] = i
+            pending.remove(s)
+            progressed = True
+        if not progressed:  # a cycle in FOLLOWS cannot happen in a chain; guard anyway
+            raise FoldingError("folding dependencies could not be resolved")
+    return chosen, index, bad
+
+
+def _fixed_cost(model: Any, spaces: list[_Space], calibration: Calibration, dsp_family: int) -> dict[str, Any]:
+    """Cost of HW nodes that folding does not touch (FIFOs, width converters)."""
+    names = {s.name for s in spaces}
+    from codesign.dataflow.cost import node_cost
+
+    return {n.name: node_cost(model, n, calibration, dsp_family) for n in hw_nodes(model) if n.name not in names}
+
+
+def _min_bottleneck(spaces: list[_Space]) -> tuple[int, str]:
+    worst, who = 0, ""
+    for s in spaces:
+        m = int(s.cost["cycles"].min())
+        if m > worst:
+            worst, who = m, s.name
+    return worst, who
+
+
+@dataclass
+class FoldResult:
+    """What a folding search decided: the folding, its bottleneck and the achieved FPS."""
+
+    folding: dict[str, dict[str, int]]
+    target_cycles: int
+    max_cycles: int
+    max_cycles_node_name: str
+    estimated_fps: float
+    totals: dict[str, int]
+    passes: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _plan(spaces: list[_Space], fixed: dict[str, Any], target: int, clock_ns: float,
+          two_pass: bool) -> FoldResult:
+    need, who = _min_bottleneck(spaces)
+    fixed_max = max((c["cycles"] for c in fixed.values()), default=0)
+    if need > target or fixed_max > target:
+        if fixed_max > need:
+            need, who = fixed_max, max(fixed, key=lambda k: fixed[k]["cycles"])
+        raise FoldingError(
+            f"target of {fps_for(target, clock_ns):.1f} FPS ({target} cycles at {clock_ns} ns) is infeasible: "
+            f"{who} needs at least {need} cycles even fully parallel; best achievable: "
+            f"{fps_for(need, clock_ns):.1f} FPS")
+    chosen, index, bad = _choose(spaces, target)
+    if bad:
+        raise FoldingError(f"target {target} cycles not reachable for {', '.join(bad)} under the stream-width "
+                           f"constraints; best achievable: {fps_for(need, clock_ns):.1f} FPS")
+    passes = 1
+    bottleneck = max(int(s.cost["cycles"][index[s.name]]) for s in spaces) if spaces else 0
+    bottleneck = max(bottleneck, fixed_max)
+    if two_pass and 0 < bottleneck < target:
+        # second pass: re-target the achieved bottleneck so no node is faster than the pipeline
+        # needs; with exhaustive cheapest choices this confirms the balance (no node can get
+        # cheaper without lowering the achieved FPS)
+        chosen2, index2, bad2 = _choose(spaces, bottleneck)
+        if not bad2:
+            chosen, index = chosen2, index2
+        passes = 2
+    by = {s.name: s for s in spaces}
+    cyc = {n: int(by[n].cost["cycles"][i]) for n, i in index.items()}
+    cyc.update({k: int(v["cycles"]) for k, v in fixed.items()})
+    mx_name = max(cyc, key=cyc.get) if cyc else ""
+    mx = cyc.get(mx_name, 0)
+    totals = {r: int(sum(int(by[n].cost[r][i]) for n, i in index.items())
+                     + sum(int(v[r]) for v in fixed.values())) for r in RESOURCES}
+    return FoldResult(chosen, target, mx, mx_name, fps_for(mx, clock_ns), totals, passes)
+
+
+def auto_fold(model: Any, target_fps: float, clock_ns: float, mvau_wwidth_max: int = 36,
+              two_pass: bool = True, calibration: Calibration | None = None,
+              dsp_family: int = DSP48, apply: bool = True) -> FoldResult:
+    """Fold every HW node for `target_fps` at `clock_ns` with the cheapest divisor choices.
+
+    Raises FoldingError when the target cannot be met, stating the best achievable FPS.
+    With apply=True the folding is written into the model's nodes.
+    """
+    cal = calibration or IDENTITY
+    target = target_cycles_for(target_fps, clock_ns)
+    spaces = _build_spaces(model, mvau_wwidth_max, cal, dsp_family)
+    res = _plan(spaces, _fixed_cost(model, spaces, cal, dsp_family), target, clock_ns, two_pass)
+    if apply:
+        set_folding(model, res.folding)
+    log.info("auto_fold: target %d cycles -> bottleneck %s at %d cycles (%.1f FPS)", target,
+             res.max_cycles_node_name, res.max_cycles, res.estimated_fps)
+    return res
+
+
+def fold_around(model: Any, pinned: Mapping[str, Mapping[str, int]], clock_ns: float,
+                calibration: Calibration | None = None, dsp_family: int = DSP48, apply: bool = True) -> FoldResult:
+    """Keep the `pinned` nodes' folding (e.g. FINN's published MVAU folding) and give every
+    other foldable node its cheapest choice that does not slow the pinned bottleneck down
+    (sliding windows/padding follow their MVAU's SIMD)."""
+    cal = calibration or IDENTITY
+    idx = _node_index(model)
+    for name in pinned:
+        if name not in idx:
+            raise _unknown_node(name, list(idx))
+    spaces = _build_spaces(model, 10 ** 9, cal, dsp_family, pinned)
+    target = max(int(s.cost["cycles"].max()) for s in spaces if s.name in pinned)
+    fixed = _fixed_cost(model, spaces, cal, dsp_family)
+    need, _ = _min_bottleneck(spaces)
+    res = _plan(spaces, fixed, max(target, need), clock_ns, two_pass=False)
+    if apply:
+        set_folding(model, res.folding)
+    return res
+
+
+def pin_mvaus(model: Any, pe_simd: list[tuple[int, int]]) -> dict[str, dict[str, int]]:
+    """{MVAU name: {PE, SIMD}} for the MVAUs in graph order (published foldings list them so)."""
+    mv = [n for n in hw_nodes(model) if n.op_type == "MVAU"]
+    if len(mv) != len(pe_simd):
+        raise FoldingError(f"folding lists {len(pe_simd)} MVAUs, the graph has {len(mv)}")
+    return {n.name: {"PE": int(p), "SIMD": int(q)} for n, (p, q) in zip(mv, pe_simd)}
+
+
+def max_fps_fold(model: Any, board: Any, clock_ns: float, util: float = 0.8, mvau_wwidth_max: int = 36,
+                 calibration: Calibration | None = None, apply: bool = True) -> FoldResult:
+    """The highest-FPS folding whose estimated resources fit `board` with every resource at
+    most `util` of the board's total. Binary search over the achievable bottleneck cycle counts
+    (the union of every node's candidate cycles), each step an auto-fold plus a cost check."""
+    from codesign.dataflow.boards import get_board, utilisation
+
+    b = get_board(board)
+    if not 0 < util <= 1:
+        raise FoldingError(f"utilisation cap must be in (0, 1], got {util}")
+    cal = calibration or IDENTITY
+    spaces = _build_spaces(model, mvau_wwidth_max, cal, b.dsp_family)
+    fixed = _fixed_cost(model, spaces, cal, b.dsp_family)
+    lo_need, _ = _min_bottleneck(spaces)
+    lo_need = max([lo_need] + [int(v["cycles"]) for v in fixed.values()])
+    cands = sorted({int(c) for s in spaces for c in np.unique(s.cost["cycles"]) if c >= lo_need} | {lo_need})
+    if not cands:
+        raise FoldingError("no foldable HW nodes in the model")
+
+    def attempt(t: int) -> FoldResult | None:
+        try:
+            r = _plan(spaces, fixed, t, clock_ns, two_pass=False)
+        except FoldingError:
+            return None
+        return r if utilisation(r.totals, b, util)["fits"] else None
+
+    best = attempt(cands[-1])
+    if best is None:
+        r = _plan(spaces, fixed, cands[-1], clock_ns, two_pass=False)
+        u = utilisation(r.totals, b, util)
+        over = ", ".join(f"{k} {v['utilisation']:.0%}" for k, v in u["resources"].items() if v["utilisation"] > util)
+        raise FoldingError(f"the model does not fit {b.name} under {util:.0%} even fully folded ({over}); "
+                           f"slowest folding gives {r.estimated_fps:.1f} FPS")
+    lo, hi = 0, len(cands) - 1  # cands[hi] fits; find the smallest index that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        r = attempt(cands[mid])
+        if r is not None:
+            hi, best = mid, r
+        else:
+            lo = mid + 1
+    if apply:
+        set_folding(model, best.folding)
+    log.info("max_fps_fold: %s under %.0f%%: %.1f FPS (bottleneck %s, %d cycles)", b.name, util * 100,
+             best.estimated_fps, best.max_cycles_node_name, best.max_cycles)
+    return best
+
+
+def folding_summary(model: Any, clock_ns: float, calibration: Calibration | None = None,
+                    dsp_family: int = DSP48) -> FoldResult:
+    """FoldResult describing the folding currently in the model (e.g. after a JSON config)."""
+    check_folding(model)
+    mc = model_cost(model, calibration, dsp_family)
+    fold = {n: {k: v for k, v in node_attrs(nd).items() if k in ("PE", "SIMD")} for n, nd in _node_index(model).items()}
+    return FoldResult(fold, mc["max_cycles"], mc["max_cycles"], mc["max_cycles_node_name"],
+                      fps_for(mc["max_cycles"], clock_ns), mc["total"])
+
+
+def insert_stream_adapters(model: Any, fifo_depth: int = 2) -> tuple[Any, list[str]]:
+    """Insert width converters and FIFOs between the folded HW nodes with the lowering's
+    passes (`codesign.dataflow.compiler.insert_stream_plumbing`: InsertDWC then InsertFIFO).
+
+    Returns the model and the names of the passes applied (empty when not available).
+    """
+    try:
+        from codesign.dataflow.compiler import insert_stream_plumbing
+    except ImportError:
+        log.warning("InsertDWC/InsertFIFO not available; graph left without width converters/FIFOs")
+        return model, []
+    return insert_stream_plumbing(model, fifo_depth=fifo_depth), ["InsertDWC", "InsertFIFO"]

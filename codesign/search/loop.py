@@ -1,0 +1,382 @@
+"""The co-design loop end to end: context -> trials (any strategy, N workers) -> finalists.
+
+Cheap before expensive: (1) the cost model rejects infeasible designs in milliseconds and
+guides the walk; (2) short QAT (a few batches) ranks the candidates, cached by plan hash in the
+study; (3) only the Pareto finalists get the full QAT; (4) the chosen design is exported,
+compiled with the compiler's `build_dataflow`, and handed to the RTL steps when asked.
+Every stage writes its result into the run folder and is skipped when that result exists,
+so a killed run restarts where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing as mp
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codesign.atomic import read_json, write_json
+from codesign.config import RunConfig
+from codesign.errors import CodesignError
+from codesign.search.feedback import RelevanceFeedback, check_achievable
+from codesign.search.hw import HwEstimator
+from codesign.search.space import Candidate, SearchSpace
+from codesign.search.strategies import (STRATEGIES, StrategyResult, boundary_seeds, make_sampler, run_optuna,
+                                        run_random, run_relevance, run_uniform)
+from codesign.search.study import Evaluator, completed_records, default_storage_url, make_storage, open_study
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchContext:
+    """Everything a worker needs; rebuilt from the config in each worker process."""
+
+    cfg: RunConfig
+    out: Path
+    splits: Any
+    rank_splits: Any
+    spec: dict
+    rel: Any
+    space: SearchSpace
+    hw: HwEstimator
+    float_ckpt: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def search_dir(self) -> Path:
+        return self.out / "search"
+
+
+def _subset(ds: Any, n: int | None) -> Any:
+    from torch.utils.data import TensorDataset
+
+    if n is None or n >= len(ds):
+        return ds
+    x, y = ds.tensors
+    return TensorDataset(x[:n], y[:n])
+
+
+def ensure_float(cfg: RunConfig, out: Path, splits: Any, progress: bool = False) -> Path:
+    """out/float.pt, trained with the `train:` settings unless it is already there."""
+    from codesign.flow import train_float
+    from codesign.train import TrainConfig
+
+    ck = out / "float.pt"
+    if ck.is_file():
+        log.info("reusing %s", ck)
+        return ck
+    t = cfg.train
+    train_float(cfg.model, cfg.dataset, out,
+                TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, patience=t.patience, seed=cfg.seed,
+                            max_batches_per_epoch=t.max_batches, progress=progress),
+                data_dir=cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test, splits=splits)
+    return ck
+
+
+def ensure_relevance(cfg: RunConfig, out: Path, float_ckpt: Path, splits: Any, progress: bool = False) -> Any:
+    """out/relevance.json (DeepLIFT by default) of the float model, computed once."""
+    from codesign.relevance import load_relevance, relevance_for_checkpoint
+    from codesign.train import load_checkpoint
+
+    spec = load_checkpoint(float_ckpt)["spec"]
+    path = out / "relevance.json"
+    if path.is_file():
+        return load_relevance(path, spec)
+    r = cfg.search.relevance
+    rel = relevance_for_checkpoint(float_ckpt, method=r.method, samples=r.samples, baseline=r.baseline,
+                                   seed=cfg.seed, progress=progress, splits=splits)
+    rel.save(path)
+    try:
+        from codesign.relevance import plot_relevance
+
+        plot_relevance(rel, out / "relevance.png")
+    except Exception as exc:  # noqa: BLE001 - a plot must not stop the run
+        log.warning("relevance plot skipped: %s", exc)
+    return rel
+
+
+def build_space(cfg: RunConfig, spec: dict) -> SearchSpace:
+    s = cfg.search
+    return SearchSpace(spec, tuple(s.weight_bits), tuple(s.act_bits), tuple(s.prune_levels), cfg.qat.input_bits,
+                       tuple(s.cluster))
+
+
+def build_hw(cfg: RunConfig, space: SearchSpace) -> HwEstimator:
+    return HwEstimator(space, cfg.board, cfg.target_fps, cfg.clock_ns, cfg.search.util, cfg.search.budget)
+
+
+def prepare(cfg: RunConfig, out: Path, progress: bool = False, splits: Any = None) -> SearchContext:
+    """Dataset, float model, relevance, search space and cost model for a run folder."""
+    from codesign.data import DatasetSplits, load_dataset
+    from codesign.train import load_checkpoint
+
+    t0 = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = splits or load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit_train=cfg.limit_train,
+                                    limit_test=cfg.limit_test)
+    secs: dict[str, float] = {"data": time.time() - t0}
+    t0 = time.time()
+    fck = ensure_float(cfg, out, splits, progress)
+    secs["float"] = time.time() - t0
+    t0 = time.time()
+    rel = ensure_relevance(cfg, out, fck, splits, progress)
+    secs["relevance"] = time.time() - t0
+    spec = load_checkpoint(fck)["spec"]
+    r = cfg.search.rank
+    val = _subset(splits.val, r.val_samples)
+    rank_splits = DatasetSplits(train=splits.train, val=val, test=_subset(val, 256), num_classes=splits.num_classes,
+                                input_shape=splits.input_shape, class_names=splits.class_names, name=splits.name)
+    space = build_space(cfg, spec)
+    return SearchContext(cfg, out, splits, rank_splits, spec, rel, space, build_hw(cfg, space), fck, secs)
+
+
+def _train_config(cfg: RunConfig, short: bool, progress: bool = False):
+    from codesign.train import TrainConfig
+
+    if short:
+        r = cfg.search.rank
+        return TrainConfig(epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, patience=None, seed=cfg.seed,
+                           max_batches_per_epoch=r.max_batches, progress=progress)
+    q = cfg.qat
+    return TrainConfig(epochs=q.epochs, lr=q.lr, batch_size=q.batch_size, patience=q.patience, seed=cfg.seed,
+                       max_batches_per_epoch=q.max_batches, progress=progress)
+
+
+def train_candidate(ctx: SearchContext, cand: Candidate, folder: Path, short: bool, export: bool = False) -> dict:
+    """QAT of one design through the compression pipeline (structured pruning by relevance,
+    the bit plan, optional weight sharing); returns compress.json's summary with val_acc."""
+    from codesign.compress.pipeline import CompressConfig, compress
+
+    plan = ctx.space.plan(cand)
+    ratios = {n: r for n, r in cand.pd.items() if r > 0}
+    ccfg = CompressConfig(prune_filters=ratios or None, bits=plan, cluster=cand.cluster,
+                          qat=_train_config(ctx.cfg, short), export=export, input_bits=cand.input_bits,
+                          seed=ctx.cfg.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = compress(ctx.float_ckpt, ctx.rel if (ratios or cand.cluster) else None, folder, ccfg,
+                       splits=ctx.rank_splits if short else ctx.splits)
+    summary["val_acc"] = summary.get("qat_val_acc")
+    return summary
+
+
+def study_name(cfg: RunConfig, strategy: str) -> str:
+    return cfg.search.study_name or f"{cfg.name}-{strategy}"
+
+
+def _sampler_for(cfg: RunConfig, strategy: str) -> Any:
+    return make_sampler(cfg.search.sampler, cfg.seed, population=max(4, min(8, cfg.search.trials))) \
+        if strategy == "optuna" else None
+
+
+def run_strategy(ctx: SearchContext, strategy: str, storage_url: str, name: str,
+                 seed_relevance: bool | None = None) -> StrategyResult:
+    """Run one strategy in this process against the shared study until its budget is spent."""
+    s = ctx.cfg.search
+    if strategy not in STRATEGIES:
+        raise CodesignError(f"unknown search strategy '{strategy}': choose one of {', '.join(STRATEGIES)}")
+    check_achievable(ctx.space, ctx.hw)
+    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s)
+    study = open_study(storage, name, _sampler_for(ctx.cfg, strategy))
+    ev = Evaluator(study, ctx.space, ctx.hw, lambda c, d: train_candidate(ctx, c, d, short=True),
+                   ctx.search_dir / "trials", strategy, s.trials)
+    fb = RelevanceFeedback(ctx.space, ctx.hw, ctx.rel.layer_scores(),
+                           {n: ctx.rel.units(n) for n in ctx.space.prunable}, s.alpha)
+    t0 = time.time()
+    if strategy == "relevance":
+        res = run_relevance(ev, fb, s.patience, s.max_iters)
+    elif strategy == "uniform":
+        res = run_uniform(ev)
+    elif strategy == "random":
+        res = run_random(ev, ctx.cfg.seed)
+    else:
+        seed_rel = s.seed_relevance if seed_relevance is None else seed_relevance
+        res = run_optuna(ev, boundary_seeds(ctx.space, fb) if seed_rel else None)
+    log.info("%s: %s; %d trained here, %d cache hits, %d cost-model calls (%.1f ms each) in %.1f s",
+             strategy, res.stop_reason, ev.trained_here, ev.cache_hits, ctx.hw.calls,
+             1e3 * ctx.hw.seconds / max(ctx.hw.calls, 1), time.time() - t0)
+    return res
+
+
+def _worker(cfg_dict: dict, out: str, strategy: str, storage_url: str, name: str, index: int,
+            seed_relevance: bool | None) -> None:
+    """Entry point of a worker process (spawned): rebuild the context, run the strategy."""
+    import logging as _logging
+
+    from codesign.config import RunConfig as _RC, _build
+
+    _logging.basicConfig(level=_logging.INFO, format=f"%(levelname)s w{index} %(name)s: %(message)s")
+    torch.set_num_threads(1)
+    cfg = _build(_RC, cfg_dict, "config")
+    ctx = prepare(cfg, Path(out))
+    run_strategy(ctx, strategy, storage_url, name, seed_relevance)
+
+
+def run_trials(ctx: SearchContext, strategy: str | None = None, storage_url: str | None = None,
+               workers: int | None = None, seed_relevance: bool | None = None) -> dict[str, Any]:
+    """The trial phase with N worker processes sharing one study (N=1: in this process)."""
+    s = ctx.cfg.search
+    strategy = strategy or s.strategy
+    storage_url = storage_url or s.storage or default_storage_url(ctx.search_dir)
+    name = study_name(ctx.cfg, strategy)
+    workers = int(workers or s.workers)
+    t0 = time.time()
+    check_achievable(ctx.space, ctx.hw)
+    if workers <= 1:
+        res = run_strategy(ctx, strategy, storage_url, name, seed_relevance)
+        info = {"converged": res.converged, "stop_reason": res.stop_reason}
+    else:
+        mpc = mp.get_context("spawn")
+        cfg_dict = dataclasses.asdict(ctx.cfg)
+        procs = [mpc.Process(target=_worker, args=(cfg_dict, str(ctx.out), strategy, storage_url, name, i,
+                                                   seed_relevance)) for i in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        bad = [p.exitcode for p in procs if p.exitcode != 0]
+        if bad:
+            raise CodesignError(f"{len(bad)} of {workers} search workers failed (exit codes {bad}); "
+                                "completed trials are kept in the study, re-run to resume")
+        info = {"converged": None, "stop_reason": f"{workers} workers finished"}
+    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s)
+    study = open_study(storage, name)
+    info.update({"strategy": strategy, "storage": storage_url, "study": name, "seconds": time.time() - t0,
+                 "records": completed_records(study)})
+    return info
+
+
+# ----------------------------------------------------------------------------- finalists
+
+def _full_qat(ctx: SearchContext, cand: Candidate, folder: Path) -> dict:
+    """Full QAT + export of one design, skipped when folder/compress.json exists (resume)."""
+    if (folder / "compress.json").is_file() and (folder / "model.onnx").is_file():
+        s = read_json(folder / "compress.json")
+        s["val_acc"] = s.get("qat_val_acc")
+        return s
+    return train_candidate(ctx, cand, folder, short=False, export=True)
+
+
+def _row(ctx: SearchContext, cand: Candidate, summary: dict, name: str | None = None) -> dict:
+    est = ctx.hw.estimate(cand, per_layer=True)
+    return {"name": name, "plan_hash": cand.hash, "candidate": cand.to_json(), "describe": cand.describe(),
+            "val_acc": summary.get("qat_val_acc"), "test_acc": summary.get("test_acc"), "feasible": est.feasible,
+            "reason": est.reason, "fps": est.fps, **est.totals, "per_layer": est.per_layer}
+
+
+def _copy(src: Path, dst: Path) -> None:
+    from codesign.atomic import atomic_write
+
+    atomic_write(dst, lambda p: shutil.copyfile(src, p))
+
+
+def _hw_steps(cfg: RunConfig, build: Any, out: Path) -> dict[str, str]:
+    """RTL, rtlsim and synthesis of the compiled design, each only where the code exists."""
+    steps: dict[str, str] = {}
+    h = cfg.hw
+    if not (h.rtl or h.rtlsim or h.synth):
+        return steps
+    try:
+        from codesign.hw.rtl import render_model
+    except ImportError as exc:
+        raise CodesignError(f"--rtl needs codesign.hw.rtl, which this checkout lacks ({exc})") from exc
+    design = render_model(build.model, out / "BUILD" / "rtl")
+    steps["rtl"] = f"generated in {out / 'BUILD' / 'rtl'} (top {getattr(design, 'top', 'codesign_top')})"
+    for flag, mod, fn_names in (("rtlsim", "codesign.hw.rtlsim", ("rtlsim_build", "run_rtlsim", "simulate_build")),
+                                ("synth", "codesign.hw.synth", ("synth_build", "run_synth", "synthesize_build"))):
+        if not getattr(h, flag):
+            continue
+        try:
+            m = __import__(mod, fromlist=["x"])
+        except ImportError as exc:
+            raise CodesignError(f"--{flag} needs {mod}, which this checkout lacks ({exc})") from exc
+        fn = next((getattr(m, n) for n in fn_names if hasattr(m, n)), None)
+        if fn is None:
+            raise CodesignError(f"--{flag}: {mod} has none of {', '.join(fn_names)}; run `codesign {flag}` on "
+                                f"{out / 'BUILD'} instead")
+        res = fn(out / "BUILD")
+        steps[flag] = str(res)
+    return steps
+
+
+def finalize(ctx: SearchContext, info: dict, compile_design: bool = True) -> dict:
+    """Full QAT of the Pareto finalists and the baselines, choice, export, compile, report."""
+    from codesign.search.pareto import pareto_front
+    from codesign.search.report import plot_design, plot_front, write_markdown
+
+    cfg, s = ctx.cfg, ctx.cfg.search
+    sd = ctx.search_dir
+    t0 = time.time()
+    records = info["records"]
+    for r in records:
+        r["describe"] = Candidate.from_json(r["candidate"]).describe() if r.get("candidate") else ""
+    if not records:
+        raise CodesignError("the search trained no design (trial budget 0?); nothing to choose from")
+    front = pareto_front(records)
+    finalists = sorted(front, key=lambda r: -r["accuracy"])[:max(1, s.finalists)]
+    rows = []
+    for r in finalists:
+        cand = Candidate.from_json(r["candidate"])
+        summ = _full_qat(ctx, cand, sd / "final" / cand.hash)
+        rows.append(_row(ctx, cand, summ))
+        log.info("finalist %s: full-QAT val %.4f test %.4f", cand.describe(), rows[-1]["val_acc"] or 0,
+                 rows[-1]["test_acc"] or 0)
+    chosen = max(rows, key=lambda r: (r["feasible"], r["val_acc"] or 0, -r["LUT"]))  # val, never test
+    chosen["accuracy"] = chosen["test_acc"]
+    baselines = []
+    from codesign.models import parse_bits
+
+    for b in s.baselines:
+        w, a = parse_bits(b)
+        cand = ctx.space.uniform(w, a) if (w in range(1, 9) and a in range(1, 9)) else None
+        summ = _full_qat(ctx, cand, sd / "baselines" / b)
+        row = _row(ctx, cand, summ, b)
+        row["accuracy"] = row["test_acc"]
+        baselines.append(row)
+    secs = {"finalists_and_baselines": time.time() - t0}
+    # the chosen design becomes the run folder's qat.pt / plan.json / model.onnx
+    src = sd / "final" / chosen["plan_hash"]
+    for f in ("qat.pt", "plan.json", "model.onnx", "model.check.json"):
+        if (src / f).is_file():
+            _copy(src / f, ctx.out / f)
+    summary: dict[str, Any] = {
+        "name": cfg.name, "board": ctx.hw.board.name, "clock_ns": ctx.hw.clock_ns, "target_fps": ctx.hw.target_fps,
+        "limits": {k: int(v) for k, v in ctx.hw.limits.items() if v and k in ("LUT", "BRAM_18K", "DSP")},
+        "strategy": info["strategy"], "study": info["study"], "storage": info["storage"],
+        "stop_reason": info.get("stop_reason"), "converged": info.get("converged"), "n_trials": len(records),
+        "float_test_acc": read_json(ctx.out / "float.json").get("test_acc") if (ctx.out / "float.json").is_file() else None,
+        "chosen": chosen, "baselines": baselines, "finalists": rows, "front": front,
+    }
+    if compile_design:
+        t1 = time.time()
+        try:
+            from codesign.dataflow.build import BuildConfig, build_dataflow
+        except ImportError as exc:
+            raise CodesignError(f"compiling the chosen design needs codesign.dataflow.build ({exc})") from exc
+        bcfg = BuildConfig(output_dir=ctx.out / "BUILD", board=ctx.hw.board.name, clock_ns=ctx.hw.clock_ns,
+                           target_fps=ctx.hw.target_fps, max_fps=ctx.hw.target_fps is None, util=s.util)
+        build = build_dataflow(ctx.out / "model.onnx", bcfg)
+        tot = build.cost.get("total", {}) if isinstance(build.cost, dict) else {}
+        summary["build"] = {"dir": str(ctx.out / "BUILD"), "fps": build.fold.get("estimated_fps"), **tot}
+        secs["compile"] = time.time() - t1
+        t1 = time.time()
+        summary["hw_steps"] = _hw_steps(cfg, build, ctx.out)
+        if summary["hw_steps"]:
+            secs["rtl"] = time.time() - t1
+    summary["seconds"] = {**ctx.seconds, "search": info.get("seconds", 0.0), **secs}
+    lut_lim = ctx.hw.limits.get("LUT")
+    plot_front(records, front, sd / "pareto.png", chosen, baselines, lut_lim)
+    plot_design(chosen["candidate"], chosen["per_layer"], sd / "design.png")
+    write_json(sd / "pareto.json", {"objectives": {"accuracy": "max (short-QAT val)", "LUT": "min", "fps": "max"},
+                                    "front": front, "all": records})
+    write_json(sd / "summary.json", summary)
+    write_markdown(summary, sd / "report.md")
+    log.info("report: %s", sd / "report.md")
+    return summary
