@@ -54,7 +54,7 @@ def settings(quick: bool) -> dict:
     if quick:
         return {"seeds": [0], "limit_train": 2000, "limit_test": 1000, "float_epochs": 3, "ft_epochs": 1,
                 "samples": 256, "ratios": [0.5, 0.8], "ks": [2, 8], "avg_bits": [3.0, 4.0]}
-    return {"seeds": [0, 1, 2], "limit_train": 20000, "limit_test": 10000, "float_epochs": 8, "ft_epochs": 3,
+    return {"seeds": [0, 1, 2], "limit_train": 10000, "limit_test": 10000, "float_epochs": 6, "ft_epochs": 2,
             "samples": 512, "ratios": [0.25, 0.5, 0.75, 0.9], "ks": [2, 4, 8, 16], "avg_bits": [2.5, 3.0, 4.0, 5.0]}
 
 
@@ -184,9 +184,9 @@ def plot(agg: list[dict], path: Path) -> None:
 
 def table(agg: list[dict], st: dict, cmd: str, seconds: float) -> str:
     lines = [f"Command: `{cmd}` ({seconds / 60:.1f} min; seeds {st['seeds']}, {st['limit_train']} train / "
-             f"{st['limit_test']} test images, float {st['float_epochs']} epochs, equal fine-tune budget "
-             f"{st['ft_epochs']} QAT epoch(s) per point). Accuracy: mean over seeds (± std); "
-             "'no FT': before fine-tuning.", ""]
+             f"{st['limit_test']} test images, float {st['float_epochs']} epochs, equal fine-tune budget of "
+             f"{st['ft_epochs']} epoch(s) per point: float fine-tuning for pruning and clustering, QAT for "
+             "bits). Accuracy: test accuracy, mean over seeds (± std); 'no FT': before fine-tuning.", ""]
     lines += ["| model | study | x | method | acc | no FT |", "|---|---|---|---|---|---|"]
     for a in agg:
         if a["study"] == "float":

@@ -163,3 +163,16 @@ def test_relevance_for_another_model_is_rejected(setup, tmp_path):
                "--prune-filters", "0.5", "--out", str(tmp_path / "y")])
     assert rc == 2
     assert main(["relevance", str(folder / "float.pt"), "--method", "nope", "--out", str(tmp_path / "r.json")]) == 2
+
+
+def test_iterative_prune_schedule_in_float(setup, tmp_path):
+    _, splits, folder, rel = setup
+    ft = TrainConfig(epochs=1, lr=1e-3, patience=None, progress=False, max_batches_per_epoch=3)
+    s = compress(folder / "float.pt", rel, tmp_path / "it", CompressConfig(
+        prune_filters=0.5, prune_steps=2, finetune_epochs=1, relevance_samples=32, qat=ft, quantize=False),
+        splits=splits)
+    widths = s["prune_filters"]["widths"]
+    assert widths == {"conv0": [8, 4], "conv1": [12, 6], "fc0": [24, 12]}
+    keep = s["prune_filters"]["keep"]["conv1"]
+    assert len(keep) == 6 and len(set(keep)) == 6 and max(keep) < 12      # indices into the original layer
+    assert (tmp_path / "it" / "compressed_float.pt").is_file() and 0.0 <= s["test_acc"] <= 1.0

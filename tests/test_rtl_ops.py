@@ -167,20 +167,25 @@ def test_labelselect(tmp_path, L, PE, K, idt):
 
 
 # ------------------------------------------------------------------ DWC and FIFO
-@pytest.mark.parametrize("inw,outw", [(24, 8), (8, 24), (12, 8), (4, 4)])
-def test_dwc(tmp_path, inw, outw):
-    rng = np.random.default_rng(inw * outw)
-    x = _rand(rng, "INT4", (4, 6, 4))
-    attrs = dict(shape=[1, 6, 4], inWidth=inw, outWidth=outw, dataType="INT4")
-    _run(tmp_path, [HWNodeSpec("dwc", "StreamingDataWidthConverter", attrs)], x, x)
+def test_dwc_and_fifo_chain(tmp_path):
+    """All width ratios (split, gather, non-integer 24->12->8, 8->32, identity) and FIFOs of
+    depth 1 and 5, chained in one design (one build) under random backpressure."""
+    rng = np.random.default_rng(11)
+    x = _rand(rng, "INT4", (5, 6, 4))          # 96 bits per frame: divisible by every width below
+    shape = [1, 6, 4]
 
+    def dwc(i, a, b):
+        return HWNodeSpec(f"dwc{i}", "StreamingDataWidthConverter",
+                          dict(shape=shape, inWidth=a, outWidth=b, dataType="INT4"))
 
-@pytest.mark.parametrize("depth,fold", [(1, 1), (5, 3)])
-def test_fifo(tmp_path, depth, fold):
-    rng = np.random.default_rng(depth)
-    x = _rand(rng, "UINT5", (4, 6 * fold))
-    attrs = dict(depth=depth, folded_shape=[1, 6, fold], dataType="UINT5")
-    _run(tmp_path, [HWNodeSpec("fifo", "StreamingFIFO", attrs)], x, x)
+    def fifo(i, depth, width):
+        return HWNodeSpec(f"fifo{i}", "StreamingFIFO",
+                          dict(depth=depth, folded_shape=[1, 96 // width, width // 4], dataType="INT4"))
+
+    chain = [fifo(0, 1, 24), dwc(0, 24, 8), dwc(1, 8, 24), dwc(2, 24, 12), fifo(1, 5, 12), dwc(3, 12, 8),
+             dwc(4, 8, 32), dwc(5, 32, 4), dwc(6, 4, 4), fifo(2, 2, 4)]
+    _run(tmp_path, chain, x, x)
+    _run(tmp_path / "b", chain, x, x, seed=9, p_bubble=0.0, p_stall=0.7)
 
 
 def test_chain_names_sanitised(tmp_path):

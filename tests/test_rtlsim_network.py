@@ -78,3 +78,16 @@ def test_mlp_backpressure_and_mismatch_report(tmp_path):
     f, i = np.argwhere(exp != got)[0]
     assert msg is not None and f"first at frame {f}, index {i}: expected {exp[f, i]}, got {got[f, i]}" in msg, msg
     assert i in (3, 4)
+
+
+@pytest.mark.slow
+def test_per_node_mode(tmp_path):
+    """Every HW node alone, fed its execute_onnx input, matches its execute_onnx output, and
+    sustains the estimated cycles per frame."""
+    from codesign.hw.rtlsim import rtlsim_nodes
+
+    build = _compile(mlp([3, 2], [2], hidden=16), tmp_path, (1, 28, 28), target_fps=50000)
+    res = rtlsim_nodes(build, images(6, (1, 28, 28)), backpressure=False)
+    assert {r["op_type"] for r in res.values()} >= {"MVAU"}
+    for name, r in res.items():
+        assert r["cycles_per_frame"] == r["exp_cycles"], (name, r)

@@ -90,10 +90,10 @@ def test_relevance_walk_converges_within_budget(ctx):
 def test_loop_trains_only_fitting_designs_and_stops(ctx, tmp_path):
     from codesign.search.loop import run_trials
 
-    ctx.cfg.search.trials = 3
+    ctx.cfg.search.trials = 2
     info = run_trials(ctx, strategy="relevance", storage_url=f"sqlite:///{tmp_path / 's.db'}")
     recs = info["records"]
-    assert 1 <= len(recs) <= 3
+    assert 1 <= len(recs) <= 2
     assert all(r["LUT"] <= 6000 for r in recs)
     assert len({r["plan_hash"] for r in recs}) == len(recs)
     assert info["stop_reason"]
@@ -112,29 +112,29 @@ def test_impossible_budget_reports_smallest_design(ctx):
 
 
 def test_interrupt_and_resume_loses_nothing(ctx, tmp_path):
-    cfg = _write_cfg(tmp_path / "c.yaml", ctx.out, trials=4, study_name="resume")
+    cfg = _write_cfg(tmp_path / "c.yaml", ctx.out, trials=3, study_name="resume")
     p = _search(cfg)
     deadline = time.time() + 120
     while time.time() < deadline and len(_study_trials(ctx.out, "resume") if (ctx.out / "search/study.db").exists()
-                                          else []) < 2:
+                                          else []) < 1:
         time.sleep(0.5)
     p.send_signal(signal.SIGKILL)
     p.wait()
     before = {t.user_attrs["plan_hash"] for t in _study_trials(ctx.out, "resume")}
-    assert len(before) >= 2
+    assert len(before) >= 1
     p = _search(cfg)
     out, _ = p.communicate(timeout=180)
     assert p.returncode == 0, out
     after = [t.user_attrs["plan_hash"] for t in _study_trials(ctx.out, "resume")]
-    assert len(after) == 4 and len(set(after)) == 4  # budget met, no design trained twice
+    assert len(after) == 3 and len(set(after)) == 3  # budget met, no design trained twice
     assert before <= set(after)  # nothing completed before the kill was lost
 
 
 def test_two_workers_share_one_study_without_duplicates(ctx, tmp_path):
     # both workers draw the *same* seeded random sequence: only the study keeps them apart
-    cfg = _write_cfg(tmp_path / "w.yaml", ctx.out, trials=4, study_name="workers")
+    cfg = _write_cfg(tmp_path / "w.yaml", ctx.out, trials=3, study_name="workers")
     p = _search(cfg, "--workers", "2")
     out, _ = p.communicate(timeout=240)
     assert p.returncode == 0, out
     hashes = [t.user_attrs["plan_hash"] for t in _study_trials(ctx.out, "workers")]
-    assert len(hashes) >= 4 and len(set(hashes)) == len(hashes)
+    assert len(hashes) >= 3 and len(set(hashes)) == len(hashes)

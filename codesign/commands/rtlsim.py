@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", type=Path, default=None,
                    help=".npy of float graph inputs (N, ...); default: seeded uniform [0, 1] inputs")
     p.add_argument("--backpressure", action="store_true", help="random input bubbles and output backpressure")
+    p.add_argument("--per-node", action="store_true",
+                   help="also simulate every HW node alone against its own golden tensors (one build per node)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fclk-mhz", type=float, default=None, help="clock for the throughput figures "
                    "(default: the clock of the build's estimate report, else 100)")
@@ -39,8 +41,25 @@ def run(args: argparse.Namespace) -> int:
         if not args.input.is_file():
             raise CodesignError(f"{args.input}: file not found")
         inputs = np.load(args.input)[: args.frames]
+    if inputs is None:
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        from codesign.hw.rtlsim import default_inputs
+
+        onnx_path = args.build / "dataflow.onnx"
+        if not onnx_path.is_file():
+            raise CodesignError(f"{onnx_path} not found: run `codesign compile` first")
+        inputs = default_inputs(ModelWrapper(str(onnx_path)), args.frames, args.seed)
     perf = rtlsim_build(args.build, inputs, args.frames, backpressure=args.backpressure, seed=args.seed,
                         fclk_mhz=args.fclk_mhz)
     log.info("%s", json.dumps(perf, indent=1))
+    if args.per_node:
+        from codesign.hw.rtlsim import rtlsim_nodes
+
+        nodes = rtlsim_nodes(args.build, inputs, backpressure=args.backpressure,
+                             seed=args.seed)
+        for name, r in nodes.items():
+            log.info("%-28s %-28s bit-exact, %.0f cycles/frame (estimate %d)", name, r["op_type"],
+                     r["cycles_per_frame"], r["exp_cycles"])
     log.info("wrote %s", args.build / "report" / "rtlsim_performance.json")
     return 0

@@ -95,7 +95,7 @@ def hessian_sensitivity(spec: Spec, state: Mapping[str, torch.Tensor], x: torch.
     model = build_float(spec)
     model.load_state_dict(state)
     diag = hessian_trace(model.eval(), spec, x, y, iters=iters, seed=seed, progress=False)
-    return {n: max(float(d.sum()), 0.0) * float(model.layer(n).weight.abs().max()) ** 2
+    return {n: max(float(d.sum()), 0.0) * float(model.layer(n).weight.detach().abs().max()) ** 2
             for n, d in diag.items()}
 
 

@@ -4,6 +4,10 @@ Why a C++ harness: FINN's PyVerilator path pays a Python call per clock edge; he
 run (feeding words, random bubbles/backpressure, collecting outputs with cycle stamps) is
 compiled, and Python only writes the input file and reads the output file.
 
+`rtlsim_build` runs the whole design (every output element checked against execute_onnx,
+FINN's rtlsim_performance.json written); `rtlsim_nodes` runs every HW node alone against its own
+golden tensors, to localise a mismatch.
+
 Builds are cached per design hash (Verilog text + harness + Verilator version + flags) under
 `$CODESIGN_CACHE/verilator/<hash>` (default `~/.cache/codesign/verilator/<hash>`). The `$readmemh`
 data files are NOT part of the hash: they are read at run time from the design folder, so a new
@@ -39,6 +43,9 @@ log = logging.getLogger(__name__)
 VERILATOR_FLAGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "fast", "--x-initial", "fast"]
 # Verilator's runtime objects: identical for every design, so compiled once and reused.
 _RUNTIME_OBJS = ("verilated.o", "verilated.d", "verilated_threads.o", "verilated_threads.d")
+# The PyPI wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the precompiled-
+# header rule once Verilator splits a large model into several .cpp files.
+_MAKE_VARS = ["PYTHON3=python3", "CFG_CXXFLAGS_PCH_I=-include"]
 
 
 class RTLSimError(CodesignError):
@@ -126,7 +133,7 @@ def build(design: RTLDesign, jobs: int = 2) -> Path:
                 # copied after Verilator wrote the makefile, so they are newer and make keeps them
                 for f in _RUNTIME_OBJS:
                     shutil.copyfile(rt_dir / f, tmp / "obj" / f)
-            _run_tool(["make", "-j", str(jobs), "-f", f"{exe_name}.mk", "PYTHON3=python3", exe_name], tmp / "obj",
+            _run_tool(["make", "-j", str(jobs), "-f", f"{exe_name}.mk", *_MAKE_VARS, exe_name], tmp / "obj",
                       f"C++ build of {design.top}")
             shutil.copyfile(tmp / "obj" / exe_name, tmp / exe_name)
             os.chmod(tmp / exe_name, 0o755)
@@ -269,22 +276,59 @@ def write_performance(path: str | Path, perf: dict[str, Any]) -> Path:
 
 
 __all__ = ["FrameRun", "RTLSimError", "SimResult", "build", "design_hash", "first_mismatch", "pack_frames", "rtlsim_build",
-           "run_frames", "simulate_words", "unpack_frames", "write_performance"]
+           "default_inputs", "rtlsim_nodes", "run_frames", "simulate_words", "unpack_frames", "write_performance", "build_shared"]
 
 
 # --------------------------------------------------------------------------- whole designs
 
-def _golden_context(model: Any, x: np.ndarray, hw_in: str, hw_out: str) -> tuple[np.ndarray, np.ndarray]:
-    """execute_onnx on the compiled graph: the HW input and HW output tensors per frame."""
+def _golden_tensors(model: Any, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """execute_onnx on the compiled graph, frame by frame: the named tensors, stacked."""
     from qonnx.core.onnx_exec import execute_onnx
 
     iname = model.graph.input[0].name
-    ins, outs = [], []
+    acc: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for i in range(x.shape[0]):  # per frame: every op executes batch 1 exactly as compiled
         ctx = execute_onnx(model, {iname: x[i:i + 1].astype(np.float32)}, return_full_exec_context=True)
-        ins.append(np.asarray(ctx[hw_in]))
-        outs.append(np.asarray(ctx[hw_out]))
-    return np.concatenate(ins), np.concatenate(outs)
+        for n in names:
+            acc[n].append(np.asarray(ctx[n]))
+    return {n: np.concatenate(v) for n, v in acc.items()}
+
+
+def _golden_context(model: Any, x: np.ndarray, hw_in: str, hw_out: str) -> tuple[np.ndarray, np.ndarray]:
+    """The HW input and HW output tensors of the compiled graph per frame."""
+    t = _golden_tensors(model, x, [hw_in, hw_out])
+    return t[hw_in], t[hw_out]
+
+
+def rtlsim_nodes(build_dir: str | Path, inputs: np.ndarray, *, backpressure: bool = True,
+                 seed: int = 0) -> dict[str, Any]:
+    """Per-node mode: every HW node rendered alone (BUILD/rtl_nodes/<node>/), fed its own input
+    tensor from execute_onnx and checked against its own output tensor. Localises a mismatch
+    that the whole-design run only reports at the network output."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from codesign.hw.rtl import hw_node_specs, render_nodes, sanitize_identifiers
+
+    build_dir = Path(build_dir)
+    model = ModelWrapper(str(build_dir / "dataflow.onnx"))
+    hw = [n for n in model.graph.node if n.domain == "codesign.dataflow.ops"]
+    specs = hw_node_specs(model)
+    names = sorted({n.input[0] for n in hw} | {n.output[0] for n in hw})
+    tensors = _golden_tensors(model, np.asarray(inputs), names)
+    bp = dict(p_bubble=0.2, p_stall=0.3) if backpressure else {}
+    result: dict[str, Any] = {}
+    for node, spec, inst in zip(hw, specs, sanitize_identifiers([s.name for s in specs])):
+        design = render_nodes([spec], build_dir / "rtl_nodes" / inst)
+        x, y = tensors[node.input[0]], tensors[node.output[0]]
+        run = run_frames(design, x, seed=seed, **bp)
+        mism = first_mismatch(y.reshape(len(y), -1), run.outputs)
+        if mism:
+            raise RTLSimError(f"node {node.name} ({node.op_type}): {mism}")
+        result[node.name] = {"op_type": node.op_type, "frames": int(len(y)),
+                             "cycles_per_frame": float(run.performance(100.0)["stable_cycles_per_frame"]),
+                             "exp_cycles": design.nodes[0].exp_cycles}
+    log.info("per-node rtlsim: %d nodes bit-exact", len(result))
+    return result
 
 
 def _fclk_from_build(build_dir: Path) -> float | None:
@@ -295,6 +339,12 @@ def _fclk_from_build(build_dir: Path) -> float | None:
         if lat and cp:
             return 1e3 * cp / lat
     return None
+
+
+def default_inputs(model: Any, frames: int, seed: int = 0) -> np.ndarray:
+    """`frames` seeded uniform [0, 1] float inputs of the graph's input shape."""
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    return np.random.default_rng(seed).random((frames, *shape[1:]), dtype=np.float32)
 
 
 def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames: int = 10, *,
@@ -318,8 +368,7 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
         raise CodesignError(f"{onnx_path} not found: run `codesign compile` first")
     model = ModelWrapper(str(onnx_path))
     if inputs is None:
-        shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-        inputs = np.random.default_rng(seed).random((frames, *shape[1:]), dtype=np.float32)
+        inputs = default_inputs(model, frames, seed)
     inputs = np.asarray(inputs)
     design = render_model(model, build_dir / "rtl", top=top)
     hw_in, hw_out = hw_input_tensor(model), hw_output_tensor(model)
@@ -343,3 +392,48 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     log.info("rtlsim: %d frames bit-exact; %.0f cycles/frame steady state, latency %d cycles",
              len(inputs), perf["stable_cycles_per_frame"], perf["latency_cycles"])
     return perf
+
+
+# --------------------------------------------------------------------------- ctypes model (benchmark)
+
+def build_shared(design: RTLDesign, jobs: int = 2) -> Path:
+    """The Verilated model as a shared library with a per-cycle C ABI (`pyshim.cpp.j2`), cached
+    like `build`; used to measure what a Python-driven per-cycle loop costs."""
+    require_cxx()
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    shim = env.get_template("pyshim.cpp.j2").render(top=design.top, s_width=design.s_width, m_width=design.m_width)
+    key = design_hash(design, extra="shim" + shim)
+    cdir = cache_root() / "verilator" / key
+    lib = cdir / f"libV{design.top}.so"
+    if lib.is_file():
+        return lib
+    cdir.parent.mkdir(parents=True, exist_ok=True)
+    with open(cdir.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if lib.is_file():
+            return lib
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=cdir.parent))
+        try:
+            for f in design.verilog_files:
+                shutil.copyfile(design.out_dir / f, tmp / f)
+            write_text(tmp / "shim.cpp", shim)
+            _run_tool([str(find_verilator()), "--cc", "--top-module", design.top, "-Mdir", "obj", *VERILATOR_FLAGS,
+                       "-CFLAGS", "-fPIC", *design.verilog_files], tmp, f"verilator of {design.top}")
+            mk = f"V{design.top}.mk"
+            _run_tool(["make", "-j", str(jobs), "-f", mk, *_MAKE_VARS, f"V{design.top}__ALL.a", "verilated.o",
+                       "verilated_threads.o"], tmp / "obj", "C++ build of the model")
+            inc = Path(find_verilator()).parent.parent / "include"
+            if not inc.is_dir():
+                inc = Path(find_verilator()).resolve().parent.parent / "share" / "verilator" / "include"
+            _run_tool(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", f"-I{inc}", f"-I{inc / 'vltstd'}", "-Iobj",
+                       "shim.cpp", "obj/verilated.o", "obj/verilated_threads.o", f"obj/V{design.top}__ALL.a",
+                       "-pthread", "-o", lib.name], tmp, "shared library link")
+            shutil.rmtree(tmp / "obj", ignore_errors=True)
+            if cdir.exists():
+                shutil.rmtree(cdir)
+            os.replace(tmp, cdir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return lib

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -117,7 +118,7 @@ def parse_yosys_json(path: Path, top: str, insts: dict[str, str]) -> dict[str, A
 
 def synth_design(design: RTLDesign, family: str = "xc7", report_path: str | Path | None = None,
                  timeout: int = 3600, keep_dir: str | Path | None = None) -> dict[str, Any]:
-    """Run Yosys on the design (cwd = its folder, for $readmemh); returns the parsed counts.
+    """Run Yosys on a copy of the design (cwd = that copy, for $readmemh); returns the parsed counts.
 
     `keep_dir`: where the script, log and netlist JSON stay (default: a temporary folder)."""
     yosys = find_yosys()
@@ -125,6 +126,11 @@ def synth_design(design: RTLDesign, family: str = "xc7", report_path: str | Path
     with tempfile.TemporaryDirectory(prefix="synth.") as tmp:
         td = str(keep_dir) if keep_dir is not None else tmp
         Path(td).mkdir(parents=True, exist_ok=True)
+        # a private copy of the design: Yosys (ABC) needs its cwd to survive a concurrent re-render
+        src = Path(td).resolve() / "src"
+        src.mkdir(exist_ok=True)
+        for f in design.verilog_files + design.data_files:
+            shutil.copyfile(design.out_dir / f, src / f)
         json_out = Path(td).resolve() / "netlist.json"
         script = Path(td) / "synth.ys"
         script.write_text(_script(design, fam, json_out))
@@ -132,7 +138,7 @@ def synth_design(design: RTLDesign, family: str = "xc7", report_path: str | Path
         try:
             res = subprocess.run([str(yosys), "-q", "-l", str(Path(td).resolve() / "yosys.log"), "-s",
                                   str(script.resolve())],
-                                 cwd=design.out_dir, capture_output=True, text=True, timeout=timeout)
+                                 cwd=src, capture_output=True, text=True, timeout=timeout)
         except OSError as exc:
             raise ToolMissingError(f"cannot run yosys ({exc}); install it with: {YOSYS_INSTALL}") from exc
         except subprocess.TimeoutExpired as exc:
@@ -217,7 +223,7 @@ def synth_build(build_dir: str | Path, family: str | None = None, top: str = "co
 
 
 def _board_part(build_dir: Path) -> str | None:
-    for name in ("estimate_utilisation.json", "estimate_layer_resources.json", "build_info.json"):
+    for name in ("estimate_utilization.json", "estimate_utilisation.json"):
         p = build_dir / "report" / name
         if p.is_file():
             try:
@@ -245,8 +251,9 @@ def _errors(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
 def fit_calibration(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[float]]]:
     """Per op type and resource, least-squares [factor, offset] mapping estimate -> Yosys count.
 
-    With fewer than 3 distinct estimates a pure factor (offset 0) is fitted; a resource that is
-    zero in every measurement and estimate keeps the identity.
+    With fewer than 3 distinct estimates, or when the affine fit has a negative offset (which
+    would extrapolate small nodes to zero), a pure factor (offset 0) is fitted; a resource that
+    is zero in every measurement and estimate keeps the identity.
     """
     fits: dict[str, dict[str, list[float]]] = {}
     by_op: dict[str, list[dict[str, Any]]] = {}
@@ -261,8 +268,13 @@ def fit_calibration(rows: list[dict[str, Any]]) -> dict[str, dict[str, list[floa
             m = np.array([p[1] for p in pts], dtype=np.float64)
             if not e.any() and not m.any():
                 continue
+            a = b = None
             if len(np.unique(e)) >= 3:
                 a, b = np.linalg.lstsq(np.stack([e, np.ones_like(e)], 1), m, rcond=None)[0]
+                if b < 0 or a <= 0:  # a negative offset would zero small nodes: keep a pure factor
+                    a = b = None
+            if a is not None:
+                pass
             elif e.any():
                 a, b = float(e @ m / (e @ e)), 0.0
             else:  # estimate always 0: only an offset can help
@@ -294,13 +306,44 @@ def calibrate(rows: list[dict[str, Any]], out_path: str | Path | None = None, fa
                       "before": _errors([r for r in rows if r["op_type"] == op], "est"),
                       "after": _errors([r for r in after_rows if r["op_type"] == op], "est")}
     result = {"fits": fits, "error_before": before, "error_after": after, "per_op": per_op, "n_nodes": len(rows)}
+    groups = sorted({r["build"] for r in rows if "build" in r})
+    if len(groups) >= 2:
+        # out-of-sample check: fit without one build, measure the error on that build
+        held: list[dict[str, Any]] = []
+        for g in groups:
+            train = [r for r in rows if r.get("build") != g]
+            fit_g = fit_calibration(train)
+            for row in rows:
+                if row.get("build") != g:
+                    continue
+                new = dict(row)
+                for r in RESOURCES:
+                    if row.get(f"{r}_est") is not None:
+                        a, b = fit_g.get(row["op_type"], {}).get(r, [1.0, 0.0])
+                        new[f"{r}_est"] = max(int(np.rint(a * row[f"{r}_est"] + b)), 0)
+                held.append(new)
+        result["error_leave_one_build_out"] = _errors(held, "est")
     if out_path is not None:
         doc = {"_comment": f"Fitted by codesign.hw.synth.calibrate from {len(rows)} nodes synthesized with Yosys "
                            f"synth_xilinx -family {family}; estimate = factor * formula + offset.",
-               "_error_before": before, "_error_after": after, **fits}
+               "_error_before": before, "_error_after": after,
+               "_error_leave_one_build_out": result.get("error_leave_one_build_out"), **fits}
         write_json(out_path, doc)
     return result
 
 
-__all__ = ["RESOURCES", "calibrate", "count_cells", "estimates_for", "fit_calibration", "parse_yosys_json",
+__all__ = ["RESOURCES", "calibrate", "calibrate_builds", "count_cells", "estimates_for", "fit_calibration", "parse_yosys_json",
            "side_by_side", "synth_build", "synth_design", "yosys_family"]
+
+
+def calibrate_builds(build_dirs: list[str | Path], out_path: str | Path, family: str | None = None) -> dict[str, Any]:
+    """Synthesize several builds and fit one calibration from all their nodes (rows pooled)."""
+    rows: list[dict[str, Any]] = []
+    fam = "xc7"
+    for b in build_dirs:
+        rep = synth_build(b, family)
+        fam = rep["family"]
+        rows += [dict(r, build=str(b)) for r in rep["estimate_rows"]]
+    res = calibrate(rows, out_path, fam)
+    res["rows"] = rows
+    return res

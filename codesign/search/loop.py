@@ -48,10 +48,11 @@ class SearchContext:
     hw: HwEstimator
     float_ckpt: Path
     seconds: dict[str, float] = field(default_factory=dict)
+    subdir: str = "search"
 
     @property
     def search_dir(self) -> Path:
-        return self.out / "search"
+        return self.out / self.subdir
 
 
 def _subset(ds: Any, n: int | None) -> Any:
@@ -120,8 +121,14 @@ def prepare(cfg: RunConfig, out: Path, progress: bool = False, splits: Any = Non
     t0 = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    splits = splits or load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit_train=cfg.limit_train,
-                                    limit_test=cfg.limit_test)
+    if splits is None:
+        from codesign.errors import DataError
+
+        try:
+            splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, limit_train=cfg.limit_train,
+                                  limit_test=cfg.limit_test)
+        except DataError as exc:
+            raise DataError(f"{exc} (in a run config: the `data_dir:` key)") from exc
     secs: dict[str, float] = {"data": time.time() - t0}
     t0 = time.time()
     fck = ensure_float(cfg, out, splits, progress)
@@ -167,8 +174,23 @@ def train_candidate(ctx: SearchContext, cand: Candidate, folder: Path, short: bo
     return summary
 
 
+def settings_key(*parts: Any) -> str:
+    """Short hash of the training settings a cached result depends on: changing them (epochs,
+    batches, data limits, seed) starts a fresh cache instead of silently reusing old numbers."""
+    import hashlib
+    import json
+
+    text = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def study_name(cfg: RunConfig, strategy: str) -> str:
-    return cfg.search.study_name or f"{cfg.name}-{strategy}"
+    key = settings_key(cfg.search.rank, cfg.seed, cfg.limit_train, cfg.dataset, cfg.model)
+    return cfg.search.study_name or f"{cfg.name}-{strategy}-{key}"
+
+
+def _final_key(cfg: RunConfig) -> str:
+    return settings_key(cfg.qat, cfg.seed, cfg.limit_train, cfg.limit_test, cfg.dataset, cfg.model)
 
 
 def _sampler_for(cfg: RunConfig, strategy: str) -> Any:
@@ -228,7 +250,13 @@ def run_trials(ctx: SearchContext, strategy: str | None = None, storage_url: str
     name = study_name(ctx.cfg, strategy)
     workers = int(workers or s.workers)
     t0 = time.time()
-    check_achievable(ctx.space, ctx.hw)
+    from codesign.search.feedback import InfeasibleBudgetError
+
+    try:
+        check_achievable(ctx.space, ctx.hw)
+    except InfeasibleBudgetError as exc:  # reported, with the smallest design, never looped on
+        write_json(ctx.search_dir / "infeasible.json", {"message": str(exc), **exc.smallest})
+        raise
     if workers <= 1:
         res = run_strategy(ctx, strategy, storage_url, name, seed_relevance)
         info = {"converged": res.converged, "stop_reason": res.stop_reason}
@@ -277,37 +305,48 @@ def _copy(src: Path, dst: Path) -> None:
     atomic_write(dst, lambda p: shutil.copyfile(src, p))
 
 
-def _hw_steps(cfg: RunConfig, build: Any, out: Path) -> dict[str, str]:
-    """RTL, rtlsim and synthesis of the compiled design, each only where the code exists."""
-    steps: dict[str, str] = {}
+def _hw_steps(ctx: SearchContext, build: Any) -> dict[str, str]:
+    """RTL, rtlsim (real test images, bit-exact check) and Yosys synthesis of the compiled
+    design, each only when asked; a missing module or tool is a clear error."""
+    cfg, bdir = ctx.cfg, ctx.out / "BUILD"
     h = cfg.hw
+    steps: dict[str, str] = {}
     if not (h.rtl or h.rtlsim or h.synth):
         return steps
     try:
-        from codesign.hw.rtl import render_model
+        from codesign.hw.rtl import design_summary, render_model
     except ImportError as exc:
         raise CodesignError(f"--rtl needs codesign.hw.rtl, which this checkout lacks ({exc})") from exc
-    design = render_model(build.model, out / "BUILD" / "rtl")
-    steps["rtl"] = f"generated in {out / 'BUILD' / 'rtl'} (top {getattr(design, 'top', 'codesign_top')})"
-    for flag, mod, fn_names in (("rtlsim", "codesign.hw.rtlsim", ("rtlsim_build", "run_rtlsim", "simulate_build")),
-                                ("synth", "codesign.hw.synth", ("synth_build", "run_synth", "synthesize_build"))):
-        if not getattr(h, flag):
-            continue
+    design = render_model(build.model, bdir / "rtl")
+    log.info("RTL:\n%s", design_summary(design))
+    steps["rtl"] = (f"{len(getattr(design, 'nodes', []))} HW modules rendered into {bdir / 'rtl'} "
+                    f"(top {getattr(design, 'top', 'codesign_top')})")
+    if h.rtlsim:
         try:
-            m = __import__(mod, fromlist=["x"])
+            from codesign.hw.rtlsim import rtlsim_build
         except ImportError as exc:
-            raise CodesignError(f"--{flag} needs {mod}, which this checkout lacks ({exc})") from exc
-        fn = next((getattr(m, n) for n in fn_names if hasattr(m, n)), None)
-        if fn is None:
-            raise CodesignError(f"--{flag}: {mod} has none of {', '.join(fn_names)}; run `codesign {flag}` on "
-                                f"{out / 'BUILD'} instead")
-        res = fn(out / "BUILD")
-        steps[flag] = str(res)
+            raise CodesignError(f"--rtlsim needs codesign.hw.rtlsim ({exc})") from exc
+        from codesign.data import sample_batch
+
+        x, _ = sample_batch(ctx.splits, 8, split="test")
+        perf = rtlsim_build(bdir, inputs=x.numpy())
+        steps["rtlsim"] = (f"{perf.get('bit_exact_frames')} test images bit-exact; "
+                           f"{perf.get('stable_cycles_per_frame', 0):.0f} cycles/frame "
+                           f"(estimate {perf.get('estimated_max_cycles', '-')})")
+    if h.synth:
+        try:
+            from codesign.hw.synth import synth_build
+        except ImportError as exc:
+            raise CodesignError(f"--synth needs codesign.hw.synth ({exc})") from exc
+        rep = synth_build(bdir)
+        tot = rep.get("total") or rep.get("totals") or {k: rep[k] for k in ("LUT", "FF", "BRAM_18K", "DSP") if k in rep}
+        steps["synth"] = f"Yosys ({rep.get('family')}): {tot}; report {bdir / 'report' / 'ooc_synth_and_timing.json'}"
     return steps
 
 
-def finalize(ctx: SearchContext, info: dict, compile_design: bool = True) -> dict:
-    """Full QAT of the Pareto finalists and the baselines, choice, export, compile, report."""
+def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promote: bool = True) -> dict:
+    """Full QAT of the Pareto finalists and the baselines, choice, export, compile, report.
+    `promote`: copy the chosen design's qat.pt/plan.json/model.onnx into the run folder."""
     from codesign.search.pareto import pareto_front
     from codesign.search.report import plot_design, plot_front, write_markdown
 
@@ -324,7 +363,7 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True) -> dic
     rows = []
     for r in finalists:
         cand = Candidate.from_json(r["candidate"])
-        summ = _full_qat(ctx, cand, sd / "final" / cand.hash)
+        summ = _full_qat(ctx, cand, ctx.out / "final" / f"{cand.hash}-{_final_key(cfg)}")
         rows.append(_row(ctx, cand, summ))
         log.info("finalist %s: full-QAT val %.4f test %.4f", cand.describe(), rows[-1]["val_acc"] or 0,
                  rows[-1]["test_acc"] or 0)
@@ -336,15 +375,15 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True) -> dic
     for b in s.baselines:
         w, a = parse_bits(b)
         cand = ctx.space.uniform(w, a) if (w in range(1, 9) and a in range(1, 9)) else None
-        summ = _full_qat(ctx, cand, sd / "baselines" / b)
+        summ = _full_qat(ctx, cand, ctx.out / "baselines" / f"{b}-{_final_key(cfg)}")  # shared by strategies
         row = _row(ctx, cand, summ, b)
         row["accuracy"] = row["test_acc"]
         baselines.append(row)
     secs = {"finalists_and_baselines": time.time() - t0}
     # the chosen design becomes the run folder's qat.pt / plan.json / model.onnx
-    src = sd / "final" / chosen["plan_hash"]
+    src = ctx.out / "final" / f"{chosen['plan_hash']}-{_final_key(cfg)}"
     for f in ("qat.pt", "plan.json", "model.onnx", "model.check.json"):
-        if (src / f).is_file():
+        if promote and (src / f).is_file():
             _copy(src / f, ctx.out / f)
     summary: dict[str, Any] = {
         "name": cfg.name, "board": ctx.hw.board.name, "clock_ns": ctx.hw.clock_ns, "target_fps": ctx.hw.target_fps,
@@ -362,14 +401,15 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True) -> dic
             raise CodesignError(f"compiling the chosen design needs codesign.dataflow.build ({exc})") from exc
         bcfg = BuildConfig(output_dir=ctx.out / "BUILD", board=ctx.hw.board.name, clock_ns=ctx.hw.clock_ns,
                            target_fps=ctx.hw.target_fps, max_fps=ctx.hw.target_fps is None, util=s.util)
-        build = build_dataflow(ctx.out / "model.onnx", bcfg)
+        build = build_dataflow((ctx.out if promote else src) / "model.onnx", bcfg)
         tot = build.cost.get("total", {}) if isinstance(build.cost, dict) else {}
         summary["build"] = {"dir": str(ctx.out / "BUILD"), "fps": build.fold.get("estimated_fps"), **tot}
         secs["compile"] = time.time() - t1
         t1 = time.time()
-        summary["hw_steps"] = _hw_steps(cfg, build, ctx.out)
+        summary["hw_steps"] = _hw_steps(ctx, build)
         if summary["hw_steps"]:
             secs["rtl"] = time.time() - t1
+    summary["final_dir"] = str(src)
     summary["seconds"] = {**ctx.seconds, "search": info.get("seconds", 0.0), **secs}
     lut_lim = ctx.hw.limits.get("LUT")
     plot_front(records, front, sd / "pareto.png", chosen, baselines, lut_lim)

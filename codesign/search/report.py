@@ -95,6 +95,11 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return str(v)
 
 
+def _md(v: Any) -> str:
+    """A cell value with markdown's column separator escaped."""
+    return (_fmt(v) if not isinstance(v, str) else v).replace("|", "\\|")
+
+
 def comparison_rows(summary: dict) -> list[dict]:
     rows = []
     ch = summary.get("chosen")
@@ -117,7 +122,7 @@ def write_markdown(summary: dict, path: Path) -> Path:
     for r in comparison_rows(summary):
         lines.append(f"| {r['design']} | {_fmt(r.get('test_acc'), True)} | {'yes' if r.get('feasible') else 'NO'} | "
                      f"{_fmt(r.get('LUT'))} | {_fmt(r.get('BRAM_18K'))} | {_fmt(r.get('DSP'))} | {_fmt(r.get('fps'))} | "
-                     f"{r.get('describe', '')} |")
+                     f"{_md(r.get('describe', ''))} |")
     ch = summary.get("chosen")
     if ch and ch.get("per_layer"):
         lines += ["", "## Chosen design per layer", "", "| layer | w | a | prune | PE | SIMD | cycles | LUT | BRAM18 | DSP |",
@@ -131,7 +136,7 @@ def write_markdown(summary: dict, path: Path) -> Path:
               "|---|---|---|---|---|---|---|"]
     for r in summary.get("front", []):
         lines.append(f"| {r['trial']} | {_fmt(r['accuracy'], True)} | {_fmt(r['LUT'])} | {_fmt(r.get('BRAM_18K'))} | "
-                     f"{_fmt(r.get('DSP'))} | {_fmt(r.get('fps'))} | {r.get('describe', '')} |")
+                     f"{_md(r.get('DSP'))} | {_fmt(r.get('fps'))} | {_md(r.get('describe', ''))} |")
     lines += ["", "![front](pareto.png)", ""]
     if summary.get("build"):
         b = summary["build"]
@@ -156,4 +161,7 @@ def print_summary(summary: dict) -> None:
     for r in comparison_rows(summary):
         t.add_row(r["design"], _fmt(r.get("test_acc"), True), "yes" if r.get("feasible") else "NO", _fmt(r.get("LUT")),
                   _fmt(r.get("BRAM_18K")), _fmt(r.get("DSP")), _fmt(r.get("fps")), r.get("describe", ""))
-    Console().print(t)
+    console = Console()
+    if console.width < 150:
+        console = Console(width=150)  # the design column is long; never wrap it into slivers
+    console.print(t)

@@ -51,17 +51,17 @@ def _better(a: Evaluation | None, b: Evaluation | None) -> bool:
     return (a.accuracy, -a.lut) > (b.accuracy, -b.lut)
 
 
-def boundary_seeds(space: SearchSpace, fb: RelevanceFeedback, alphas=(0.25, 1.0, 4.0)) -> list[Candidate]:
-    """Relevance-guided designs on the budget boundary: one walk per pruning weight alpha,
-    from the largest fitting uniform design (the largest design when none fits; deduplicated)."""
-    starts = []
-    for wb in reversed(space.weight_bits):
+def boundary_seeds(space: SearchSpace, fb: RelevanceFeedback, alphas=(0.25, 1.0, 4.0), above: int = 2) -> list[Candidate]:
+    """Relevance-guided designs on the budget boundary: one walk per pruning weight alpha from
+    the largest fitting uniform design and from the `above` next larger (non-fitting) uniform
+    designs, so walks trade bits against pruning differently (deduplicated, cost model only)."""
+    uni = []
+    for wb in space.weight_bits:
         ab = max([a for a in space.act_bits if a <= wb] or [space.act_bits[0]])
-        c = space.uniform(wb, ab)
-        if fb.hw.estimate(c).feasible:
-            starts.append(c)
-            break
-    starts = starts or [space.largest()]
+        uni.append(space.uniform(wb, ab))
+    fits = [fb.hw.estimate(c).feasible for c in uni]
+    last_fit = max([i for i, f in enumerate(fits) if f], default=-1)
+    starts = uni[max(last_fit, 0):last_fit + 1 + above] or [space.largest()]
     out: list[Candidate] = []
     seen: set[str] = set()
     base_alpha = fb.alpha
