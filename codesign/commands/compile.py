@@ -29,6 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-select", type=int, default=None, metavar="K", help="append a top-K LabelSelect")
     p.add_argument("--mvau-wwidth-max", type=int, default=36, help="max SIMD x weight bits per PE (36)")
     p.add_argument("--calibration", type=Path, default=None, help="cost-model calibration JSON")
+    hw = p.add_argument_group("RTL, simulation and synthesis (Verilator and Yosys, no vendor tool)")
+    hw.add_argument("--rtl", action="store_true", help="generate Verilog into BUILD/rtl/")
+    hw.add_argument("--rtlsim", type=int, default=0, metavar="N",
+                    help="simulate N frames with Verilator and check every output element (implies --rtl)")
+    hw.add_argument("--backpressure", action="store_true", help="random bubbles/backpressure in --rtlsim")
+    hw.add_argument("--dataset", default=None,
+                    help="feed --rtlsim real test images of this dataset (default: seeded random inputs)")
+    hw.add_argument("--data-dir", default=None, help="dataset folder for --dataset (e.g. CIFAR-10)")
+    hw.add_argument("--synth", action="store_true", help="Yosys out-of-context synthesis (implies --rtl)")
+    p.add_argument("--backend", choices=("embedded", "finn"), default="embedded",
+                   help="finn: also write a FINN build directory BUILD/finn (and run FINN when importable)")
     p.set_defaults(func=run)
 
 
@@ -81,5 +92,61 @@ def run(args: argparse.Namespace) -> int:
                       folding=args.folding, max_fps=args.max_fps, util=args.util, label_select=args.label_select,
                       mvau_wwidth_max=args.mvau_wwidth_max, calibration=args.calibration)
     res = build_dataflow(args.model, cfg)
-    print_build_table(res, board.name, float(args.clock_ns or board.default_clock_ns))
+    clock_ns = float(args.clock_ns or board.default_clock_ns)
+    print_build_table(res, board.name, clock_ns)
+    if args.rtl or args.rtlsim or args.synth:
+        run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
+                     dataset=args.dataset, data_dir=args.data_dir)
+    if args.backend == "finn":
+        from codesign.backends.finn import run_finn_build, write_finn_build_dir
+        from codesign.errors import ToolMissingError
+
+        finn_dir = write_finn_build_dir(args.model, args.out / "finn", board.name, clock_ns,
+                                        target_fps=args.target_fps, folding=args.out / "folding_config.json")
+        try:
+            run_finn_build(finn_dir, collect_to=args.out / "report" / "finn")
+        except ToolMissingError as exc:
+            log.warning("%s", exc)
     return 0
+
+
+def run_hw_steps(build: Path, rtlsim_frames: int = 0, synth: bool = False, backpressure: bool = False,
+                 dataset: str | None = None, data_dir: str | None = None) -> dict:
+    """Render RTL, then optionally simulate and synthesize a compiled BUILD folder; print the
+    measured numbers next to the estimates. Shared by `compile` and the co-design run."""
+    from codesign.hw.rtl import render_model
+
+    out: dict = {}
+    if not (rtlsim_frames or synth):  # rtlsim and synth render the Verilog themselves
+        design = render_model(build / "dataflow.onnx", build / "rtl")
+        log.info("Verilog for %d nodes in %s", len(design.nodes), build / "rtl")
+    if rtlsim_frames:
+        from codesign.hw.rtlsim import rtlsim_build
+
+        inputs = None
+        if dataset:
+            from codesign.data import load_dataset, sample_batch
+
+            splits = load_dataset(dataset, data_dir=data_dir, limit_train=1000, limit_test=rtlsim_frames)
+            inputs = sample_batch(splits, rtlsim_frames, split="test")[0].numpy()
+        perf = rtlsim_build(build, inputs, rtlsim_frames, backpressure=backpressure)
+        out["rtlsim"] = perf
+        est = perf.get("estimated_max_cycles")
+        print(f"rtlsim: {perf['N']} frames bit-exact; {perf['stable_throughput[images/s]']:,.1f} FPS measured "
+              f"(stable {perf.get('stable_cycles_per_frame', 0):,.0f} cycles/frame"
+              + (f", estimate {est:,} cycles" if est else "") + f"), latency {perf['latency_cycles']:,} cycles")
+    if synth:
+        from codesign.hw.synth import synth_build
+
+        rep = synth_build(build)
+        out["synth"] = rep
+        est = {}
+        est_path = build / "report" / "estimate_layer_resources.json"
+        if est_path.is_file():
+            import json
+
+            est = json.loads(est_path.read_text()).get("total", {})
+        print(f"yosys ({rep['family']}): " + ", ".join(
+            f"{k} {rep[k]:,}" + (f" (estimate {est[k]:,.0f})" if k in est else "")
+            for k in ("LUT", "FF", "BRAM_18K", "DSP")))
+    return out

@@ -35,7 +35,7 @@ from codesign.dataflow.transforms.streamline import (AbsorbAddIntoMultiThreshold
                                                      CollapseConsecutiveMulAdd, FlipNegativeChannelScales,
                                                      MoveAddPastMul, MoveScalarMulPastLinear,
                                                      RoundAndClipThresholds, check_streamlined)
-from codesign.dataflow.transforms.util import SUPPORTED_INPUT_OPS, unsupported
+from codesign.dataflow.transforms.util import F64_PREFIX, SUPPORTED_INPUT_OPS, unsupported
 from codesign.errors import UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ def tidy(model: ModelWrapper) -> ModelWrapper:
     return model
 
 
-def _prune_stale(model: ModelWrapper) -> None:
+def _prune_stale(model: ModelWrapper, drop_twins: bool = False) -> None:
     """Drop initializers, value_info and datatype annotations of tensors no node uses any more
-    (passes replace constants freely; stale entries slow every lookup down)."""
+    (passes replace constants freely; stale entries slow every lookup down); ``drop_twins``
+    also drops the float64 twins of live constants (once the lowering is done)."""
     g = model.graph
     used = {t for n in g.node for t in list(n.input) + list(n.output)}
     used |= {t.name for t in g.input} | {t.name for t in g.output}
@@ -76,6 +77,11 @@ def _prune_stale(model: ModelWrapper) -> None:
     stale_q = [a for a in g.quantization_annotation if a.tensor_name not in used]
     for a in stale_q:
         g.quantization_annotation.remove(a)
+    inits = {i.name for i in g.initializer}
+    stale_m = [p for p in model.model.metadata_props
+               if p.key.startswith(F64_PREFIX) and (drop_twins or p.key[len(F64_PREFIX):] not in inits)]
+    for p in stale_m:
+        model.model.metadata_props.remove(p)
 
 
 def _fixpoint(model: ModelWrapper, passes: list[Transformation], max_iter: int = 10000) -> ModelWrapper:
@@ -144,7 +150,7 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
 def _name_nodes(model: ModelWrapper) -> ModelWrapper:
     """FINN-style names: nodes ``<OpType>_<i>``, tensors ``<node>_out0`` / ``<node>_param<i>``
     (stable, so folding JSON keys and RTL file names follow the graph)."""
-    _prune_stale(model)
+    _prune_stale(model, drop_twins=True)
     model = model.transform(GiveUniqueNodeNames(), make_deepcopy=False, cleanup=False)
     model = model.transform(GiveReadableTensorNames(), make_deepcopy=False, cleanup=False)
     return model.transform(RemoveUnusedTensors(), make_deepcopy=False, cleanup=False)

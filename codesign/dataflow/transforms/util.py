@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Iterable
 
 import numpy as np
@@ -35,9 +36,20 @@ def is_const(model: ModelWrapper, name: str) -> bool:
     return model.get_initializer(name) is not None
 
 
+#: metadata key prefix of the float64 twin of a float32 initializer (see ``set_const``)
+F64_PREFIX = "codesign.f64:"
+
+
 def const(model: ModelWrapper, name: str) -> np.ndarray | None:
+    """An initializer's value, in float64 if the lowering stored an exact twin of it."""
     v = model.get_initializer(name)
-    return None if v is None else np.asarray(v)
+    if v is None:
+        return None
+    meta = model.get_metadata_prop(F64_PREFIX + name)
+    if meta:
+        d = json.loads(meta)
+        return np.frombuffer(bytes.fromhex(d["hex"]), dtype=np.float64).reshape(d["shape"])
+    return np.asarray(v)
 
 
 def single_consumer(model: ModelWrapper, tensor: str) -> NodeProto | None:
@@ -110,7 +122,17 @@ def acc_range(W: np.ndarray, in_dt: DataType) -> tuple[np.ndarray, np.ndarray]:
 
 
 def set_const(model: ModelWrapper, name: str, value: np.ndarray, dt: DataType | None = None) -> None:
-    model.set_initializer(name, np.asarray(value, dtype=np.float32))
+    """Store a constant as a float32 initializer (so intermediate graphs run in onnxruntime) and,
+    when float32 cannot hold it exactly, its float64 value as a metadata twin that ``const``
+    returns: the scales and biases folded during streamlining (BatchNorm a, b, products of
+    scales) must keep full precision until they reach the thresholds, or a pre-activation a
+    few 1e-6 from a rounding boundary lands on the wrong side after ``ceil``."""
+    v64 = np.asarray(value, dtype=np.float64)
+    v32 = v64.astype(np.float32)
+    model.set_initializer(name, v32)
+    if not np.array_equal(v32.astype(np.float64), v64):
+        model.set_metadata_prop(F64_PREFIX + name, json.dumps({"shape": list(v64.shape),
+                                                               "hex": v64.tobytes().hex()}))
     if dt is not None:
         model.set_tensor_datatype(name, dt)
 
