@@ -52,7 +52,13 @@ def _study_trials(out: Path, name: str):
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'search' / 'study.db'}")
+    db = out / "search" / "study.db"
+    if not db.exists():
+        return []
+    try:
+        st = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    except KeyError:  # the worker has created the file but not the study yet
+        return []
     return [t for t in st.get_trials(states=(TrialState.COMPLETE,)) if "plan_hash" in t.user_attrs]
 
 
@@ -115,8 +121,7 @@ def test_interrupt_and_resume_loses_nothing(ctx, tmp_path):
     cfg = _write_cfg(tmp_path / "c.yaml", ctx.out, trials=3, study_name="resume")
     p = _search(cfg)
     deadline = time.time() + 120
-    while time.time() < deadline and len(_study_trials(ctx.out, "resume") if (ctx.out / "search/study.db").exists()
-                                          else []) < 1:
+    while time.time() < deadline and len(_study_trials(ctx.out, "resume")) < 1:
         time.sleep(0.5)
     p.send_signal(signal.SIGKILL)
     p.wait()
