@@ -1,0 +1,74 @@
+"""The QONNX model evaluated in float64: the exact-arithmetic reference for bit-exactness.
+
+Used by the export check (torch vs QONNX) and by the compiler's bit-exactness tests: the float32
+execution of a QONNX graph can put a pre-activation that lies within float32 rounding of a
+quantizer step on the wrong side, while exact (integer) arithmetic does not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+from qonnx.core.modelwrapper import ModelWrapper
+
+
+def float64_reference(model: ModelWrapper) -> ModelWrapper:
+    """The QONNX model evaluated in float64: the exact-arithmetic reference.
+
+    The float32 QONNX execution sums hundreds of float products; a pre-activation within
+    ~1e-6 of a rounding boundary can then land on the wrong side (seen: 87.49995 computed as
+    87.50001 in a 784-input 8-bit layer), while the accelerator's integer arithmetic is exact.
+    In float64 that error is ~1e-15, so the integer codes are the mathematically exact ones.
+    Conv goes through qonnx's own Im2Col + MatMul lowering (onnxruntime has no double Conv).
+    """
+    from qonnx.custom_op.registry import getCustomOp
+    from qonnx.transformation.extract_conv_bias import ExtractBiasFromConv
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.lower_convs_to_matmul import LowerConvsToMatMul
+
+    m = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
+    g = m.graph
+    weight_codes: dict[str, np.ndarray] = {}
+    # weight quantizers: codes exactly as qonnx computes them (float32 semantics define the
+    # model's weights); the weight becomes codes * scale in double, the codes are kept beside
+    # it (``.weight_codes``) for the accumulator check
+    for q in [n for n in g.node if n.op_type in ("Quant", "BipolarQuant")
+              and all(m.get_initializer(i) is not None for i in n.input)]:
+        ctx = {i: m.get_initializer(i) for i in q.input}
+        ctx[q.output[0]] = None
+        getCustomOp(q).execute_node(ctx, g)
+        scale = m.get_initializer(q.input[1]).astype(np.float64)
+        codes = np.round(ctx[q.output[0]].astype(np.float64) / scale)
+        m.set_initializer(q.output[0], codes * scale)
+        weight_codes[q.output[0]] = codes
+        g.node.remove(q)
+    m = m.transform(ExtractBiasFromConv()).transform(LowerConvsToMatMul()).transform(InferShapes())
+    g = m.graph
+    for init in list(g.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT:
+            arr = onnx.numpy_helper.to_array(init).astype(np.float64)
+            init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+            vi.type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    for n in g.node:  # constants created by attributes, e.g. Cast targets
+        for a in n.attribute:
+            if a.name == "to" and a.i == onnx.TensorProto.FLOAT:
+                a.i = onnx.TensorProto.DOUBLE
+    # qonnx's Quant returns float32: quantize x/s with scale 1 (integer codes, exact in float32),
+    # cast to double and multiply by s in double
+    for q in [n for n in g.node if n.op_type in ("Quant", "BipolarQuant")]:
+        s_name, out = q.input[1], q.output[0]
+        one = f"{q.name}_one64"
+        m.set_initializer(one, np.ones_like(m.get_initializer(s_name)))
+        div_out, q_out, cast_out = f"{q.name}_div64", f"{q.name}_codes64", f"{q.name}_cast64"
+        idx = list(g.node).index(q)
+        g.node.insert(idx, onnx.helper.make_node("Div", [q.input[0], s_name], [div_out], name=f"{q.name}_div64"))
+        q.input[0], q.input[1], q.output[0] = div_out, one, q_out
+        g.node.insert(idx + 2, onnx.helper.make_node("Cast", [q_out], [cast_out], to=onnx.TensorProto.DOUBLE,
+                                                     name=f"{q.name}_cast64"))
+        g.node.insert(idx + 3, onnx.helper.make_node("Mul", [cast_out, s_name], [out], name=f"{q.name}_mul64"))
+    m = m.transform(InferShapes())
+    m.weight_codes = weight_codes
+    return m
