@@ -92,6 +92,7 @@ class HwSettings:
 
     rtl: bool = False
     rtlsim: bool = False
+    rtlsim_frames: int = 100
     synth: bool = False
 
 

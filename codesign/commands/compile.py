@@ -95,8 +95,18 @@ def run(args: argparse.Namespace) -> int:
     clock_ns = float(args.clock_ns or board.default_clock_ns)
     print_build_table(res, board.name, clock_ns)
     if args.rtl or args.rtlsim or args.synth:
-        run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
-                     dataset=args.dataset, data_dir=args.data_dir)
+        from codesign.hw.steps import run_hw_steps
+
+        inputs = None
+        if args.rtlsim and args.dataset:
+            from codesign.data import load_dataset, sample_batch
+
+            splits = load_dataset(args.dataset, data_dir=args.data_dir, limit_train=1000, limit_test=args.rtlsim)
+            inputs = sample_batch(splits, args.rtlsim, split="test")[0].numpy()
+        res = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
+                           inputs=inputs)
+        for line in res["summary"].values():
+            print(line)
     if args.backend == "finn":
         from codesign.backends.finn import run_finn_build, write_finn_build_dir
         from codesign.errors import ToolMissingError
@@ -108,45 +118,3 @@ def run(args: argparse.Namespace) -> int:
         except ToolMissingError as exc:
             log.warning("%s", exc)
     return 0
-
-
-def run_hw_steps(build: Path, rtlsim_frames: int = 0, synth: bool = False, backpressure: bool = False,
-                 dataset: str | None = None, data_dir: str | None = None) -> dict:
-    """Render RTL, then optionally simulate and synthesize a compiled BUILD folder; print the
-    measured numbers next to the estimates. Shared by `compile` and the co-design run."""
-    from codesign.hw.rtl import render_model
-
-    out: dict = {}
-    if not (rtlsim_frames or synth):  # rtlsim and synth render the Verilog themselves
-        design = render_model(build / "dataflow.onnx", build / "rtl")
-        log.info("Verilog for %d nodes in %s", len(design.nodes), build / "rtl")
-    if rtlsim_frames:
-        from codesign.hw.rtlsim import rtlsim_build
-
-        inputs = None
-        if dataset:
-            from codesign.data import load_dataset, sample_batch
-
-            splits = load_dataset(dataset, data_dir=data_dir, limit_train=1000, limit_test=rtlsim_frames)
-            inputs = sample_batch(splits, rtlsim_frames, split="test")[0].numpy()
-        perf = rtlsim_build(build, inputs, rtlsim_frames, backpressure=backpressure)
-        out["rtlsim"] = perf
-        est = perf.get("estimated_max_cycles")
-        print(f"rtlsim: {perf['N']} frames bit-exact; {perf['stable_throughput[images/s]']:,.1f} FPS measured "
-              f"(stable {perf.get('stable_cycles_per_frame', 0):,.0f} cycles/frame"
-              + (f", estimate {est:,} cycles" if est else "") + f"), latency {perf['latency_cycles']:,} cycles")
-    if synth:
-        from codesign.hw.synth import synth_build
-
-        rep = synth_build(build)
-        out["synth"] = rep
-        est = {}
-        est_path = build / "report" / "estimate_layer_resources.json"
-        if est_path.is_file():
-            import json
-
-            est = json.loads(est_path.read_text()).get("total", {})
-        print(f"yosys ({rep['family']}): " + ", ".join(
-            f"{k} {rep[k]:,}" + (f" (estimate {est[k]:,.0f})" if k in est else "")
-            for k in ("LUT", "FF", "BRAM_18K", "DSP")))
-    return out

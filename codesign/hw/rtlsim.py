@@ -94,6 +94,15 @@ def _save_runtime(obj: Path, rt_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _publish(tmp: Path, cdir: Path) -> None:
+    """Move a finished build from its temporary folder into the cache in one rename (the object
+    files stay behind), so a reader never sees a half-built cache entry."""
+    shutil.rmtree(tmp / "obj", ignore_errors=True)
+    if cdir.exists():
+        shutil.rmtree(cdir)
+    os.replace(tmp, cdir)
+
+
 def _run_tool(cmd: list[str], cwd: Path, what: str) -> None:
     try:
         res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1800)
@@ -139,10 +148,7 @@ def build(design: RTLDesign, jobs: int = 2) -> Path:
             os.chmod(tmp / exe_name, 0o755)
             log.info("verilator build %s: %.1f s", key, time.time() - t0)
             _save_runtime(tmp / "obj", rt_dir)
-            shutil.rmtree(tmp / "obj", ignore_errors=True)
-            if cdir.exists():
-                shutil.rmtree(cdir)
-            os.replace(tmp, cdir)
+            _publish(tmp, cdir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -429,10 +435,7 @@ def build_shared(design: RTLDesign, jobs: int = 2) -> Path:
             _run_tool(["g++", "-O2", "-fPIC", "-shared", "-std=c++17", f"-I{inc}", f"-I{inc / 'vltstd'}", "-Iobj",
                        "shim.cpp", "obj/verilated.o", "obj/verilated_threads.o", f"obj/V{design.top}__ALL.a",
                        "-pthread", "-o", lib.name], tmp, "shared library link")
-            shutil.rmtree(tmp / "obj", ignore_errors=True)
-            if cdir.exists():
-                shutil.rmtree(cdir)
-            os.replace(tmp, cdir)
+            _publish(tmp, cdir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

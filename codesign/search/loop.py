@@ -306,42 +306,17 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _hw_steps(ctx: SearchContext, build: Any) -> dict[str, str]:
-    """RTL, rtlsim (real test images, bit-exact check) and Yosys synthesis of the compiled
-    design, each only when asked; a missing module or tool is a clear error."""
-    cfg, bdir = ctx.cfg, ctx.out / "BUILD"
-    h = cfg.hw
-    steps: dict[str, str] = {}
-    if not (h.rtl or h.rtlsim or h.synth):
-        return steps
-    try:
-        from codesign.hw.rtl import design_summary, render_model
-    except ImportError as exc:
-        raise CodesignError(f"--rtl needs codesign.hw.rtl, which this checkout lacks ({exc})") from exc
-    design = render_model(build.model, bdir / "rtl")
-    log.info("RTL:\n%s", design_summary(design))
-    steps["rtl"] = (f"{len(getattr(design, 'nodes', []))} HW modules rendered into {bdir / 'rtl'} "
-                    f"(top {getattr(design, 'top', 'codesign_top')})")
-    if h.rtlsim:
-        try:
-            from codesign.hw.rtlsim import rtlsim_build
-        except ImportError as exc:
-            raise CodesignError(f"--rtlsim needs codesign.hw.rtlsim ({exc})") from exc
-        from codesign.data import sample_batch
+    """RTL, rtlsim (real test images, every element checked) and Yosys synthesis of the
+    compiled design, each only when asked."""
+    from codesign.data import sample_batch
+    from codesign.hw.steps import run_hw_steps
 
-        x, _ = sample_batch(ctx.splits, 8, split="test")
-        perf = rtlsim_build(bdir, inputs=x.numpy())
-        steps["rtlsim"] = (f"{perf.get('bit_exact_frames')} test images bit-exact; "
-                           f"{perf.get('stable_cycles_per_frame', 0):.0f} cycles/frame "
-                           f"(estimate {perf.get('estimated_max_cycles', '-')})")
-    if h.synth:
-        try:
-            from codesign.hw.synth import synth_build
-        except ImportError as exc:
-            raise CodesignError(f"--synth needs codesign.hw.synth ({exc})") from exc
-        rep = synth_build(bdir)
-        tot = rep.get("total") or rep.get("totals") or {k: rep[k] for k in ("LUT", "FF", "BRAM_18K", "DSP") if k in rep}
-        steps["synth"] = f"Yosys ({rep.get('family')}): {tot}; report {bdir / 'report' / 'ooc_synth_and_timing.json'}"
-    return steps
+    h = ctx.cfg.hw
+    if not (h.rtl or h.rtlsim or h.synth):
+        return {}
+    frames = int(h.rtlsim_frames) if h.rtlsim else 0
+    x = sample_batch(ctx.splits, frames, split="test")[0].numpy() if frames else None
+    return run_hw_steps(ctx.out / "BUILD", rtlsim_frames=frames, synth=h.synth, inputs=x)["summary"]
 
 
 def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promote: bool = True) -> dict:
