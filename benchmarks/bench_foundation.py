@@ -52,10 +52,17 @@ def train_throughput(models: dict[str, torch.nn.Module], loader, batches: int) -
 
 
 def throughput_entry(spec: dict, fmodel: torch.nn.Module, loader) -> dict:
-    ips = train_throughput({"float": build_float(spec),
-                            "qat_w4a4": quant_from_float(spec, uniform_plan(spec, 4, 4), fmodel.state_dict())},
-                           loader, 40)
-    return {**ips, "qat_over_float": ips["qat_w4a4"] / ips["float"]}
+    """QAT vs float training speed on one thread: with several threads, any other process on a
+    2-core machine makes OpenMP's spinning threads collide and the numbers swing 10x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ips = train_throughput({"float": build_float(spec),
+                                "qat_w4a4": quant_from_float(spec, uniform_plan(spec, 4, 4), fmodel.state_dict())},
+                               loader, 60)
+    finally:
+        torch.set_num_threads(threads)
+    return {**ips, "qat_over_float": ips["qat_w4a4"] / ips["float"], "threads": 1}
 
 
 def digits_qat_seconds() -> dict:
