@@ -34,6 +34,20 @@ def test_train_qat_export_info(tmp_path, capsys):
     assert [r["weight_bits"] for r in info["rows"]] == ["8", "4", "4", "4"]
     assert info["totals"]["macs"] == 64 * 64 + 64 * 64 * 2 + 64 * 10
 
+    # compile with RTL, Verilator on real digits test images, and Yosys (issue 5's CLI)
+    build = tmp_path / "BUILD"
+    assert main(["compile", str(run / "model.onnx"), "--board", "Pynq-Z2", "--target-fps", "2000",
+                 "--out", str(build), "--rtlsim", "12", "--dataset", "digits", "--synth"]) == 0
+    out = capsys.readouterr().out
+    assert "frames bit-exact" in out and "yosys (xc7)" in out
+    perf = json.loads((build / "report" / "rtlsim_performance.json").read_text())
+    assert perf["N"] == 12 and perf["bit_exact_frames"] == 12
+    est = json.loads((build / "report" / "estimate_network_performance.json").read_text())
+    assert abs(perf["stable_cycles_per_frame"] - est["max_cycles"]) <= 0.05 * est["max_cycles"]
+    synth = json.loads((build / "report" / "ooc_synth_and_timing.json").read_text())
+    assert synth["LUT"] > 0 and synth["family"] == "xc7"
+    assert (build / "rtl" / "codesign_top.v").is_file()
+
 
 def test_clear_errors_exit_2(tmp_path, capsys):
     assert main(["qat", str(tmp_path / "missing.pt"), "--bits", "w4a4", "--out", str(tmp_path)]) == 2
