@@ -10,6 +10,7 @@ rounding is exact: for integer x, ``x >= t  <=>  x >= ceil(t)``.
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -187,33 +188,55 @@ def _threshold_matrix(model: ModelWrapper, mt, nch: int) -> np.ndarray:
     return T
 
 
+def _absorb_into_threshold(model: ModelWrapper, op_type: str, what: str,
+                           rewrite: Callable[[np.ndarray, np.ndarray], np.ndarray | None]):
+    """One step of absorbing a constant `op_type` (Add/Mul) that feeds a MultiThreshold into the
+    thresholds: `rewrite(T, per-channel constant)` returns the new thresholds, or None to leave
+    this node for another pass. Shared by the Add and Mul absorptions, which differ only there."""
+    for n in model.graph.node:
+        if n.op_type != op_type or const_input(model, n) is None:
+            continue
+        mt = single_consumer(model, n.output[0])
+        if mt is None or mt.op_type != "MultiThreshold" or mt.input[0] != n.output[0]:
+            continue
+        dyn, c = const_input(model, n)
+        shape = model.get_tensor_shape(n.output[0])
+        ax = _mt_channel_axis(model, mt)
+        vec = channel_vector(c, shape, ax)
+        if vec is None:
+            raise unsupported(n, f"only scalar or channel-wise {what} can be absorbed into thresholds")
+        T2 = rewrite(_threshold_matrix(model, mt, shape[ax]), vec)
+        if T2 is None:
+            continue
+        tname = fresh_name(model, "thresholds")
+        model.set_initializer(tname, T2)
+        mt.input[1] = tname
+        mt.input[0] = n.input[dyn]
+        model.graph.node.remove(n)
+        return model, True
+    return model, False
+
+
 class AbsorbAddIntoMultiThreshold(Transformation):
     """Add(x, b) -> MultiThreshold(T)  =>  MultiThreshold(x, T - b)."""
 
     def apply(self, model: ModelWrapper):
-        for n in model.graph.node:
-            if n.op_type != "Add" or const_input(model, n) is None:
-                continue
-            mt = single_consumer(model, n.output[0])
-            if mt is None or mt.op_type != "MultiThreshold" or mt.input[0] != n.output[0]:
-                continue
-            dyn, b = const_input(model, n)
-            shape = model.get_tensor_shape(n.output[0])
-            ax = _mt_channel_axis(model, mt)
-            bvec = channel_vector(b, shape, ax)
-            if bvec is None:
-                raise unsupported(n, "only scalar or channel-wise biases can be absorbed into thresholds")
-            T = _threshold_matrix(model, mt, shape[ax]) - bvec[:, None]
-            tname = fresh_name(model, "thresholds")
-            model.set_initializer(tname, T)
-            mt.input[1] = tname
-            mt.input[0] = n.input[dyn]
-            model.graph.node.remove(n)
-            return model, True
-        return model, False
+        return _absorb_into_threshold(model, "Add", "biases", lambda T, b: T - b[:, None])
 
 
 _HUGE = 2.0 ** 60
+
+
+def _divide_thresholds(T: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+    if np.any(a < 0):
+        return None  # FlipNegativeChannelScales first; check_streamlined reports leftovers
+    with np.errstate(divide="ignore", invalid="ignore"):
+        T2 = T / a[:, None]
+    zero = a == 0
+    if np.any(zero):
+        # 0 >= t holds for every input iff t <= 0
+        T2[zero] = np.where(T[zero] <= 0, -_HUGE, _HUGE)
+    return T2
 
 
 class AbsorbMulIntoMultiThreshold(Transformation):
@@ -222,34 +245,7 @@ class AbsorbMulIntoMultiThreshold(Transformation):
     been flipped into the weights (FlipNegativeChannelScales), else it is refused."""
 
     def apply(self, model: ModelWrapper):
-        for n in model.graph.node:
-            if n.op_type != "Mul" or const_input(model, n) is None:
-                continue
-            mt = single_consumer(model, n.output[0])
-            if mt is None or mt.op_type != "MultiThreshold" or mt.input[0] != n.output[0]:
-                continue
-            dyn, a = const_input(model, n)
-            shape = model.get_tensor_shape(n.output[0])
-            ax = _mt_channel_axis(model, mt)
-            avec = channel_vector(a, shape, ax)
-            if avec is None:
-                raise unsupported(n, "only scalar or channel-wise scales can be absorbed into thresholds")
-            if np.any(avec < 0):
-                continue  # FlipNegativeChannelScales first; check_streamlined reports leftovers
-            T = _threshold_matrix(model, mt, shape[ax])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                T2 = T / avec[:, None]
-            zero = avec == 0
-            if np.any(zero):
-                # 0 >= t holds for every input iff t <= 0
-                T2[zero] = np.where(T[zero] <= 0, -_HUGE, _HUGE)
-            tname = fresh_name(model, "thresholds")
-            model.set_initializer(tname, T2)
-            mt.input[1] = tname
-            mt.input[0] = n.input[dyn]
-            model.graph.node.remove(n)
-            return model, True
-        return model, False
+        return _absorb_into_threshold(model, "Mul", "scales", _divide_thresholds)
 
 
 def threshold_input_range(model: ModelWrapper, mt) -> tuple[np.ndarray, np.ndarray] | None:
