@@ -155,3 +155,30 @@ def test_build_directory_round_trip_and_workarounds(tmp_path, tfc_onnx, finn_cfg
     ours_perf = json.loads((build / "report" / "estimate_network_performance.json").read_text())
     assert perf["max_cycles"] == ours_perf["max_cycles"]
     assert np.isclose(perf["estimated_throughput_fps"], ours_perf["estimated_throughput_fps"])
+
+
+def test_finn_rerank_of_finalists(tmp_path, tfc_onnx, finn_cfg):
+    """search/finn_rerank: FINN+'s estimates for finalists in one subprocess, feasibility against the
+    run's limits with FINN's figures, rows re-sorted (feasible, val accuracy)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from codesign.dataflow.boards import get_board
+    from codesign.search.finn_rerank import rerank
+
+    rows = []
+    for h, acc in (("aaaa", 0.80), ("bbbb", 0.90)):
+        d = tmp_path / "final" / f"{h}-k"
+        d.mkdir(parents=True)
+        shutil.copyfile(tfc_onnx, d / "model.onnx")
+        rows.append({"plan_hash": h, "val_acc": acc, "feasible": True, "LUT": 1})
+    ctx = SimpleNamespace(out=tmp_path, cfg=SimpleNamespace(search=SimpleNamespace(util=1.0)),
+                          hw=SimpleNamespace(board=get_board("Pynq-Z2"), clock_ns=10.0, target_fps=5000.0,
+                                             limits={"LUT": 100.0, "BRAM_18K": 280.0, "DSP": 220.0}))
+    out = rerank(ctx, rows, "k", finn_cfg)
+    assert [r["plan_hash"] for r in out] == ["bbbb", "aaaa"]
+    ours = json.loads((tmp_path / "search_finn" / "aaaa" / "report" / "estimate_network_performance.json").read_text())
+    for r in out:
+        f = r["finn"]
+        assert f["ok"] and f["max_cycles"] == ours["max_cycles"] and f["LUT"] > 100
+        assert not f["feasible"] and "LUT" in f["reason"] and r["feasible_embedded"] and not r["feasible"]
