@@ -235,8 +235,8 @@ def write_finn_build_dir(qonnx_path: str | Path, out_dir: str | Path, board: str
 def finn_command_hint(finn_dir: str | Path) -> str:
     """The hardware steps (stitched IP, rtlsim, bitfile) for a user with Vivado and FINN+."""
     d = Path(finn_dir).resolve()
-    return ("FINN+'s hardware steps need Vivado. With FINN+ installed (bash tools/setup_finn.sh, or "
-            "pip install finn-plus==1.6.1) and Vivado's settings64.sh sourced, run:\n"
+    return ("FINN+'s hardware steps need Vivado and Vitis HLS. With FINN+ installed (bash tools/setup_finn.sh, "
+            "or pip install finn-plus==1.6.1) and both tools' settings64.sh sourced, run:\n"
             f"    cd {d} && finn build dataflow_build_config.json model.onnx\n"
             f"(or: cd {d} && python build.py). Without Vivado, `codesign finn --run` runs FINN+'s "
             "estimate steps here.")
