@@ -139,6 +139,7 @@ def test_build_directory_round_trip_and_workarounds(tmp_path, tfc_onnx, finn_cfg
     assert wk["ok"], wk["problems"]
     assert wk["xsi_stub_needed"] and wk["vivado_root_placeholder_needed"] and wk["builder_imports_with_workarounds"]
     assert est["ok"] and est["rc"] == 0, est.get("error")
+    assert est["builder_took_over_io"] and est["io_restored"]  # the stdout/logging workaround: needed, working
     out = Path(est["output_dir"])
     folding = json.loads((fdir / "folding_config.json").read_text())
     assert finn.check_applied_folding(out / "intermediate_models" / "step_apply_folding_config.onnx", folding) == []

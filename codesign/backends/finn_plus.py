@@ -320,6 +320,9 @@ def finn_estimate_for_build(build_dir: str | Path, qonnx: str | Path, board: str
     build_dir = Path(build_dir)
     finn_dir = finn.write_finn_build_dir(qonnx, build_dir / "finn", board, clock_ns,
                                          folding=build_dir / "folding_config.json")
+    if not cfg.python.is_file():
+        raise ToolMissingError(f"FINN+ environment not found ({cfg.python}); {SETUP_HINT}. "
+                               f"the FINN build directory {finn_dir} was written (its hardware steps: docs/deploy.md)")
     jobs: list[dict[str, Any]] = [{"kind": "estimate", "build_dir": str(finn_dir.resolve())}]
     xs = None
     if crosscheck_frames:

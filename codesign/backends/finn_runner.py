@@ -151,13 +151,17 @@ def estimate(job: dict[str, Any]) -> dict[str, Any]:
     cfg_dict["save_intermediate_models"] = True
     cfg = DataflowBuildConfig.from_dict(cfg_dict)
     t0 = time.perf_counter()
+    stdout, root_handlers = sys.stdout, list(logging.getLogger().handlers)
     with restored_io():
         rc = build_dataflow_cfg(str(d / job.get("model", "model.onnx")), cfg)
+        # finn-plus 1.6.1 leaves its PrintLogger on stdout and its own root handlers: the reason for restored_io
+        took_over = sys.stdout is not stdout and logging.getLogger().handlers != root_handlers
+    restored = sys.stdout is stdout and logging.getLogger().handlers == root_handlers
     seconds = time.perf_counter() - t0
     rep = out_dir / "report"
     reports = {f.stem: json.loads(f.read_text()) for f in sorted(rep.glob("*.json"))} if rep.is_dir() else {}
     res: dict[str, Any] = {"ok": rc == 0, "rc": rc, "seconds": round(seconds, 3), "output_dir": str(out_dir),
-                           "reports": reports}
+                           "reports": reports, "builder_took_over_io": took_over, "io_restored": restored}
     if rc != 0:
         res["error"] = f"FINN+ build returned {rc}; see {out_dir}/build_dataflow.log"
     return res
