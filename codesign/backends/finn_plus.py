@@ -265,6 +265,11 @@ def compare_build(build_dir: str | Path, finn_output: str | Path) -> dict[str, A
     if name_map_file.is_file():
         predicted = atomic.read_json(name_map_file)
     mismatched = sorted(k for k, names in predicted.items() if mapping.get(k) and not set(mapping[k]) <= set(names))
+    network_why = []
+    bott = fperf.get("max_cycles_node_name")
+    if bott in unmatched and fperf.get("max_cycles") != perf.get("max_cycles"):
+        network_why.append(f"FINN+'s bottleneck is {bott}, a node only FINN+ has (not in our folding, so at its "
+                           f"default PE): {fperf.get('max_cycles'):,} cycles vs our {perf.get('max_cycles'):,}")
     ours_total = {k: float(res.get("total", {}).get(k, 0)) for k in RESOURCES}
     finn_total = {k: float(fres.get("total", {}).get(k, 0)) for k in RESOURCES}
     return {
@@ -272,6 +277,7 @@ def compare_build(build_dir: str | Path, finn_output: str | Path) -> dict[str, A
         "totals": {"ours": ours_total, "finn": finn_total},
         "network": {"ours": {k: perf.get(k) for k in ("max_cycles", "max_cycles_node_name", "estimated_throughput_fps")},
                     "finn": {k: fperf.get(k) for k in ("max_cycles", "max_cycles_node_name", "estimated_throughput_fps")}},
+        "network_why": network_why,
         "folding_names_mismatched": mismatched,
         "finn_only_nodes": unmatched,
     }
@@ -309,7 +315,8 @@ def print_comparison(cmp: dict[str, Any]) -> None:
               f"{o['BRAM_18K']:,.0f} / {f['BRAM_18K']:,.0f}", f"{o['DSP']:,.0f} / {f['DSP']:,.0f}", "")
     con = Console(width=None if sys.stdout.isatty() else 180)
     con.print(t)
-    con.print(f"FPS: ours {no['estimated_throughput_fps']:,.1f}, FINN+ {nf['estimated_throughput_fps']:,.1f}")
+    con.print(f"FPS: ours {no['estimated_throughput_fps']:,.1f}, FINN+ {nf['estimated_throughput_fps']:,.1f}"
+              + "".join(f"; {w}" for w in cmp.get("network_why", [])))
 
 
 def finn_estimate_for_build(build_dir: str | Path, qonnx: str | Path, board: str, clock_ns: float,
