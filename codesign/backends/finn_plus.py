@@ -268,8 +268,10 @@ def compare_build(build_dir: str | Path, finn_output: str | Path) -> dict[str, A
     network_why = []
     bott = fperf.get("max_cycles_node_name")
     if bott in unmatched and fperf.get("max_cycles") != perf.get("max_cycles"):
-        network_why.append(f"FINN+'s bottleneck is {bott}, a node only FINN+ has (not in our folding, so at its "
-                           f"default PE): {fperf.get('max_cycles'):,} cycles vs our {perf.get('max_cycles'):,}")
+        a = fattrs.get(bott, {})
+        par = f" (PE {a['PE']} of NumChannels {a['NumChannels']})" if "PE" in a and "NumChannels" in a else ""
+        network_why.append(f"FINN+'s bottleneck is {bott}{par}, a node only FINN+ has (our folding does not "
+                           f"cover it): {fperf.get('max_cycles'):,} cycles vs our {perf.get('max_cycles'):,}")
     ours_total = {k: float(res.get("total", {}).get(k, 0)) for k in RESOURCES}
     finn_total = {k: float(fres.get("total", {}).get(k, 0)) for k in RESOURCES}
     return {
