@@ -14,8 +14,9 @@ Writes benchmarks/results/finn.json and benchmarks/results/finn.md (markdown tab
 
     .venv/bin/python benchmarks/bench_finn.py [--quick] [--finn-python .venv-finn/bin/python]
 
---quick: tfc and FINN's TFC-w1a1 only (~3 min on 2 cores); full adds sfc, cnv (3x32x32) and
-CNV-w1a1 (Yosys on the CNVs takes several minutes each).
+--quick: tfc and FINN's TFC-w1a1 only (~6 min on 2 idle cores, mostly Yosys); full adds sfc,
+cnv (3x32x32) and CNV-w1a1 (Yosys on the CNVs takes many minutes each). --no-yosys: every
+network, ours vs FINN+ only (benchmarks/results/finn_estimates.json).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _rel(est: float, ref: float) -> float:
     return abs(est - ref) / max(ref, 1.0)
 
 
-def run(names: list[str], finn_python: str | None, work: Path) -> dict:
+def run(names: list[str], finn_python: str | None, work: Path, yosys: bool = True) -> dict:
     from codesign.backends import finn
     from codesign.backends.finn_plus import FinnConfig, compare_build, run_jobs
     from codesign.dataflow.build import BuildConfig, build_dataflow
@@ -87,7 +88,7 @@ def run(names: list[str], finn_python: str | None, work: Path) -> dict:
             ours_s = time.perf_counter() - t0
             finn.write_finn_build_dir(q, b / "finn", "Pynq-Z2", 10.0, folding=b / "folding_config.json")
             t0 = time.perf_counter()
-            syn = synth_build(b)
+            syn = synth_build(b) if yosys else None
             designs.append({"network": name, "target_fps": fps, "build": b, "ours_s": ours_s,
                             "yosys_s": time.perf_counter() - t0, "yosys": syn})
             log.info("%s @ %d FPS: compiled %.1f s, Yosys %.1f s", name, fps, ours_s, designs[-1]["yosys_s"])
@@ -104,22 +105,22 @@ def run(names: list[str], finn_python: str | None, work: Path) -> dict:
             rows.append(row)
             continue
         cmp = compare_build(d["build"], est["output_dir"])
-        ynodes = d["yosys"]["nodes"]
+        ynodes = d["yosys"]["nodes"] if d["yosys"] else None
         nodes = []
         for r in cmp["rows"]:
-            if r["node"] is None or r["op"] in PLUMBING or r["finn"] is None or r["node"] not in ynodes:
+            if r["node"] is None or r["op"] in PLUMBING or r["finn"] is None or (ynodes is not None and r["node"] not in ynodes):
                 continue
-            y = ynodes[r["node"]]
+            y = ynodes[r["node"]] if ynodes is not None else {"LUT": None, "BRAM_18K": None}
             nodes.append({"node": r["node"], "op": r["op"], "yosys_LUT": y["LUT"], "yosys_BRAM_18K": y["BRAM_18K"],
                           "ours_LUT": r["ours"]["LUT"], "finn_LUT": r["finn"]["LUT"],
                           "ours_BRAM_18K": r["ours"]["BRAM_18K"], "finn_BRAM_18K": r["finn"]["BRAM_18K"],
                           "ours_cycles": r["ours"]["cycles"], "finn_cycles": r["finn"]["cycles"]})
-            for who in ("ours", "finn"):
+            for who in ("ours", "finn") if ynodes is not None else ():
                 errs[who]["LUT"].append(_rel(nodes[-1][f"{who}_LUT"], y["LUT"]))
                 errs[who]["BRAM_18K"].append(abs(nodes[-1][f"{who}_BRAM_18K"] - y["BRAM_18K"]))
-        tot = {k: sum(n[k] for n in nodes) for k in ("yosys_LUT", "ours_LUT", "finn_LUT", "yosys_BRAM_18K",
+        tot = {k: sum(n[k] for n in nodes) if ynodes is not None or not k.startswith("yosys") else None for k in ("yosys_LUT", "ours_LUT", "finn_LUT", "yosys_BRAM_18K",
                                                       "ours_BRAM_18K", "finn_BRAM_18K")}
-        row.update(matched_nodes=len(nodes), **tot, yosys_total_LUT=d["yosys"]["LUT"],
+        row.update(matched_nodes=len(nodes), **tot, yosys_total_LUT=d["yosys"]["LUT"] if d["yosys"] else None,
                    ours_total_LUT=cmp["totals"]["ours"]["LUT"], finn_total_LUT=cmp["totals"]["finn"]["LUT"],
                    ours_max_cycles=cmp["network"]["ours"]["max_cycles"], finn_max_cycles=cmp["network"]["finn"]["max_cycles"],
                    finn_only_nodes=cmp["finn_only_nodes"], nodes=nodes)
@@ -137,7 +138,7 @@ def summarise(rows: list[dict], errs: dict) -> dict:
     LUT of the matched nodes' sum, which weighs big nodes as the board budget does)."""
     out = {}
     for who, e in errs.items():
-        tot = [_rel(r[f"{who}_LUT"], r["yosys_LUT"]) for r in rows if r.get("finn_ok")]
+        tot = [_rel(r[f"{who}_LUT"], r["yosys_LUT"]) for r in rows if r.get("finn_ok") and r.get("yosys_LUT") is not None]
         out[who] = {"LUT_mean_rel_error": round(float(np.mean(e["LUT"])), 4) if e["LUT"] else None,
                     "BRAM_18K_mean_abs_error": round(float(np.mean(e["BRAM_18K"])), 3) if e["BRAM_18K"] else None,
                     "nodes": len(e["LUT"]),
@@ -152,13 +153,15 @@ def markdown(res: dict) -> str:
         if not r.get("finn_ok"):
             lines.append(f"| {r['network']} | {r['target_fps']:,} | FINN+ failed: {r.get('finn_error')} | | | | |")
             continue
+        f = (lambda v: "-" if v is None else f"{v:,.0f}")
         lines.append(f"| {r['network']} | {r['target_fps']:,} | {r['ours_max_cycles']:,} / {r['finn_max_cycles']:,} | "
-                     f"{r['yosys_LUT']:,.0f} | {r['ours_LUT']:,.0f} | {r['finn_LUT']:,.0f} | "
-                     f"{r['yosys_BRAM_18K']:,.0f} / {r['ours_BRAM_18K']:,.0f} / {r['finn_BRAM_18K']:,.0f} |")
+                     f"{f(r['yosys_LUT'])} | {f(r['ours_LUT'])} | {f(r['finn_LUT'])} | "
+                     f"{f(r['yosys_BRAM_18K'])} / {f(r['ours_BRAM_18K'])} / {f(r['finn_BRAM_18K'])} |")
     m = res["mean_error_vs_yosys"]
-    lines += ["", "| estimator | mean LUT error vs Yosys, per design | per node | mean BRAM18 error per node | designs / nodes |",
-              "|---|---:|---:|---:|---:|"]
-    for who, label in (("ours", "codesign"), ("finn", "FINN+ 1.6.1")):
+    if m["ours"]["designs"]:
+        lines += ["", "| estimator | mean LUT error vs Yosys, per design | per node | mean BRAM18 error per node | designs / nodes |",
+                  "|---|---:|---:|---:|---:|"]
+    for who, label in (("ours", "codesign"), ("finn", "FINN+ 1.6.1")) if m["ours"]["designs"] else ():
         e = m[who]
         pct = (lambda v: f"{v:.1%}" if v is not None else "-")
         lines.append(f"| {label} | {pct(e['design_LUT_mean_rel_error'])} | {pct(e['LUT_mean_rel_error'])} | "
@@ -176,15 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tfc and TFC-w1a1 only")
     ap.add_argument("--networks", nargs="*", choices=sorted(NETWORKS), help="override the network list")
     ap.add_argument("--finn-python", default=None, help="FINN+ environment's python (default .venv-finn/bin/python)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "finn.json")
+    ap.add_argument("--no-yosys", action="store_true",
+                    help="ours vs FINN+ only (no synthesis: minutes instead of an hour for the CNVs); "
+                         "default out benchmarks/results/finn_estimates.json")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/finn.json)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     names = args.networks or (list(QUICK) if args.quick else list(NETWORKS))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_finn_") as tmp:
-        res = run(names, args.finn_python, Path(tmp))
+        res = run(names, args.finn_python, Path(tmp), yosys=not args.no_yosys)
     res["seconds"] = round(time.perf_counter() - t0, 1)
-    res["mode"] = "quick" if args.quick else "full"
+    res["mode"] = ("quick" if args.quick else "full") + (" no-yosys" if args.no_yosys else "")
+    if args.out is None:
+        args.out = RESULTS / ("finn_estimates.json" if args.no_yosys else "finn.json")
     write_json(args.out, res)
     md = markdown(res)
     write_text(args.out.with_suffix(".md"), md)
