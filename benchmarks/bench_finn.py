@@ -168,7 +168,7 @@ def markdown(res: dict) -> str:
                      f"{e['BRAM_18K_mean_abs_error']} | {e['designs']} / {e['nodes']} |")
     t = res["finn_timing"]
     lines += ["", "Matched nodes only (FIFOs/DWCs and the nodes only FINN+ puts in hardware excluded). "
-                  "Max cycles differ where FINN+'s input Thresholding (PE 1, not in our folding) is its bottleneck.",
+                  "Max cycles differ where FINN+'s input Thresholding (a 1-channel image: PE <= NumChannels = 1, one pixel per cycle) is its bottleneck.",
               "", f"FINN+ estimate flow: {t['per_design_s']} s per design + {t['import_s']} s import "
                   f"({t['designs']} designs in one subprocess, {t['wall_s']} s)."]
     return "\n".join(lines) + "\n"
