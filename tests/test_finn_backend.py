@@ -3,7 +3,6 @@ and the folding lands on FINN's node names (finn-reference §1)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -102,7 +101,7 @@ def validate_finn_folding(folding: dict) -> None:
     for name, attrs in folding.items():
         if name == "Defaults":
             continue
-        assert re.match(r"^(MVAU|Thresholding|ConvolutionInputGenerator|StreamingMaxPool|FMPadding|LabelSelect|"
+        assert re.match(r"^(MVAU|Thresholding|ConvolutionInputGenerator|StreamingMaxPool|Pool|FMPadding|LabelSelect|"
                         r"StreamingDataWidthConverter|StreamingFIFO)(_hls|_rtl)?_\d+$", name), name
         for k, v in attrs.items():
             assert isinstance(v, FOLDING_ATTR_TYPES[k]), (name, k, v)
@@ -128,13 +127,16 @@ def test_finn_build_dir_validates(tmp_path):
                                  "mem_mode": "internal_embedded"}
     assert folding["MVAU_hls_1"] == folding["MVAU_rtl_1"] == folding["MVAU_1"] == {"PE": 4, "SIMD": 8, "ram_style": "auto"}
     assert folding["ConvolutionInputGenerator_rtl_0"] == {"SIMD": 3}
-    assert folding["StreamingMaxPool_0"] == {"PE": 4} and folding["LabelSelect_hls_0"] == {"PE": 1}
+    # FINN+ lowers a max pool to a sliding window (SIMD = our PE) + Pool: both take a number in order.
+    assert folding["ConvolutionInputGenerator_rtl_1"] == {"SIMD": 4} and folding["Pool_hls_0"] == {"PE": 4}
+    assert not any(k.startswith("StreamingMaxPool") for k in folding)
+    assert folding["LabelSelect_hls_0"] == {"PE": 1}
     assert not any(k.startswith("StreamingFIFO") for k in folding)  # FINN sizes its own FIFOs
     name_map = json.loads((out / "folding_name_map.json").read_text())
     assert name_map["fc0"] == ["MVAU_1", "MVAU_hls_1", "MVAU_rtl_1"] and "fifo0" not in name_map
     build_py = (out / "build.py").read_text()
     compile(build_py, "build.py", "exec")
-    assert "build_dataflow_directory" in build_py
+    assert "import build_dataflow_cfg" in build_py and "import build_dataflow_directory" not in build_py  # FINN+ 1.6.1
 
 
 def test_finn_ultrascale_and_dict_folding(tmp_path):
@@ -169,13 +171,14 @@ def test_finn_bad_inputs(tmp_path):
         finn.write_finn_build_dir(model, tmp_path / "f", "Pynq-Z2", 0.0, target_fps=1)
 
 
-def test_finn_run_without_finn_says_docker_command(tmp_path):
-    if importlib.util.find_spec("finn") is not None:
-        pytest.skip("finn is importable here: run_finn_build would start a real FINN build")
+def test_finn_run_without_finn_env_says_setup(tmp_path):
+    from codesign.backends.finn_plus import FinnConfig
+
     model = qonnx_model(tmp_path / "model.onnx")
     out = finn.write_finn_build_dir(model, tmp_path / "f", "Pynq-Z2", 10.0, target_fps=1000)
-    with pytest.raises(ToolMissingError, match=r"run-docker.sh build_custom .*/f"):
-        finn.run_finn_build(out)
+    with pytest.raises(ToolMissingError, match=r"FINN\+ environment not found .*setup_finn.sh"):
+        finn.run_finn_build(out, config=FinnConfig.from_env(tmp_path / "no-venv" / "bin" / "python"))
+    assert "finn build dataflow_build_config.json model.onnx" in finn.finn_command_hint(out)
 
 
 def test_collect_reports_and_check_applied_folding(tmp_path):
@@ -205,4 +208,4 @@ def test_cli_finn(tmp_path, caplog):
                               "--target-fps", "1000"])
     with caplog.at_level("INFO"):
         assert args.func(args) == 0
-    assert "run-docker.sh build_custom" in caplog.text or importlib.util.find_spec("finn") is not None
+    assert "finn build dataflow_build_config.json model.onnx" in caplog.text

@@ -1,16 +1,18 @@
-"""The same model handed to a real FINN: a build directory for `build_dataflow_directory`.
+"""The same model handed to a real FINN: a FINN+ build directory, and FINN+'s estimate flow on it.
 
-FINN is not installable from the package registry, so this module writes what FINN consumes
-(the QONNX `model.onnx`, `dataflow_build_config.json`, `folding_config.json`, a `build.py` for
-`run-docker.sh build_custom`) and runs FINN only when `finn` is importable. The embedded
-backend's folding is translated to FINN's node names so both backends build the same design
-point and their reports can be compared side by side.
+This module writes what FINN consumes (the QONNX `model.onnx`, `dataflow_build_config.json`,
+`folding_config.json`, a `build.py` using FINN+'s Python API) and, through
+`codesign.backends.finn_plus` (FINN+ runs in its own environment as a subprocess), runs FINN+'s
+estimate-only flow on it. The embedded backend's folding is translated to FINN's node names so
+both backends build the same design point and their reports can be compared side by side. The
+hardware steps (stitched IP, bitfile) need Vivado: `finn_command_hint` says what to run.
 
 Node-name mapping (and its risk). FINN names its HW nodes itself after its own lowering:
 `GiveUniqueNodeNames` numbers each op type in graph order (`MVAU_0`, `MVAU_1`, ...), and after
 `step_specialize_layers` (FINN >= 0.10) the op type carries the implementation style
-(`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our i-th node of a type maps to FINN's
-i-th node of the corresponding type (`SlidingWindow` -> `ConvolutionInputGenerator`); each entry
+(`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our nodes map by order and type
+(`FINN_LOWERING`: `SlidingWindow` -> `ConvolutionInputGenerator`, a max pool -> a sliding window
++ `Pool`), counting the host-side nodes FINN+ puts in hardware (the input quantizer); each entry
 is written under the plain and the `_hls`/`_rtl` names, because which style FINN picks depends on
 its version and settings, and FINN only warns about names that do not exist. The risk: when
 FINN's lowering yields a different number or order of nodes of a type than ours (e.g. a
@@ -28,24 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from codesign import atomic
-from codesign.errors import CodesignError, ToolMissingError
+from codesign.errors import CodesignError
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "accel_templates"
 
-# codesign op type -> FINN op type (HW layer names of FINN >= 0.10).
-FINN_OP_TYPE = {
-    "MVAU": "MVAU", "Thresholding": "Thresholding", "SlidingWindow": "ConvolutionInputGenerator",
-    "StreamingMaxPool": "StreamingMaxPool", "FMPadding": "FMPadding", "LabelSelect": "LabelSelect",
-    "StreamingDataWidthConverter": "StreamingDataWidthConverter", "StreamingFIFO": "StreamingFIFO",
-}
 # The folding attributes FINN accepts per op type (finn-reference §1); others are dropped.
 FINN_FOLDING_ATTRS = {
     "MVAU": ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights"),
     "Thresholding": ("PE", "ram_style", "mem_mode", "runtime_writeable_weights"),
     "ConvolutionInputGenerator": ("SIMD", "parallel_window", "ram_style"),
     "StreamingMaxPool": ("PE",),
+    "Pool": ("PE",),
     "FMPadding": ("SIMD",),
     "LabelSelect": ("PE",),
     "StreamingDataWidthConverter": ("impl_style",),
@@ -61,6 +58,49 @@ FINN_OUTPUTS = ["estimate_reports", "stitched_ip", "rtlsim_performance", "bitfil
                 "deployment_package"]
 FINN_MVAU_WWIDTH_MAX = 36
 HW_DOMAIN = "codesign.dataflow.ops"
+
+
+# How FINN+ 1.6.1 lowers each of our HW ops, in stream order: (FINN op type, {our attr: FINN attr}
+# or None to pass FINN's folding attributes through). FINN+ maps a max pool to a sliding window
+# plus `Pool` (the window's SIMD is our pool's PE). The one table to re-point when the op names
+# move into the op modules.
+FINN_LOWERING: dict[str, tuple[tuple[str, dict[str, str] | None], ...]] = {
+    "MVAU": (("MVAU", None),),
+    "Thresholding": (("Thresholding", None),),
+    "SlidingWindow": (("ConvolutionInputGenerator", None),),
+    "StreamingMaxPool": (("ConvolutionInputGenerator", {"PE": "SIMD"}), ("Pool", {"PE": "PE"})),
+    "FMPadding": (("FMPadding", None),),
+    "LabelSelect": (("LabelSelect", None),),
+}
+# Host-side nodes of our graph FINN+ 1.6.1 puts in hardware: the float input quantizer becomes a
+# Thresholding before our first HW node, the output scale an ElementwiseMul/Add after the last.
+FINN_HOST_TO_HW_BEFORE = {"Quant": "Thresholding"}
+FINN_HOST_TO_HW_AFTER = {"Mul": "ElementwiseMul", "Add": "ElementwiseAdd"}
+
+
+def finn_lowering(op_type: str) -> tuple[tuple[str, dict[str, str] | None], ...] | None:
+    """FINN+'s node types for one of our HW op types, in order (None: FINN has no counterpart)."""
+    return FINN_LOWERING.get(op_type)
+
+
+def finn_base_type(finn_op_type: str) -> str:
+    """`MVAU_hls` -> `MVAU`: FINN's op type without its implementation style."""
+    return re.sub(r"_(hls|rtl)$", "", finn_op_type)
+
+
+def host_nodes_finn_puts_in_hw(dataflow_onnx: Path | None) -> tuple[list[str], list[str]]:
+    """FINN op types FINN+ adds before / after our HW chain for nodes we keep on the host."""
+    if dataflow_onnx is None or not dataflow_onnx.is_file():
+        return [], []
+    import onnx
+
+    g = onnx.load(str(dataflow_onnx), load_external_data=False).graph
+    idx = [i for i, n in enumerate(g.node) if n.domain == HW_DOMAIN]
+    if not idx:
+        return [], []
+    before = [FINN_HOST_TO_HW_BEFORE[n.op_type] for n in g.node[:idx[0]] if n.op_type in FINN_HOST_TO_HW_BEFORE]
+    after = [FINN_HOST_TO_HW_AFTER[n.op_type] for n in g.node[idx[-1] + 1:] if n.op_type in FINN_HOST_TO_HW_AFTER]
+    return before, after
 
 
 def _op_order(folding: dict[str, Any], dataflow_onnx: Path | None) -> list[tuple[str, str]]:
@@ -85,29 +125,38 @@ def _op_order(folding: dict[str, Any], dataflow_onnx: Path | None) -> list[tuple
 
 def translate_folding(folding: dict[str, Any], dataflow_onnx: Path | None = None
                       ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """codesign folding (keyed by our node names) -> FINN folding (keyed by FINN's), plus the name map."""
+    """codesign folding (keyed by our node names) -> FINN folding (keyed by FINN's), plus the name map.
+
+    FINN numbers its nodes per op type in graph order, counting the nodes it adds itself (the
+    input quantizer as Thresholding, a max pool's sliding window), so those advance the counters
+    too; each entry is written under the plain and the _hls/_rtl names (FINN ignores the others).
+    """
     finn_cfg: dict[str, Any] = {"Defaults": {}}
     name_map: dict[str, list[str]] = {}
     counters: dict[str, int] = {}
+    for fop in host_nodes_finn_puts_in_hw(dataflow_onnx)[0]:
+        counters[fop] = counters.get(fop, 0) + 1
     for ours, op in _op_order(folding, dataflow_onnx):
-        if op not in FINN_OP_TYPE:
-            log.warning("folding entry %s (%s) has no FINN counterpart; skipped", ours, op)
-            continue
         if op in FINN_INSERTS_ITSELF:
             log.info("folding entry %s (%s) skipped: FINN inserts and sizes its own FIFOs/width converters "
                      "after applying the folding (auto_fifo_depths)", ours, op)
             continue
-        fop = FINN_OP_TYPE[op]
-        idx = counters.get(fop, 0)
-        counters[fop] = idx + 1
-        attrs = {k: v for k, v in folding[ours].items() if k in FINN_FOLDING_ATTRS[fop]}
-        dropped = sorted(set(folding[ours]) - set(attrs))
-        if dropped:
-            log.debug("%s: attributes %s are not FINN folding attributes; dropped", ours, dropped)
-        names = [f"{fop}{suffix}_{idx}" for suffix in FINN_STYLE_SUFFIXES]
-        for n in names:
-            finn_cfg[n] = dict(attrs)
-        name_map[ours] = names
+        lowering = finn_lowering(op)
+        if lowering is None:
+            log.warning("folding entry %s (%s) has no FINN counterpart; skipped", ours, op)
+            continue
+        name_map[ours] = []
+        for fop, rename in lowering:
+            idx = counters.get(fop, 0)
+            counters[fop] = idx + 1
+            if rename is None:
+                attrs = {k: v for k, v in folding[ours].items() if k in FINN_FOLDING_ATTRS[fop]}
+            else:
+                attrs = {rename[k]: v for k, v in folding[ours].items() if k in rename}
+            names = [f"{fop}{suffix}_{idx}" for suffix in FINN_STYLE_SUFFIXES]
+            for n in names:
+                finn_cfg[n] = dict(attrs)
+            name_map[ours] += names
     return finn_cfg, name_map
 
 
@@ -184,26 +233,29 @@ def write_finn_build_dir(qonnx_path: str | Path, out_dir: str | Path, board: str
 
 
 def finn_command_hint(finn_dir: str | Path) -> str:
-    """What to run when `finn` is not importable here."""
+    """The hardware steps (stitched IP, rtlsim, bitfile) for a user with Vivado and FINN+."""
     d = Path(finn_dir).resolve()
-    return ("FINN is not installed here. In a FINN checkout (github.com/Xilinx/finn, with Vivado/Vitis "
-            "installed and FINN_XILINX_PATH / FINN_XILINX_VERSION exported), run:\n"
-            f"    ./run-docker.sh build_custom {d}\n"
-            f"or inside FINN's container: python -m finn.builder.build_dataflow {d}")
+    return ("FINN+'s hardware steps need Vivado and Vitis HLS. With FINN+ installed (bash tools/setup_finn.sh, "
+            "or pip install finn-plus==1.6.1) and both tools' settings64.sh sourced, run:\n"
+            f"    cd {d} && finn build dataflow_build_config.json model.onnx\n"
+            f"(or: cd {d} && python build.py). Without Vivado, `codesign finn --run` runs FINN+'s "
+            "estimate steps here.")
 
 
-def run_finn_build(finn_dir: str | Path, collect_to: str | Path | None = None) -> Path:
-    """Run FINN on the directory (when importable) and copy its report/*.json to `collect_to`."""
+def run_finn_build(finn_dir: str | Path, collect_to: str | Path | None = None, config: Any = None) -> Path:
+    """FINN+'s estimate-only flow on the directory (in the FINN+ environment, as a subprocess);
+    copies its report/*.json to `collect_to`. Returns FINN's output folder.
+
+    The hardware steps need Vivado and are not run here (see `finn_command_hint`).
+    """
+    from codesign.backends.finn_plus import FinnConfig, estimate_builds
+
     finn_dir = Path(finn_dir)
-    try:
-        from finn.builder.build_dataflow import build_dataflow_directory  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise ToolMissingError(finn_command_hint(finn_dir)) from exc
-    rc = build_dataflow_directory(str(finn_dir))
-    if rc not in (0, None):
-        raise CodesignError(f"FINN build failed (rc {rc}); see {finn_dir}/build_dataflow.log")
-    cfg = atomic.read_json(finn_dir / "dataflow_build_config.json")
-    out = finn_dir / cfg["output_dir"]
+    cfg = config or FinnConfig.from_env()
+    res = estimate_builds([finn_dir], cfg)[0]
+    if not res.get("ok"):
+        raise CodesignError(f"FINN+ estimate build of {finn_dir} failed: {res.get('error')}")
+    out = Path(res["output_dir"])
     if collect_to is not None:
         collect_reports(out, collect_to)
     return out

@@ -39,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     hw.add_argument("--data-dir", default=None, help="dataset folder for --dataset (e.g. CIFAR-10)")
     hw.add_argument("--synth", action="store_true", help="Yosys out-of-context synthesis (implies --rtl)")
     p.add_argument("--backend", choices=("embedded", "finn"), default="embedded",
-                   help="finn: also write a FINN build directory BUILD/finn (and run FINN when importable)")
+                   help="finn: also write a FINN build directory BUILD/finn, run FINN+'s estimate flow on it "
+                        "(same model, same folding) and compare: BUILD/report/finn_vs_embedded.json")
+    p.add_argument("--finn-crosscheck", type=int, default=0, metavar="N",
+                   help="with --backend finn: run N seeded frames through the QONNX model, our compiled graph and "
+                        "FINN+'s own HW graph (Python execution): BUILD/report/finn_crosscheck.json")
+    p.add_argument("--finn-python", default=None,
+                   help="FINN+ environment's python (default: $CODESIGN_FINN_PYTHON or .venv-finn/bin/python)")
     p.set_defaults(func=run)
 
 
@@ -108,13 +114,17 @@ def run(args: argparse.Namespace) -> int:
         for line in res["summary"].values():
             print(line)
     if args.backend == "finn":
-        from codesign.backends.finn import run_finn_build, write_finn_build_dir
-        from codesign.errors import ToolMissingError
+        from codesign.backends.finn_plus import FinnConfig, finn_estimate_for_build, print_comparison
 
-        finn_dir = write_finn_build_dir(args.model, args.out / "finn", board.name, clock_ns,
-                                        target_fps=args.target_fps, folding=args.out / "folding_config.json")
-        try:
-            run_finn_build(finn_dir, collect_to=args.out / "report" / "finn")
-        except ToolMissingError as exc:
-            log.warning("%s", exc)
+        res = finn_estimate_for_build(args.out, args.model, board.name, clock_ns, FinnConfig.from_env(args.finn_python),
+                                      crosscheck_frames=args.finn_crosscheck)
+        print_comparison(res["comparison"])
+        print(f"wrote {args.out}/finn/ (FINN+ build directory and report/), {args.out}/report/finn_vs_embedded.json")
+        if "crosscheck" in res:
+            cc = res["crosscheck"]
+            verdict = "agree" if cc["agree"] else "DISAGREE"
+            print(f"three-way cross-check on {cc['frames']} frames (QONNX, embedded, FINN+ Python execution): {verdict}; "
+                  f"embedded vs FINN+ bit-identical: {cc['embedded_vs_finn']['bit_identical']}")
+            if not cc["agree"]:
+                return 1
     return 0

@@ -34,7 +34,11 @@ def _finn(args: argparse.Namespace) -> int:
     out = finn.write_finn_build_dir(args.model, args.out, args.board, args.clock_ns,
                                     target_fps=args.target_fps, folding=folding)
     if args.run:
-        finn.run_finn_build(out, collect_to=Path(args.collect_to) if args.collect_to else None)
+        from codesign.backends.finn_plus import FinnConfig
+
+        fout = finn.run_finn_build(out, collect_to=Path(args.collect_to) if args.collect_to else None,
+                                   config=FinnConfig.from_env(args.finn_python))
+        log.info("FINN+ estimate reports in %s/report; hardware steps: %s", fout, finn.finn_command_hint(out))
     else:
         log.info("%s", finn.finn_command_hint(out))
     return 0
@@ -57,15 +61,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=4, help="Vivado parallel jobs with --build-bitstream")
     p.set_defaults(func=_deploy)
 
-    f = sub.add_parser("finn", help="FINN build directory for a QONNX model (runs FINN when installed)",
-                       description="Write model.onnx, dataflow_build_config.json and folding_config.json "
-                                   "for FINN's build_dataflow_directory.")
+    f = sub.add_parser("finn", help="FINN+ build directory for a QONNX model (--run: FINN+'s estimate steps)",
+                       description="Write model.onnx, dataflow_build_config.json, folding_config.json and build.py "
+                                   "for FINN+ (`finn build dataflow_build_config.json model.onnx` with Vivado).")
     f.add_argument("model", type=Path, help="QONNX model (model.onnx from `codesign export`)")
     f.add_argument("--board", required=True)
     f.add_argument("--out", type=Path, required=True, help="FINN build directory to write")
     f.add_argument("--clock-ns", type=float, default=10.0)
     f.add_argument("--target-fps", type=int, default=None)
     f.add_argument("--folding", help="codesign folding_config.json (BUILD/folding_config.json) to translate")
-    f.add_argument("--run", action="store_true", help="run FINN now (needs `finn` importable)")
+    f.add_argument("--run", action="store_true",
+                   help="run FINN+'s estimate steps now (FINN+ environment from tools/setup_finn.sh; no Vivado)")
+    f.add_argument("--finn-python", default=None,
+                   help="FINN+ environment's python (default: $CODESIGN_FINN_PYTHON or .venv-finn/bin/python)")
     f.add_argument("--collect-to", help="copy FINN's report/*.json here (e.g. BUILD/report/finn)")
     f.set_defaults(func=_finn)
