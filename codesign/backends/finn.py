@@ -7,14 +7,14 @@ backend's folding is translated to FINN's node names so both backends build the 
 point and their reports can be compared side by side.
 
 Node-name mapping (and its risk). FINN names its HW nodes itself after its own lowering:
-`GiveUniqueNodeNames` numbers each op type in graph order (`MVAU_0`, `MVAU_1`, ...), and after
+`GiveUniqueNodeNames` numbers each op type in graph order (`<Op>_0`, `<Op>_1`, ...), and after
 `step_specialize_layers` (FINN >= 0.10) the op type carries the implementation style
-(`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our i-th node of a type maps to FINN's
-i-th node of the corresponding type (`SlidingWindow` -> `ConvolutionInputGenerator`); each entry
+(`<Op>_hls_0`, `<Op>_rtl_0`, ...). Our i-th node of a type maps to FINN's i-th node of the
+corresponding type (each op class names its FINN op, `HWCustomOp.finn_op_names`); each entry
 is written under the plain and the `_hls`/`_rtl` names, because which style FINN picks depends on
 its version and settings, and FINN only warns about names that do not exist. The risk: when
 FINN's lowering yields a different number or order of nodes of a type than ours (e.g. a
-standalone `Thresholding` FINN keeps where we absorbed it, or the reverse), entries land on the
+standalone threshold node FINN keeps where we absorbed it, or the reverse), entries land on the
 wrong node or nowhere, silently in FINN. `folding_name_map.json` records the mapping, and
 `check_applied_folding()` compares FINN's folded model against it after a FINN build.
 """
@@ -34,26 +34,19 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "accel_templates"
 
-# codesign op type -> FINN op type (HW layer names of FINN >= 0.10).
-FINN_OP_TYPE = {
-    "MVAU": "MVAU", "Thresholding": "Thresholding", "SlidingWindow": "ConvolutionInputGenerator",
-    "StreamingMaxPool": "StreamingMaxPool", "FMPadding": "FMPadding", "LabelSelect": "LabelSelect",
-    "StreamingDataWidthConverter": "StreamingDataWidthConverter", "StreamingFIFO": "StreamingFIFO",
-}
-# The folding attributes FINN accepts per op type (finn-reference §1); others are dropped.
-FINN_FOLDING_ATTRS = {
-    "MVAU": ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights"),
-    "Thresholding": ("PE", "ram_style", "mem_mode", "runtime_writeable_weights"),
-    "ConvolutionInputGenerator": ("SIMD", "parallel_window", "ram_style"),
-    "StreamingMaxPool": ("PE",),
-    "FMPadding": ("SIMD",),
-    "LabelSelect": ("PE",),
-    "StreamingDataWidthConverter": ("impl_style",),
-    "StreamingFIFO": ("depth", "impl_style", "ram_style"),
-}
+# codesign op type -> FINN op type, the folding attributes FINN accepts for it, and the ops
+# FINN creates itself later (step_set_fifo_depths, stitching): asked of the op classes.
+def _finn_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]], tuple[str, ...]]:
+    from codesign.dataflow.ops import OPS
+
+    op_type = {c.__name__: c.finn_op_names()[0] for c in OPS}
+    attrs = {c.finn_op_names()[0]: tuple(c.finn_folding_attrs) for c in OPS}
+    inserts = tuple(c.__name__ for c in OPS if c.finn_inserts_itself)
+    return op_type, attrs, inserts
+
+
+FINN_OP_TYPE, FINN_FOLDING_ATTRS, FINN_INSERTS_ITSELF = _finn_tables()
 FINN_STYLE_SUFFIXES = ("", "_hls", "_rtl")
-# Nodes FINN creates in later steps (step_set_fifo_depths, stitching): not in its folded graph yet.
-FINN_INSERTS_ITSELF = ("StreamingFIFO", "StreamingDataWidthConverter")
 # FINN's board names (its part map keys) for our boards.
 FINN_BOARD = {"Pynq-Z1": "Pynq-Z1", "Pynq-Z2": "Pynq-Z2", "Ultra96-V2": "Ultra96-V2", "ZCU104": "ZCU104",
               "ZCU102": "ZCU102", "KV260": "KV260_SOM"}

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-fps", action="store_true", help="highest FPS that fits the board under --util")
     p.add_argument("--util", type=float, default=0.8, help="utilisation cap per resource for --max-fps (0.8)")
     p.add_argument("--out", type=Path, default=Path("BUILD"), help="build folder (default BUILD/)")
-    p.add_argument("--label-select", type=int, default=None, metavar="K", help="append a top-K LabelSelect")
+    p.add_argument("--label-select", type=int, default=None, metavar="K", help="append a top-K label selection node")
     p.add_argument("--mvau-wwidth-max", type=int, default=36, help="max SIMD x weight bits per PE (36)")
     p.add_argument("--calibration", type=Path, default=None, help="cost-model calibration JSON")
     hw = p.add_argument_group("RTL, simulation and synthesis (Verilator and Yosys, no vendor tool)")

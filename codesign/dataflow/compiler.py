@@ -132,13 +132,13 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
         Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(),
                                               MoveTransposePastChannelwise(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
-             "Conv -> [FMPadding] + SlidingWindow + MatMul, MaxPool -> StreamingMaxPool, NHWC"),
+             "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
         Step("streamline", lambda: [CollapseConsecutiveMulAdd(), MoveAddPastMul(), MoveScalarMulPastLinear(),
                                     FlipNegativeChannelScales(), AbsorbAddIntoMultiThreshold(),
                                     AbsorbMulIntoMultiThreshold(), UpdateHWDatatypes(), RoundAndClipThresholds()],
              "move scales/biases into thresholds; integer thresholds", finalize=[check_streamlined]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferMVAU(), InferThresholding()],
-             "MatMul(+MultiThreshold) -> MVAU; MultiThreshold -> Thresholding"),
+             "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]
     if label_select_k is not None:
         steps.append(Step("label_select", lambda: [InsertLabelSelect(label_select_k)], "top-k on chip"))
@@ -221,7 +221,7 @@ def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = No
     """Lower a Brevitas-exported QONNX model to the dataflow graph of docs/contracts.md.
 
     Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous chain of HW nodes at
-    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k LabelSelect.
+    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
     Raises UnsupportedError naming the node and op for anything it cannot lower.
     """
     model = load_model(qonnx_model)
