@@ -41,7 +41,7 @@ from codesign.errors import UnsupportedError
 log = logging.getLogger(__name__)
 
 __all__ = ["Step", "compile_steps", "lower_to_hw", "hw_nodes", "hw_input_tensor", "hw_output_tensor",
-           "insert_stream_plumbing", "run_step", "tidy", "load_model"]
+           "insert_stream_plumbing", "insert_width_converters", "insert_fifos", "run_step", "tidy", "load_model"]
 
 
 @dataclass
@@ -231,8 +231,19 @@ def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = No
 
 
 def insert_stream_plumbing(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
-    """After folding: data-width converters where widths differ, then FIFOs between HW nodes."""
-    model = _fixpoint(model, [InsertDWC()])
+    """After folding: data-width converters where widths differ, then FIFOs between HW nodes
+    (depths from the nodes' inFIFODepths/outFIFODepths where set, else ``fifo_depth``)."""
+    model = insert_width_converters(model)
+    return insert_fifos(model, fifo_depth)
+
+
+def insert_width_converters(model: ModelWrapper) -> ModelWrapper:
+    """Data-width converters wherever a producer's word width differs from its consumer's."""
+    return tidy(_fixpoint(model, [InsertDWC()]))
+
+
+def insert_fifos(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
+    """FIFOs between HW nodes (see ``InsertFIFO``), then FINN-style names."""
     model = _fixpoint(model, [InsertFIFO(fifo_depth)])
     return _name_nodes(tidy(model))
 

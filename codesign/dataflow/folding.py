@@ -217,9 +217,14 @@ def apply_folding_config(model: Any, config: Mapping[str, Any] | str | Path) -> 
 
 
 def extract_folding_config(model: Any) -> dict[str, Any]:
-    """The model's folding as a FINN folding config (with an empty "Defaults")."""
+    """The model's folding as a FINN folding config (with an empty "Defaults"); the stream
+    plumbing inserted after folding is left out (its FIFO depths live in the neighbours'
+    inFIFODepths/outFIFODepths, as in FINN)."""
     cfg: dict[str, Any] = {"Defaults": {}}
     for n in hw_nodes(model):
+        cls = _op(n.op_type)
+        if cls is not None and cls.inserted_after_folding:
+            continue  # width converters/FIFOs: a fresh lowering has no such nodes
         a = node_attrs(n)
         ent = {k: a[k] for k in EXPORT_KEYS if k in a}
         if ent:

@@ -64,15 +64,22 @@ def op_and_param_counts(model: Any) -> dict[str, Any]:
 
 
 def write_reports(model: Any, build_dir: str | Path, clock_ns: float, board: Any = None, util_cap: float = 1.0,
-                  calibration: Calibration | None = None) -> dict[str, Any]:
+                  calibration: Calibration | None = None, fifo: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the FINN report files (and estimate_utilization.json with a board) into
-    BUILD/report/; returns {"paths": [...], "cost": model_cost, "performance", "utilisation"}."""
+    BUILD/report/; returns {"paths": [...], "cost": model_cost, "performance", "utilisation"}.
+
+    ``fifo`` (``FifoSizing.to_dict()``) adds the FIFO sizing fields to
+    estimate_network_performance.json: fifo_sizing, fifo_depths, fifo_required_depths,
+    fifo_simulated_cycles, fifo_throttled (true when the FIFOs keep the chain below the
+    estimated throughput), fifo_shallow, fifo_simulation_converged."""
     from codesign.dataflow.boards import get_board, utilisation
 
     rep = Path(build_dir) / "report"
     b = get_board(board) if board is not None else None
     mc = model_cost(model, calibration, b.dsp_family if b else DSP48)
     perf = network_performance(mc, clock_ns)
+    if fifo:
+        perf.update(fifo)
     paths = [write_json(rep / "estimate_layer_resources.json", layer_resources(mc)),
              write_json(rep / "estimate_layer_cycles.json", {k: v["cycles"] for k, v in mc["nodes"].items()}),
              write_json(rep / "estimate_network_performance.json", perf),

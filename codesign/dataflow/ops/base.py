@@ -77,6 +77,9 @@ class HWCustomOp(CustomOp):
     layer_role: ClassVar[str] = "previous"
     #: a stream buffer between two nodes (its ``depth`` attribute is the FIFO depth)
     is_stream_buffer: ClassVar[bool] = False
+    #: stream plumbing the compile flow inserts after folding (width converters, FIFOs): not in a
+    #: fresh lowering, so the saved folding config leaves such nodes out
+    inserted_after_folding: ClassVar[bool] = False
 
     # -- RTL -------------------------------------------------------------------------------
     #: the parametric Verilog core in accel_templates/ this op instantiates
@@ -179,6 +182,12 @@ class HWCustomOp(CustomOp):
         input word k is taken and output word k is emitted. ``n_steps`` equals ``cycles(p)``
         (scalar params). FIFO sizing simulates the chain from these patterns."""
         raise NotImplementedError
+
+    @classmethod
+    def input_buffer_words(cls, p: Mapping[str, Any]) -> int:
+        """Input words the op can hold beyond what ``io_pattern`` takes (e.g. a second input
+        buffer filled while the current one is replayed): FIFO sizing counts them as depth."""
+        return 0
 
     @classmethod
     def latency(cls, p: Mapping[str, Any]) -> int:

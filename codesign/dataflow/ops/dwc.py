@@ -67,6 +67,7 @@ class StreamingDataWidthConverter(IdentityStreamOp):
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("impl_style",)
     finn_inserts_itself = True
+    inserted_after_folding = True
     template = "codesign_dwc.v"
 
     @classmethod
@@ -96,6 +97,10 @@ class StreamingDataWidthConverter(IdentityStreamOp):
         if n_out >= n_in:  # wide input split into narrow outputs
             return n_out, (np.arange(n_in) * iw) // ow, np.arange(n_out)
         return n_in, np.arange(n_in), -(-((np.arange(n_out) + 1) * ow) // iw) - 1
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_dwc(spec, inst, ctx)
 
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)

@@ -65,6 +65,7 @@ class StreamingFIFO(IdentityStreamOp):
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("depth", "impl_style", "ram_style")
     finn_inserts_itself = True
+    inserted_after_folding = True
     is_stream_buffer = True
     template = "codesign_fifo.v"
 
@@ -88,6 +89,10 @@ class StreamingFIFO(IdentityStreamOp):
     def io_pattern(cls, p):
         n = int(p["words"])
         return n, np.arange(n), np.arange(n)
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_fifo(spec, inst, ctx)
 
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)

@@ -107,6 +107,10 @@ class FMPadding(HWCustomOp):
         n = oh * ow * cf
         return n, (pix[:, None] * cf + np.arange(cf)[None, :]).ravel(), np.arange(n)
 
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_fmpadding(spec, inst, ctx)
+
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
 

@@ -97,6 +97,10 @@ class LabelSelect(HWCustomOp):
         nw, k = int(p["L"]) // int(p["PE"]), int(p["K"])
         return nw + k, np.arange(nw), nw + np.arange(k)
 
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_labelselect(spec, inst, ctx)
+
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
 

@@ -117,6 +117,10 @@ class StreamingMaxPool(HWCustomOp):
         prod_ = (pix[:, None] * cf + np.arange(cf)[None, :]).ravel()
         return n, np.arange(n), prod_
 
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_maxpool(spec, inst, ctx)
+
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
 

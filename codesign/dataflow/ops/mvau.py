@@ -268,6 +268,11 @@ class MVAU(HWCustomOp):
         return nv * sf * nf, cons, prod_
 
     @classmethod
+    def input_buffer_words(cls, p):
+        """The RTL's input buffer holds two vectors: the next one loads while this one replays."""
+        return int(p["MW"]) // int(p["SIMD"])
+
+    @classmethod
     def fold_candidates(cls, p, grids, mvau_wwidth_max):
         """SIMD * weight bits stays within the weight-stream width cap (FINN's mvau_wwidth_max)."""
         grids = dict(grids)

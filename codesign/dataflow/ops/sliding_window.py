@@ -139,6 +139,14 @@ class SlidingWindow(HWCustomOp):
                                    p["sh"], p["sw"], p["dh"], p["dw"], p["abits"], ram_code(p["ram_style"]))
 
     @classmethod
+    def input_buffer_words(cls, p):
+        """The RTL's writer runs ahead of the windows being read: its line buffer has
+        BR = pow2 >= kh + sh rows, kh of which the windows use."""
+        kh, sh = int(p["kh"]), int(p["sh"])
+        br = 1 << max(0, (kh + sh - 1).bit_length())
+        return (br - kh) * int(p["IW"]) * (int(p["C"]) // int(p["SIMD"]))
+
+    @classmethod
     def io_pattern(cls, p):
         """Line-buffer warm-up (buf words in, nothing out), then per output row a phase of
         max(OW*kh*kw*CF, sw*IW*CF) clocks that emits the row's windows while taking the next
@@ -159,6 +167,10 @@ class SlidingWindow(HWCustomOp):
             cons = np.concatenate([cons, np.arange(n, n + n_in - len(cons))])
             n = int(cons[-1]) + 1
         return n, cons, prod_
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_swg(spec, inst, ctx)
 
 
 # --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
