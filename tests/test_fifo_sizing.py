@@ -16,8 +16,8 @@ from qonnx.util.basic import qonnx_make_model
 
 from codesign.dataflow.compiler import insert_fifos, insert_width_converters
 from codesign.dataflow.cost import model_cost
-from codesign.dataflow.fifo_sizing import (Stage, check_fifos, chain_stages, minimal_depths, required_depths,
-                                           simulate, size_fifos)
+from codesign.dataflow.fifo_sizing import (SRL_DEPTH, Stage, check_fifos, chain_stages, minimal_depths,
+                                           required_depths, simulate, size_fifos)
 from codesign.dataflow.folding import extract_folding_config
 from codesign.dataflow.ops import make_hw_node, op_class
 
@@ -53,6 +53,16 @@ def _chain() -> ModelWrapper:
     from qonnx.transformation.infer_shapes import InferShapes
 
     return m.transform(InferShapes())
+
+
+def _scaled(s: Stage) -> tuple:
+    """The same op on a 14x14 input map (12x12 windows): its io pattern from the op class."""
+    p = {"MVAU_0": dict(MW=9, MH=2, PE=1, SIMD=1, Nv=14 * 14), "MVAU_1": dict(MW=18, MH=4, PE=1, SIMD=1, Nv=12 * 12),
+         "SlidingWindow_0": dict(C=2, SIMD=1, IH=14, IW=14, OH=12, OW=12, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1)}[s.name]
+    p.update(wbits=2, abits=2, obits=2, acc_bits=8, n_thr=3, ram_style="auto", resType="lut", xnor=0)
+    cls = op_class(s.op_type)
+    n, cons, prod = cls.io_pattern(p)
+    return n, cons, prod, cls.input_buffer_words(p), int(cls.cycles(p))
 
 
 def _with_fifos(fixed: int | None):
@@ -101,17 +111,23 @@ def test_sized_depths_reach_the_estimate_and_land_in_nodes_json_and_cost():
 
 
 def test_sizing_is_sufficient_and_minimal_on_op_patterns():
-    """The as-late-as-possible occupancy always sustains the bottleneck; shrinking any sized
-    FIFO by one slows the chain (or it is already at the floor of 2)."""
+    """The as-late-as-possible occupancy always sustains the bottleneck; a FIFO that would need
+    block RAM is shrunk until one word less would slow the chain."""
     stages, _, _ = chain_stages(insert_width_converters(_chain()))
     need, free = required_depths(stages)
     assert simulate(stages, need).period == pytest.approx(free.period)
-    best = minimal_depths(stages)
-    assert simulate(stages, best).period <= free.period * 1.005
+    assert simulate(stages, [2] * len(need)).period > free.period * 1.05  # the shallow design is slower
+    # a longer frame (14x14 map) needs more than one SRL32 in front of the window
+    big = [Stage(s.name, s.op_type, *_scaled(s), out_width=1024) for s in stages]  # wide: BRAM FIFOs
+    need_b, free_b = required_depths(big)
+    best = minimal_depths(big)
+    assert max(need_b) > SRL_DEPTH and simulate(big, best).period <= free_b.period * 1.005
+    assert best != need_b  # something was shrunk
     for i, d in enumerate(best):
-        if d > 2:
+        if d > SRL_DEPTH and d * 1024 > 16384:
             smaller = best[:i] + [d - 1] + best[i + 1:]
-            assert simulate(stages, smaller).period > free.period * 1.005
+            assert simulate(big, smaller).period > free_b.period * 1.005
+        assert d <= need_b[i]
 
 
 def test_word_count_mismatch_is_one_clear_error():

@@ -33,8 +33,12 @@ from codesign.errors import CodesignError
 
 log = logging.getLogger(__name__)
 
-#: frames simulated: enough for the pipeline to fill and two steady-state periods
-FRAMES = 4
+#: frames simulated: the pipeline fills in the first, the steady-state period is frame 2 - frame 1
+FRAMES = 3
+#: FIFOs up to one SRL32 deep cost the same (codesign.dataflow.ops.fifo): shrinking below it saves nothing
+SRL_DEPTH = 32
+#: FIFOs above this many bits go to BRAM (codesign.dataflow.cost.FIFO_SRL_MAX_BITS): worth shrinking
+FIFO_SRL_MAX_BITS = 16384
 #: the largest FIFO the sizing writes (a design needing more is reported, not hidden)
 MAX_DEPTH = 1 << 16
 #: relative slack before a simulated period counts as throttled
@@ -52,6 +56,7 @@ class Stage:
     prod: np.ndarray          # step of output word k (one frame)
     in_buffer: int = 0        # words the node buffers internally in front of its program
     cycles: int = 0
+    out_width: int = 1        # bits per output word (the FIFO after it is this wide)
 
     def program(self, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(event steps, event index of input word k, event index of output word k) over frames."""
@@ -98,18 +103,22 @@ def _period(P_last: np.ndarray, words: int, frames: int) -> float:
 
 
 def simulate(stages: list[Stage], depths: list[int] | None, frames: int = FRAMES,
-             max_sweeps: int = 2000) -> ChainSchedule:
+             max_sweeps: int = 500, progs: list | None = None, init: "ChainSchedule | None" = None) -> ChainSchedule:
     """Schedule of the chain; ``depths[i]`` is the FIFO between stage i and i+1 (None: infinite).
 
     With backpressure the producer/consumer constraints are solved by forward/backward sweeps
     to their least fixed point (each sweep is a handful of vectorised numpy calls per stage).
+    ``init``: a schedule known to be no later than the answer (e.g. the one of deeper FIFOs)
+    to start from; the iteration is monotone, so it converges to the same fixed point.
     """
     _check_words(stages)
-    progs = [s.program(frames) for s in stages]
+    progs = progs or [s.program(frames) for s in stages]
     n = len(stages)
     C: list[np.ndarray] = [np.zeros(0, np.int64)] * n
     P: list[np.ndarray] = [np.zeros(0, np.int64)] * n
     T: list[np.ndarray | None] = [None] * n
+    if init is not None:
+        C, P = list(init.C), list(init.P)
     sweeps, converged = 0, True
     while True:
         sweeps += 1
@@ -144,9 +153,9 @@ def simulate(stages: list[Stage], depths: list[int] | None, frames: int = FRAMES
 def required_depths(stages: list[Stage], frames: int = FRAMES) -> tuple[list[int], ChainSchedule]:
     """Per FIFO between stage i and i+1: the depth that sustains the bottleneck throughput
     (occupancy of the as-late-as-possible schedule, less the consumer's own input buffer)."""
-    free = simulate(stages, None, frames)
-    n = len(stages)
     progs = [s.program(frames) for s in stages]
+    free = simulate(stages, None, frames, progs=progs)
+    n = len(stages)
     C, P = list(free.C), list(free.P)
     horizon = int(free.P[-1][-1]) if len(free.P[-1]) else 0
     for i in range(n - 2, -1, -1):
@@ -163,22 +172,28 @@ def required_depths(stages: list[Stage], frames: int = FRAMES) -> tuple[list[int
         inside = k - np.minimum(k, np.searchsorted(c, p, side="left"))
         need = 1 + int(inside.max()) if len(p) else 1
         depths.append(int(min(max(need - stages[i + 1].in_buffer, 2), MAX_DEPTH)))
+    free.progs = progs  # type: ignore[attr-defined]
     return depths, free
 
 
 def minimal_depths(stages: list[Stage], frames: int = FRAMES) -> list[int]:
-    """``required_depths``, then each FIFO shrunk (binary search, in chain order) while the
-    simulated period stays at the bottleneck: the as-late-as-possible occupancy is sufficient,
-    not always necessary."""
+    """``required_depths``, then each FIFO that would need block RAM shrunk (binary search, in
+    chain order, down to the deepest shift-register FIFO or one SRL32) while the simulated
+    period stays at the bottleneck: the as-late-as-possible occupancy is sufficient, not always
+    necessary, and only the block-RAM FIFOs are worth the extra simulations."""
     need, free = required_depths(stages, frames)
+    progs = free.progs  # type: ignore[attr-defined]
     target = free.period * (1 + THROTTLE_TOL)
     depths = list(need)
     for i in range(len(depths)):
-        lo, hi = 2, depths[i]
+        w = max(int(stages[i].out_width), 1)
+        if depths[i] * w <= FIFO_SRL_MAX_BITS or depths[i] <= SRL_DEPTH:
+            continue
+        lo, hi = max(SRL_DEPTH, FIFO_SRL_MAX_BITS // w), depths[i]
         while lo < hi:
             mid = (lo + hi) // 2
             trial = depths[:i] + [mid] + depths[i + 1:]
-            sched = simulate(stages, trial, frames)
+            sched = simulate(stages, trial, frames, progs=progs, init=free)
             if sched.converged and sched.period <= target:
                 hi = mid
             else:
@@ -196,7 +211,7 @@ def _stage(model: Any, node: Any) -> Stage:
     p = inst.cost_params(model)
     n, cons, prod = inst.io_pattern(p)
     return Stage(node.name, node.op_type, int(n), np.asarray(cons, np.int64), np.asarray(prod, np.int64),
-                 int(inst.input_buffer_words(p)), int(inst.cycles(p)))
+                 int(inst.input_buffer_words(p)), int(inst.cycles(p)), int(inst.get_outstream_width()))
 
 
 def chain_stages(model: Any) -> tuple[list[Stage], list[int | None], list[Any]]:
