@@ -152,6 +152,8 @@ def test_build_reports_fifo_fields(tmp_path):
     assert perf["fifo_sizing"] == "analytic" and perf["fifo_throttled"] is False
     assert perf["fifo_simulated_cycles"] == pytest.approx(perf["max_cycles"], rel=0.005)
     assert res.fifo["fifo_depths"] == perf["fifo_depths"]
+    # first frame out after at least the slowest node's frame, at most the sum of all nodes' frames
+    assert perf["max_cycles"] <= perf["fifo_simulated_latency_cycles"] <= perf["critical_path_cycles"]
 
 
 @pytest.mark.slow

@@ -19,7 +19,6 @@ Codes used in the vectorised functions: `ram_style` AUTO=0, BLOCK=1, DISTRIBUTED
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 from onnx import NodeProto
 
-from codesign.errors import CodesignError, UnsupportedError
+from codesign.errors import CodesignError
 
 log = logging.getLogger(__name__)
 

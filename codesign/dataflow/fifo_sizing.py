@@ -245,13 +245,15 @@ class FifoSizing:
     required: dict[str, int]                   # producer node -> depth the model needs
     estimated_cycles: int                      # bottleneck cycles (the analytic estimate)
     simulated_cycles: float | None = None      # cycles per frame with the depths in place
+    simulated_latency: int | None = None       # cycles from the first input word to the first frame's last output
     throttled: bool = False
     shallow: list[str] = field(default_factory=list)
     converged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"fifo_sizing": self.mode, "fifo_depths": self.depths, "fifo_required_depths": self.required,
-                "fifo_simulated_cycles": self.simulated_cycles, "fifo_throttled": self.throttled,
+                "fifo_simulated_cycles": self.simulated_cycles, "fifo_simulated_latency_cycles": self.simulated_latency,
+                "fifo_throttled": self.throttled,
                 "fifo_shallow": self.shallow, "fifo_simulation_converged": self.converged}
 
 
@@ -288,6 +290,7 @@ def check_fifos(model: Any, sizing: FifoSizing | None = None, frames: int = FRAM
         return res
     sched = simulate(stages, [1 if d is None else d for d in depths], frames)
     res.simulated_cycles = round(sched.period, 3)
+    res.simulated_latency = int(sched.P[-1][len(stages[-1].prod) - 1]) + 1
     res.converged = sched.converged
     res.depths = {a.name: (1 if d is None else int(d)) for a, d in zip(stages, depths)}
     res.throttled = bool(sched.period > est * (1 + THROTTLE_TOL))

@@ -70,7 +70,7 @@ def write_reports(model: Any, build_dir: str | Path, clock_ns: float, board: Any
 
     ``fifo`` (``FifoSizing.to_dict()``) adds the FIFO sizing fields to
     estimate_network_performance.json: fifo_sizing, fifo_depths, fifo_required_depths,
-    fifo_simulated_cycles, fifo_throttled (true when the FIFOs keep the chain below the
+    fifo_simulated_cycles, fifo_simulated_latency_cycles, fifo_throttled (true when the FIFOs keep the chain below the
     estimated throughput), fifo_shallow, fifo_simulation_converged."""
     from codesign.dataflow.boards import get_board, utilisation
 

@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import _i, _memory, cdiv, ram_code, res_out
-from codesign.dataflow.ops.base import HWCustomOp, as_pair, dtype_bits, param_dt, prod_or_int
+from codesign.dataflow.cost import _i, cdiv, res_out
+from codesign.dataflow.ops.base import IdentityStreamOp, dtype_bits, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
-from codesign.errors import FoldingError, UnsupportedError
-
-from codesign.dataflow.ops.base import IdentityStreamOp
+from codesign.errors import UnsupportedError
 
 
 def dwc_cost(total_bits: Any, in_width: Any, out_width: Any) -> dict[str, np.ndarray]:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import _i, _memory, cdiv, ram_code, res_out
-from codesign.dataflow.ops.base import HWCustomOp, as_pair, dtype_bits, param_dt, prod_or_int
+from codesign.dataflow.cost import (FIFO_SRL_MAX_BITS, RAM_AUTO, RAM_DISTRIBUTED, _i, bram18_count, cdiv, ram_code,
+                                    res_out)
+from codesign.dataflow.ops.base import IdentityStreamOp, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
-from codesign.errors import FoldingError, UnsupportedError
-from codesign.dataflow.cost import FIFO_SRL_MAX_BITS, RAM_AUTO, RAM_DISTRIBUTED, bram18_count
-from codesign.dataflow.ops.base import IdentityStreamOp
+from codesign.errors import UnsupportedError
 
 
 def fifo_cost(depth: Any, width: Any, words: Any, style: Any = RAM_AUTO) -> dict[str, np.ndarray]:

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import _i, _memory, cdiv, ram_code, res_out
-from codesign.dataflow.ops.base import HWCustomOp, as_pair, dtype_bits, param_dt, prod_or_int
-from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
+from codesign.dataflow.cost import _i, res_out
+from codesign.dataflow.ops.base import HWCustomOp, param_dt
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import FoldingError, UnsupportedError
 
 
