@@ -45,7 +45,7 @@ def test_op_type_named_only_in_its_places(cls):
     assert not offenders, "op type named outside its module:\n" + "\n".join(offenders)
 
 
-def test_the_scan_finds_a_stray_name(tmp_path):
+def test_the_scan_finds_a_stray_name():
     """The pattern is not vacuous: it catches an op type in a table, an f-string, a FINN name."""
     pat = re.compile(r"(?<![A-Za-z0-9_])MVAU(?![A-Za-z0-9])")
     for hit in ('{"MVAU": 1}', "f'{x}' if op == 'MVAU'", "MVAU_hls_0", "node MVAU_0"):
