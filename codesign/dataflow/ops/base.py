@@ -37,11 +37,13 @@ def prod(xs: Any) -> int:
 
 
 class HWCustomOp(CustomOp):
-    """Base of the codesign HW ops.
+    """Base of the codesign HW ops: the op interface (docs/contracts.md, "The op interface").
 
-    Subclasses define the attributes, ``_execute`` (golden numpy) and the normal/folded shapes;
-    the ONNX plumbing (shape inference, datatype annotation, verification) lives here so each
-    op stays a page long.
+    A subclass (one module per op) defines the attributes, ``_execute`` (golden numpy), the
+    normal/folded shapes and the class-level hooks below: ``params_from_attrs``, ``cycles``
+    (the single cycle model), ``resources``, ``io_pattern`` (FIFO sizing), the folding
+    declarations, the FINN names and ``generate_rtl`` with its ``template``. The ONNX plumbing
+    (shape inference, datatype annotation, verification) lives here.
     """
 
     #: attributes every HW op understands (FINN carries similar bookkeeping attributes);
