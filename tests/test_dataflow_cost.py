@@ -70,9 +70,12 @@ def test_mvau_cycles_and_lut_by_hand():
 
 def test_mvau_dsp():
     kw = dict(MW=64, MH=64, PE=8, SIMD=8, Nv=1, obits=4, acc_bits=16, n_thr=15)
-    assert int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_DSP)["DSP"]) == 16   # ceil(8/4)*8
-    assert int(C.mvau_cost(**kw, wbits=8, abits=8, res_type=C.RES_DSP)["DSP"]) == 32   # ceil(8/2)*8
-    assert int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_DSP, dsp_family=C.DSP58)["DSP"]) == 24
+    # what Yosys maps from the RTL (one multiply per lane, no packing): PE*SIMD when A + W >= 8
+    assert int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_DSP)["DSP"]) == 64
+    assert int(C.mvau_cost(**kw, wbits=8, abits=8, res_type=C.RES_DSP)["DSP"]) == 64
+    assert int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_DSP, dsp_family=C.DSP58)["DSP"]) == 64
+    assert int(C.mvau_cost(**kw, wbits=3, abits=4, res_type=C.RES_DSP)["DSP"]) == 0   # narrow: LUTs
+    assert int(C.mvau_cost(**kw, wbits=1, abits=8, res_type=C.RES_DSP)["DSP"]) == 0   # bipolar: no multiply
     assert int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_LUT)["DSP"]) == 0
     lut_dsp = int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_DSP)["LUT"])
     lut_lut = int(C.mvau_cost(**kw, wbits=4, abits=4, res_type=C.RES_LUT)["LUT"])
@@ -96,7 +99,7 @@ def test_other_ops_by_hand():
     assert int(C.sliding_window_cycles(3, 3, 32, 32, 30, 30, 3, 3, 1, 1)) == 8167
     assert int(C.thresholding_cost(64, 4, 3, 8, 2, 10)["cycles"]) == 160
     assert int(C.fmpadding_cost(28, 28, 2, 2, 2, 2, 3, 1, 8)["cycles"]) == 3 * 32 * 32
-    assert int(C.label_select_cost(10, 5, 1, 16)["cycles"]) == 2
+    assert int(C.label_select_cost(10, 5, 1, 16)["cycles"]) == 2 + 1   # L/PE in, then K out
     assert int(C.maxpool_cost(28, 28, 2, 64, 4, 1)["cycles"]) == 28 * 28 * 16
     assert int(C.dwc_cost(1024, 8, 32)["cycles"]) == 128
     f = C.fifo_cost(2, 8, 100)
@@ -238,6 +241,8 @@ def test_reports(tmp_path):
     res = json.loads((rep / "estimate_layer_resources.json").read_text())
     assert set(res["MVAU_0"]) >= {"BRAM_18K", "BRAM_efficiency", "LUT", "URAM", "URAM_efficiency", "DSP"}
     assert res["total"]["LUT"] == sum(v["LUT"] for k, v in res.items() if k != "total")
+    # every entry names the model that produced it and its calibration
+    assert all(v["model"] == C.MODEL_NAME and v["calibration"] == "identity" for v in res.values())
     ops = json.loads((rep / "op_and_param_counts.json").read_text())
     assert ops["MVAU_0"]["op_mac_UINT8_BIPOLAR"] == 784 * 64
     assert ops["total"]["param_weight_BIPOLAR"] == 784 * 64 + 64 * 64 * 2 + 64 * 10

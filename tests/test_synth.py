@@ -73,3 +73,14 @@ def test_calibration_fit_reduces_error(tmp_path):
 
     cal = Calibration.load(tmp_path / "cal.json")
     assert cal.get("MVAU", "LUT") == (2.0, 10.0)
+
+
+def test_dsp_estimate_counts_what_yosys_maps(small_synth):
+    """The MVAU resource model's DSPs are the lanes Yosys maps from this RTL (no packing)."""
+    from codesign.dataflow.cost import RES_DSP
+    from codesign.dataflow.ops.mvau import mvau_cost
+
+    _, rep, _ = small_synth
+    est = mvau_cost(8, 4, 2, 2, 1, wbits=4, abits=4, obits=16, acc_bits=16, n_thr=0, res_type=RES_DSP)
+    assert int(est["DSP"]) == rep["nodes"]["mv dsp"]["DSP"] == 2 * 2
+    assert int(mvau_cost(4, 2, 1, 1, 1, 2, 2, 6, 6, 0)["DSP"]) == rep["nodes"]["mv lut"]["DSP"] == 0

@@ -8,15 +8,15 @@ both backends build the same design point and their reports can be compared side
 hardware steps (stitched IP, bitfile) need Vivado: `finn_command_hint` says what to run.
 
 Node-name mapping (and its risk). FINN names its HW nodes itself after its own lowering:
-`GiveUniqueNodeNames` numbers each op type in graph order (`MVAU_0`, `MVAU_1`, ...), and after
+`GiveUniqueNodeNames` numbers each op type in graph order (`<Op>_0`, `<Op>_1`, ...), and after
 `step_specialize_layers` (FINN >= 0.10) the op type carries the implementation style
 (`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our nodes map by order and type
-(`FINN_LOWERING`: `SlidingWindow` -> `ConvolutionInputGenerator`, a max pool -> a sliding window
+(each op class declares it, `HWCustomOp.finn_lowering`: `SlidingWindow` -> `ConvolutionInputGenerator`, a max pool -> a sliding window
 + `Pool`), counting the host-side nodes FINN+ puts in hardware (the input quantizer); each entry
 is written under the plain and the `_hls`/`_rtl` names, because which style FINN picks depends on
 its version and settings, and FINN only warns about names that do not exist. The risk: when
 FINN's lowering yields a different number or order of nodes of a type than ours (e.g. a
-standalone `Thresholding` FINN keeps where we absorbed it, or the reverse), entries land on the
+standalone threshold node FINN keeps where we absorbed it, or the reverse), entries land on the
 wrong node or nowhere, silently in FINN. `folding_name_map.json` records the mapping, and
 `check_applied_folding()` compares FINN's folded model against it after a FINN build.
 """
@@ -36,21 +36,29 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "accel_templates"
 
-# The folding attributes FINN accepts per op type (finn-reference §1); others are dropped.
-FINN_FOLDING_ATTRS = {
-    "MVAU": ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights"),
-    "Thresholding": ("PE", "ram_style", "mem_mode", "runtime_writeable_weights"),
-    "ConvolutionInputGenerator": ("SIMD", "parallel_window", "ram_style"),
-    "StreamingMaxPool": ("PE",),
-    "Pool": ("PE",),
-    "FMPadding": ("SIMD",),
-    "LabelSelect": ("PE",),
-    "StreamingDataWidthConverter": ("impl_style",),
-    "StreamingFIFO": ("depth", "impl_style", "ram_style"),
-}
+# codesign op type -> FINN op type, the folding attributes FINN accepts per FINN op type, how
+# FINN+ lowers each of our ops (in stream order) and the ops FINN creates itself later
+# (step_set_fifo_depths, stitching): all asked of the op classes (one op = one place).
+def _finn_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]],
+                            dict[str, tuple[tuple[str, dict[str, str] | None], ...]], tuple[str, ...]]:
+    from codesign.dataflow.ops import OPS
+
+    op_type = {c.__name__: c.finn_op_names()[0] for c in OPS}
+    attrs = {c.finn_op_names()[0]: tuple(c.finn_folding_attrs) for c in OPS}
+    lowering: dict[str, tuple[tuple[str, dict[str, str] | None], ...]] = {}
+    for c in OPS:
+        steps = c.finn_lowering_steps()
+        if steps:
+            lowering[c.__name__] = steps
+            for fop, amap in steps:
+                if fop not in attrs and amap:
+                    attrs[fop] = tuple(amap.values())
+    inserts = tuple(c.__name__ for c in OPS if c.finn_inserts_itself)
+    return op_type, attrs, lowering, inserts
+
+
+FINN_OP_TYPE, FINN_FOLDING_ATTRS, FINN_LOWERING, FINN_INSERTS_ITSELF = _finn_tables()
 FINN_STYLE_SUFFIXES = ("", "_hls", "_rtl")
-# Nodes FINN creates in later steps (step_set_fifo_depths, stitching): not in its folded graph yet.
-FINN_INSERTS_ITSELF = ("StreamingFIFO", "StreamingDataWidthConverter")
 # FINN's board names (its part map keys) for our boards.
 FINN_BOARD = {"Pynq-Z1": "Pynq-Z1", "Pynq-Z2": "Pynq-Z2", "Ultra96-V2": "Ultra96-V2", "ZCU104": "ZCU104",
               "ZCU102": "ZCU102", "KV260": "KV260_SOM"}
@@ -60,18 +68,6 @@ FINN_MVAU_WWIDTH_MAX = 36
 HW_DOMAIN = "codesign.dataflow.ops"
 
 
-# How FINN+ 1.6.1 lowers each of our HW ops, in stream order: (FINN op type, {our attr: FINN attr}
-# or None to pass FINN's folding attributes through). FINN+ maps a max pool to a sliding window
-# plus `Pool` (the window's SIMD is our pool's PE). The one table to re-point when the op names
-# move into the op modules.
-FINN_LOWERING: dict[str, tuple[tuple[str, dict[str, str] | None], ...]] = {
-    "MVAU": (("MVAU", None),),
-    "Thresholding": (("Thresholding", None),),
-    "SlidingWindow": (("ConvolutionInputGenerator", None),),
-    "StreamingMaxPool": (("ConvolutionInputGenerator", {"PE": "SIMD"}), ("Pool", {"PE": "PE"})),
-    "FMPadding": (("FMPadding", None),),
-    "LabelSelect": (("LabelSelect", None),),
-}
 # Host-side nodes of our graph FINN+ 1.6.1 puts in hardware: the float input quantizer becomes a
 # Thresholding before our first HW node, the output scale an ElementwiseMul/Add after the last.
 FINN_HOST_TO_HW_BEFORE = {"Quant": "Thresholding"}

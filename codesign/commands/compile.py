@@ -26,9 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-fps", action="store_true", help="highest FPS that fits the board under --util")
     p.add_argument("--util", type=float, default=0.8, help="utilisation cap per resource for --max-fps (0.8)")
     p.add_argument("--out", type=Path, default=Path("BUILD"), help="build folder (default BUILD/)")
-    p.add_argument("--label-select", type=int, default=None, metavar="K", help="append a top-K LabelSelect")
+    p.add_argument("--label-select", type=int, default=None, metavar="K", help="append a top-K label selection node")
     p.add_argument("--mvau-wwidth-max", type=int, default=36, help="max SIMD x weight bits per PE (36)")
     p.add_argument("--calibration", type=Path, default=None, help="cost-model calibration JSON")
+    p.add_argument("--fifo-depth", type=int, default=None, metavar="N",
+                   help="fixed FIFO depth between nodes (default: sized from the ops' cycle models)")
     hw = p.add_argument_group("RTL, simulation and synthesis (Verilator and Yosys, no vendor tool)")
     hw.add_argument("--rtl", action="store_true", help="generate Verilog into BUILD/rtl/")
     hw.add_argument("--rtlsim", type=int, default=0, metavar="N",
@@ -86,6 +88,10 @@ def print_build_table(res, board_name: str, clock_ns: float) -> None:
         if not res.utilisation["fits"]:
             msg += " [does NOT fit]"
     con.print(msg)
+    fifo = getattr(res, "fifo", {}) or {}
+    if fifo.get("fifo_throttled"):
+        con.print(f"[bold red]FIFOs too shallow[/]: {fifo['fifo_simulated_cycles']:,.0f} cycles per frame instead of "
+                  f"{perf['max_cycles']:,} (see fifo_required_depths in report/estimate_network_performance.json)")
     con.print(f"wrote {res.output_dir}/dataflow.onnx, folding_config.json, report/")
 
 
@@ -96,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     board = get_board(args.board)
     cfg = BuildConfig(output_dir=args.out, board=board.name, clock_ns=args.clock_ns, target_fps=args.target_fps,
                       folding=args.folding, max_fps=args.max_fps, util=args.util, label_select=args.label_select,
-                      mvau_wwidth_max=args.mvau_wwidth_max, calibration=args.calibration)
+                      mvau_wwidth_max=args.mvau_wwidth_max, calibration=args.calibration,
+                      fifo_depth=args.fifo_depth)
     res = build_dataflow(args.model, cfg)
     clock_ns = float(args.clock_ns or board.default_clock_ns)
     print_build_table(res, board.name, clock_ns)

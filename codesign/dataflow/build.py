@@ -34,6 +34,9 @@ class BuildConfig:
     two_pass: bool = True
     calibration: str | Path | None = None
     insert_adapters: bool = True
+    #: None: size every FIFO from the ops' cycle models (analytic); an int: that depth everywhere
+    #: (a depth too shallow for the estimated throughput is then reported)
+    fifo_depth: int | None = None
 
     def mode(self) -> str:
         modes = [m for m, on in (("target_fps", self.target_fps is not None), ("folding", self.folding is not None),
@@ -57,6 +60,7 @@ class BuildResult:
     fold: dict[str, Any]
     adapters: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    fifo: dict[str, Any] = field(default_factory=dict)
 
 
 def _lower(model: Any, label_select: int | None) -> Any:
@@ -85,11 +89,14 @@ def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
     from codesign.atomic import atomic_write
     from codesign.dataflow.boards import get_board
     from codesign.dataflow.cost import Calibration, hw_nodes
-    from codesign.dataflow.folding import (apply_folding_config, auto_fold, folding_summary, insert_stream_adapters,
-                                           max_fps_fold, save_folding_config)
+    from codesign.dataflow.compiler import insert_fifos, insert_width_converters
+    from codesign.dataflow.fifo_sizing import check_fifos, size_fifos
+    from codesign.dataflow.folding import apply_folding_config, auto_fold, folding_summary, max_fps_fold, save_folding_config
     from codesign.dataflow.reports import write_reports
 
     mode = cfg.mode()
+    if cfg.fifo_depth is not None and int(cfg.fifo_depth) < 1:
+        raise CodesignError(f"FIFO depth must be >= 1, got {cfg.fifo_depth}")
     board = get_board(cfg.board)
     clock_ns = float(cfg.clock_ns or board.default_clock_ns)
     cal = Calibration.load(cfg.calibration)
@@ -119,18 +126,26 @@ def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
     else:
         apply_folding_config(model, cfg.folding)
         fold = folding_summary(model, clock_ns, cal, board.dsp_family).to_dict()
-    # the folding config is written before the stream adapters exist, so it applies to any
-    # fresh lowering of the same model (FIFO/DWC names only exist after insertion)
-    files = {"folding_config": str(save_folding_config(model, out / "folding_config.json"))}
+    # width converters first (FIFO sizing needs matching words), then the FIFO depths into the
+    # nodes' inFIFODepths/outFIFODepths; the folding config leaves the inserted plumbing out, so
+    # it applies to any fresh lowering of the same model
     adapters: list[str] = []
+    sizing = None
     if cfg.insert_adapters:
-        model, adapters = insert_stream_adapters(model)
+        model = insert_width_converters(model)
+        sizing = size_fifos(model, cfg.fifo_depth)
+    files = {"folding_config": str(save_folding_config(model, out / "folding_config.json"))}
+    if cfg.insert_adapters:
+        model = insert_fifos(model, int(cfg.fifo_depth or 2))
+        adapters = ["InsertDWC", "InsertFIFO"]
+        sizing = check_fifos(model, sizing)
     t["fold"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     files["dataflow"] = str(atomic_write(out / "dataflow.onnx", lambda p: model.save(str(p))))
-    rep = write_reports(model, out, clock_ns, board, cfg.util if mode == "max_fps" else 1.0, cal)
+    fifo = sizing.to_dict() if sizing is not None else {}
+    rep = write_reports(model, out, clock_ns, board, cfg.util if mode == "max_fps" else 1.0, cal, fifo)
     t["write"] = time.perf_counter() - t0
     for p in rep["paths"]:
         files[Path(p).stem] = p
-    return BuildResult(model, out, files, rep["cost"], rep["performance"], rep["utilisation"], fold, adapters, t)
+    return BuildResult(model, out, files, rep["cost"], rep["performance"], rep["utilisation"], fold, adapters, t, fifo)

@@ -41,7 +41,7 @@ from codesign.errors import UnsupportedError
 log = logging.getLogger(__name__)
 
 __all__ = ["Step", "compile_steps", "lower_to_hw", "hw_nodes", "hw_input_tensor", "hw_output_tensor",
-           "insert_stream_plumbing", "run_step", "tidy", "load_model"]
+           "insert_stream_plumbing", "insert_width_converters", "insert_fifos", "run_step", "tidy", "load_model"]
 
 
 @dataclass
@@ -132,13 +132,13 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
         Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(),
                                               MoveTransposePastChannelwise(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
-             "Conv -> [FMPadding] + SlidingWindow + MatMul, MaxPool -> StreamingMaxPool, NHWC"),
+             "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
         Step("streamline", lambda: [CollapseConsecutiveMulAdd(), MoveAddPastMul(), MoveScalarMulPastLinear(),
                                     FlipNegativeChannelScales(), AbsorbAddIntoMultiThreshold(),
                                     AbsorbMulIntoMultiThreshold(), UpdateHWDatatypes(), RoundAndClipThresholds()],
              "move scales/biases into thresholds; integer thresholds", finalize=[check_streamlined]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferMVAU(), InferThresholding()],
-             "MatMul(+MultiThreshold) -> MVAU; MultiThreshold -> Thresholding"),
+             "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]
     if label_select_k is not None:
         steps.append(Step("label_select", lambda: [InsertLabelSelect(label_select_k)], "top-k on chip"))
@@ -221,7 +221,7 @@ def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = No
     """Lower a Brevitas-exported QONNX model to the dataflow graph of docs/contracts.md.
 
     Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous chain of HW nodes at
-    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k LabelSelect.
+    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
     Raises UnsupportedError naming the node and op for anything it cannot lower.
     """
     model = load_model(qonnx_model)
@@ -231,8 +231,19 @@ def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = No
 
 
 def insert_stream_plumbing(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
-    """After folding: data-width converters where widths differ, then FIFOs between HW nodes."""
-    model = _fixpoint(model, [InsertDWC()])
+    """After folding: data-width converters where widths differ, then FIFOs between HW nodes
+    (depths from the nodes' inFIFODepths/outFIFODepths where set, else ``fifo_depth``)."""
+    model = insert_width_converters(model)
+    return insert_fifos(model, fifo_depth)
+
+
+def insert_width_converters(model: ModelWrapper) -> ModelWrapper:
+    """Data-width converters wherever a producer's word width differs from its consumer's."""
+    return tidy(_fixpoint(model, [InsertDWC()]))
+
+
+def insert_fifos(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
+    """FIFOs between HW nodes (see ``InsertFIFO``), then FINN-style names."""
     model = _fixpoint(model, [InsertFIFO(fifo_depth)])
     return _name_nodes(tidy(model))
 

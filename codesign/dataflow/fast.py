@@ -4,16 +4,20 @@ Why: a co-design search scores thousands of (bit plan x folding x channel count)
 building and costing an ONNX graph per candidate takes milliseconds, evaluating the same
 formulas on arrays takes microseconds per candidate.
 
-Exactness by construction: the per-op formulas are the *same* array-polymorphic functions the
-per-node model uses (`codesign.dataflow.cost.OP_COST`), and calibration is the same
-`Calibration.apply`; only the parameter extraction differs. Two entry points:
+Exactness by construction: the per-op formulas are the *same* array-polymorphic op-class
+methods the per-node model uses (`HWCustomOp.cost`, asked through the op registry), and
+calibration is the same `Calibration.apply`; only the parameter extraction differs. Two entry
+points:
 
 - `FastNet.from_model(model)`: parameters extracted once from a compiled dataflow graph
   (exact accumulator widths from the weights); candidates override attributes such as PE/SIMD.
 - `FastNet.from_spec(spec, ...)`: no training, no graph: a contracts.md model spec plus arrays
   of bit widths, channel counts and PE/SIMD. Accumulator widths are the worst case for the
-  bit widths (weights unknown). `to_model` builds the equivalent weightless HW graph for one
-  candidate so the per-node model can check the fast path.
+  bit widths (weights unknown). The spec -> op chain lowering lives in
+  `codesign.dataflow.transforms.spec`; folds the spec leaves open are chosen here by asking the
+  op classes (followers take their consumer's input fold; the rest the smallest divisor whose
+  cycles stay within the bottleneck). `to_model` builds the equivalent weightless HW graph for
+  one candidate so the per-node model can check the fast path.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from codesign.dataflow.cost import (CALIBRATED, DSP48, IDENTITY, OP_COST, RAM_STYLES, RESOURCES, Calibration,
-                                    hw_nodes, mvau_acc_bits_worst, node_params)
+from codesign.dataflow.cost import (CALIBRATED, DSP48, IDENTITY, RAM_STYLES, RESOURCES, Calibration, hw_nodes,
+                                    node_params, op_cost)
+from codesign.dataflow.ops import op_class
 from codesign.dataflow.folding import divisors
 from codesign.errors import CodesignError
 
@@ -43,7 +48,7 @@ def _evaluate_layers(layers: list[dict[str, Any]], n: int, calibration: Calibrat
     crit = np.zeros(n, np.int64)
     nodes: dict[str, Any] = {}
     for p in layers:
-        est = calibration.apply(p["op_type"], OP_COST[p["op_type"]](p, dsp_family))
+        est = calibration.apply(p["op_type"], op_cost(p, dsp_family))
         for r in RESOURCES:
             tot[r] += np.broadcast_to(est[r], (n,))
         c = np.broadcast_to(est["cycles"], (n,))
@@ -182,117 +187,47 @@ class FastNet:
                     res_type: str = "lut") -> tuple[list[dict[str, Any]], int]:
         """The HW node chain of the spec for candidate arrays (keys are spec layer names).
 
-        The chain mirrors the lowering: conv -> [FMPadding] -> SlidingWindow -> MVAU (with
-        thresholds when the layer has an activation), pool -> StreamingMaxPool, fc -> MVAU,
-        last fc -> MVAU without activation, optional LabelSelect. SlidingWindow/FMPadding take
-        the following MVAU's SIMD (largest divisor of their channels not above it); max-pool and
-        LabelSelect PE, unless given in `aux_pe` by node name, is the smallest divisor whose
-        cycles stay within the MVAU bottleneck.
+        The chain comes from the spec lowering (`codesign.dataflow.transforms.spec.spec_chain`).
+        Followers (op classes with ``follows_consumer``) take the consuming node's input fold
+        (largest divisor of their dimension not above it); any other fold left open (not in
+        `aux_pe` by node name) becomes the smallest divisor whose cycles stay within the
+        bottleneck of the nodes whose folding is given.
         """
-        spec = self.spec
-        assert spec is not None
-        channels = channels or {}
-        aux_pe = aux_pe or {}
-        n = _n_of((weight_bits, act_bits, pe, simd, channels, input_bits, aux_pe))
+        from codesign.dataflow.transforms.spec import spec_chain
+
+        assert self.spec is not None
+        layers, followers, n = spec_chain(self.spec, weight_bits, act_bits, pe, simd, channels,
+                                          self.input_bits if input_bits is None else input_bits, aux_pe,
+                                          ram_style, res_type, self.label_select_k, _n_of)
         A = lambda v: np.broadcast_to(np.asarray(v, np.int64), (n,)) if np.ndim(v) else np.full(n, int(v), np.int64)  # noqa: E731
-        ib = A(self.input_bits if input_bits is None else input_bits)
-        c_in, h, w = spec["input_shape"]
-        C = A(c_in)
-        cur_bits = ib
-        cur_bipolar = np.zeros(n, bool)  # the image input is unsigned, never bipolar
-        flat = False
-        counters: dict[str, int] = {}
-        layers: list[dict[str, Any]] = []
-        followers: list[tuple[dict[str, Any], int]] = []  # (node, index of the MVAU it follows)
-
-        def name(op: str) -> str:
-            i = counters.get(op, 0)
-            counters[op] = i + 1
-            return f"{op}_{i}"
-
-        qls = [l for l in spec["layers"] if l["type"] in ("conv", "fc")]
-        last_name = qls[-1]["name"]
-        for layer in spec["layers"]:
-            t = layer["type"]
-            if t == "conv":
-                k, s, pad = int(layer["kernel"]), int(layer.get("stride", 1)), int(layer.get("padding", 0))
-                if pad:
-                    fm = {"op_type": "FMPadding", "name": name("FMPadding"), "H": h, "W": w, "pad_t": pad,
-                          "pad_l": pad, "pad_b": pad, "pad_r": pad, "C": C, "SIMD": None, "bits": cur_bits}
-                    layers.append(fm)
-                    h, w = h + 2 * pad, w + 2 * pad
-                oh, ow = (h - k) // s + 1, (w - k) // s + 1
-                sw = {"op_type": "SlidingWindow", "name": name("SlidingWindow"), "C": C, "SIMD": None, "IH": h,
-                      "IW": w, "OH": oh, "OW": ow, "kh": k, "kw": k, "sh": s, "sw": s, "dh": 1, "dw": 1,
-                      "abits": cur_bits, "ram_style": "distributed"}
-                layers.append(sw)
-                mw, nv, h, w = C * k * k, oh * ow, oh, ow
-                if pad:
-                    followers.append((fm, len(layers)))
-                followers.append((sw, len(layers)))
-            elif t == "pool":
-                kp = int(layer["kernel"])
-                nm = name("StreamingMaxPool")
-                layers.append({"op_type": "StreamingMaxPool", "name": nm, "H": h, "W": w,
-                               "k": kp, "C": C, "PE": aux_pe.get(nm), "bits": cur_bits, "ram_style": "auto"})
-                h, w = h // kp, w // kp
-                continue
-            elif t == "flatten":
-                flat = True
-                continue
-            if t == "fc":
-                mw, nv = (C * h * w), 1
-                h = w = 1
-            lname = layer["name"]
-            wb = A(weight_bits[lname])
-            is_last = lname == last_name
-            act = bool(layer.get("act", True)) and not is_last
-            mh = A(spec["num_classes"]) if is_last else A(channels.get(lname, layer.get("out_channels", layer.get("out_features"))))
-            ab_out = A(act_bits[lname]) if act else None
-            wmin = np.where(wb == 1, -1, -(2 ** (wb - 1)))
-            wmax = np.where(wb == 1, 1, 2 ** (wb - 1) - 1)
-            amin = np.where(cur_bipolar, -1, 0)
-            amax = np.where(cur_bipolar, 1, 2 ** cur_bits - 1)
-            acc = mvau_acc_bits_worst(mw, wmin, wmax, amin, amax)
-            xnor = ((wb == 1) & cur_bipolar).astype(np.int64)
-            mv = {"op_type": "MVAU", "name": name("MVAU"), "MW": mw, "MH": mh, "PE": A(pe[lname]),
-                  "SIMD": A(simd[lname]), "Nv": nv, "wbits": wb, "abits": cur_bits,
-                  "obits": ab_out if act else acc, "acc_bits": acc,
-                  "n_thr": (2 ** ab_out - 1) if act else np.zeros(n, np.int64),
-                  "ram_style": ram_style, "resType": res_type, "xnor": xnor, "_layer": lname,
-                  "_act": act, "_wbipolar": wb == 1}
-            layers.append(mv)
-            C = mh
-            if act:
-                cur_bits, cur_bipolar = ab_out, ab_out == 1
-            else:
-                cur_bits, cur_bipolar = acc, np.zeros(n, bool)
-        if self.label_select_k:
-            layers.append({"op_type": "LabelSelect", "name": name("LabelSelect"), "L": C, "PE": aux_pe.get("LabelSelect_0"),
-                           "K": int(self.label_select_k), "vbits": cur_bits})
-        # SIMD of SlidingWindow/FMPadding follows the MVAU that consumes them
-        for node, mv_idx in followers:
-            cap = layers[mv_idx]["SIMD"]
-            node["SIMD"] = _largest_divisor_leq(node["C"], cap, divisors(int(np.max(node["C"]))) if np.ndim(node["C"]) else divisors(int(node["C"])))
+        for node, idx in followers:
+            cls, cons = op_class(node["op_type"]), layers[idx]
+            fattr, (_, key) = next(iter(cls.fold_dims.items()))
+            cap = cons[op_class(cons["op_type"]).in_fold_attr]
+            dim = node[key]
+            cands = divisors(int(np.max(dim))) if np.ndim(dim) else divisors(int(dim))
+            node[fattr] = _largest_divisor_leq(dim, cap, cands)
+        open_ = [(q, f, key) for q in layers for f, (_, key) in op_class(q["op_type"]).fold_dims.items()
+                 if q.get(f) is None]
         for q in layers:
+            if all(q.get(f) is not None for f in op_class(q["op_type"]).fold_dims):
+                _check_divides(q)
+        # bottleneck of the nodes whose folding is given
+        given = np.zeros(n, np.int64)
+        for q in layers:
+            if all(q.get(f) is not None for f in op_class(q["op_type"]).fold_dims):
+                given = np.maximum(given, np.broadcast_to(op_class(q["op_type"]).cycles(q), (n,)))
+        for q, f, key in open_:
+            dims = np.unique(np.asarray(q[key]))
+            dset = sorted({d for c in dims for d in divisors(int(c))})
+            cls = op_class(q["op_type"])
+            cyc = lambda d, q=q, f=f, cls=cls: cls.cycles({**q, f: d})  # noqa: E731
+            q[f] = _smallest_divisor_meeting(q[key], cyc, given, dset)
+        for q in layers:
+            for f in op_class(q["op_type"]).fold_dims:
+                if q.get(f) is not None and not isinstance(q[f], np.ndarray):
+                    q[f] = A(q[f])
             _check_divides(q)
-        # remaining PE: smallest divisor within the MVAU bottleneck
-        mv_cycles = np.zeros(n, np.int64)
-        for q in layers:
-            if q["op_type"] == "MVAU":
-                mv_cycles = np.maximum(mv_cycles, OP_COST["MVAU"](q, DSP48)["cycles"])
-        cand_c = sorted({int(c) for q in layers for c in np.unique(np.asarray(q.get("C", q.get("L", 1))))})
-        for q in layers:
-            if q["op_type"] in ("StreamingMaxPool", "LabelSelect") and q["PE"] is None:
-                dim = q["C"] if q["op_type"] == "StreamingMaxPool" else q["L"]
-                dset = sorted({d for c in cand_c for d in divisors(c)})
-                if q["op_type"] == "StreamingMaxPool":
-                    cyc = lambda d, q=q: q["H"] * q["W"] * (q["C"] // d)  # noqa: E731
-                else:
-                    cyc = lambda d, q=q: q["L"] // d  # noqa: E731
-                q["PE"] = _smallest_divisor_meeting(dim, cyc, mv_cycles, dset)
-            elif q.get("PE", 0) is not None and q["op_type"] in ("StreamingMaxPool", "LabelSelect"):
-                q["PE"] = A(q["PE"])
         return layers, n
 
     def evaluate_spec(self, weight_bits: Mapping[str, Any], act_bits: Mapping[str, Any],
@@ -319,80 +254,21 @@ class FastNet:
     def to_model(self, index: int, **cfg: Any) -> Any:
         """The weightless HW graph of candidate `index` (same arguments as `spec_layers`), for
         the per-node cost model; HW nodes only, attributes as the lowering writes them."""
-        from onnx import TensorProto, helper
-        from qonnx.core.datatype import DataType
-        from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.util.basic import qonnx_make_model
-
-        from codesign.dataflow.ops import make_hw_node
+        from codesign.dataflow.transforms.spec import spec_graph
 
         layers, _ = self.spec_layers(**cfg)
-        at = lambda v: int(np.asarray(v).reshape(-1)[index] if np.ndim(v) else v)  # noqa: E731
-
-        def dt(bits: int, bipolar: bool, signed: bool = False) -> str:
-            if bipolar:
-                return "BIPOLAR"
-            if bits == 1 and not signed:
-                return "BINARY"
-            return f"{'INT' if signed else 'UINT'}{bits}"
-
-        nodes, tin = [], "in0"
-        cur = dt(at(self.input_bits if cfg.get("input_bits") is None else cfg["input_bits"]), False)
-        for i, p in enumerate(layers):
-            tout = f"t{i}"
-            op, nm = p["op_type"], p["name"]
-            if op == "MVAU":
-                wb = at(p["wbits"])
-                odt = dt(at(p["obits"]), at(p["obits"]) == 1 and p["_act"]) if p["_act"] else f"INT{at(p['acc_bits'])}"
-                nodes.append(make_hw_node("MVAU", [tin, f"W{i}"], [tout], nm, MW=at(p["MW"]), MH=at(p["MH"]),
-                                          PE=at(p["PE"]), SIMD=at(p["SIMD"]), inputDataType=cur,
-                                          weightDataType=dt(wb, wb == 1, signed=True), outputDataType=odt,
-                                          noActivation=0 if p["_act"] else 1, binaryXnorMode=at(p["xnor"]),
-                                          numInputVectors=[at(p["Nv"])], ram_style=p["ram_style"],
-                                          resType=p["resType"]))
-                cur = odt
-            elif op == "SlidingWindow":
-                nodes.append(make_hw_node(op, [tin], [tout], nm, ConvKernelDim=[p["kh"], p["kw"]],
-                                          IFMChannels=at(p["C"]), IFMDim=[p["IH"], p["IW"]], OFMDim=[p["OH"], p["OW"]],
-                                          SIMD=at(p["SIMD"]), Stride=[p["sh"], p["sw"]], Dilation=[1, 1],
-                                          inputDataType=cur, outputDataType=cur, ram_style=p["ram_style"]))
-            elif op == "FMPadding":
-                nodes.append(make_hw_node(op, [tin], [tout], nm, ImgDim=[p["H"], p["W"]],
-                                          Padding=[p["pad_t"], p["pad_l"], p["pad_b"], p["pad_r"]],
-                                          NumChannels=at(p["C"]), SIMD=at(p["SIMD"]), inputDataType=cur))
-            elif op == "StreamingMaxPool":
-                nodes.append(make_hw_node(op, [tin], [tout], nm, ImgDim=[p["H"], p["W"]], PoolDim=[p["k"], p["k"]],
-                                          NumChannels=at(p["C"]), PE=at(p["PE"]), dataType=cur))
-            elif op == "LabelSelect":
-                nodes.append(make_hw_node(op, [tin], [tout], nm, Labels=at(p["L"]), PE=at(p["PE"]),
-                                          K=int(p["K"]), inputDataType=cur, outputDataType="UINT32"))
-            tin = tout
-        c0, h0, w0 = self.spec["input_shape"]
-        first = layers[0]
-        in_shape = [1, c0 * h0 * w0] if first["op_type"] == "MVAU" else [1, h0, w0, c0]
-        graph = helper.make_graph(nodes, "fast_spec", [helper.make_tensor_value_info("in0", TensorProto.FLOAT, in_shape)],
-                                  [helper.make_tensor_value_info(tin, TensorProto.FLOAT, None)])
-        model = ModelWrapper(qonnx_make_model(graph, producer_name="codesign.fast"))
-        model.set_tensor_datatype("in0", DataType[dt(at(self.input_bits if cfg.get("input_bits") is None
-                                                         else cfg["input_bits"]), False)])
-        try:  # shapes let the stream passes (InsertDWC/InsertFIFO) run on this graph
-            from qonnx.transformation.infer_shapes import InferShapes
-
-            model = model.transform(InferShapes())
-        except Exception as exc:  # noqa: BLE001 - the cost model does not need shapes
-            log.debug("shape inference on the spec graph failed: %s", exc)
-        return model
+        ib = self.input_bits if cfg.get("input_bits") is None else cfg["input_bits"]
+        return spec_graph(layers, index, self.spec["input_shape"], ib)
 
 
 def _check_divides(q: Mapping[str, Any]) -> None:
-    from codesign.dataflow.folding import FOLD_CONSTRAINTS, _PARAM_DIM
     from codesign.errors import FoldingError
 
-    for fattr, dim_attr in FOLD_CONSTRAINTS.get(q["op_type"], {}).items():
+    for fattr, (dim_attr, key) in op_class(q["op_type"]).fold_dims.items():
         v = q.get(fattr)
         if v is None:
             continue
-        dim = np.asarray(q[_PARAM_DIM[dim_attr]], np.int64)
+        dim = np.asarray(q[key], np.int64)
         v = np.asarray(v, np.int64)
         bad = (v < 1) | (dim % np.maximum(v, 1) != 0)
         if np.any(bad):

@@ -1,12 +1,13 @@
 """Folding: PE/SIMD per HW node, FINN-format folding JSON, auto-folding and max-FPS folding.
 
 Why it looks like this:
-- Constraints are data (`FOLD_CONSTRAINTS`: folded attribute -> the dimension it must divide),
-  so the checker, the error messages and the auto-folder share one definition.
+- Constraints are data declared by each op class (`HWCustomOp.fold_dims`: folded attribute ->
+  the dimension it must divide; `follows_consumer`; `fold_candidates`), so the checker, the
+  error messages, the auto-folder and the vectorised search path share one definition.
 - A typo in a folding JSON is an *error* naming the closest node names (FINN only warns, and a
   silently ignored folding is a classic FINN pitfall).
-- `auto_fold` restates FINN's SetFolding idea (raise SIMD over the divisors of MW, respecting
-  the weight-stream width limit, then PE over the divisors of MH) but evaluates the whole
+- `auto_fold` restates FINN's SetFolding idea (raise the input fold over the divisors of its
+  dimension, respecting the weight-stream width limit, then the output fold) but evaluates the whole
   divisor grid of each node with the vectorised cost model and keeps the cheapest (fewest LUT,
   then BRAM, DSP, parallelism) choice that meets the target — a superset of the choices FINN's
   greedy walk visits, so never more expensive than it.
@@ -26,33 +27,34 @@ from typing import Any, Mapping
 import numpy as np
 from onnx import NodeProto, helper
 
-from codesign.dataflow.cost import (CALIBRATED, DSP48, IDENTITY, OP_COST, RESOURCES, Calibration, hw_nodes,
-                                    model_cost, node_attrs, node_params)
+from codesign.dataflow.cost import (CALIBRATED, DSP48, IDENTITY, RESOURCES, Calibration, hw_nodes, model_cost,
+                                    node_attrs, node_params, op_cost)
 from codesign.errors import FoldingError
 
 log = logging.getLogger(__name__)
 
-#: op type -> {folded attribute: attribute of the dimension it must divide}
-FOLD_CONSTRAINTS: dict[str, dict[str, str]] = {
-    "MVAU": {"SIMD": "MW", "PE": "MH"},
-    "Thresholding": {"PE": "NumChannels"},
-    "SlidingWindow": {"SIMD": "IFMChannels"},
-    "FMPadding": {"SIMD": "NumChannels"},
-    "StreamingMaxPool": {"PE": "NumChannels"},
-    "LabelSelect": {"PE": "Labels"},
-}
-#: the same dimensions under their `node_params` names (what the cost functions see)
-_PARAM_DIM = {"MW": "MW", "MH": "MH", "NumChannels": "C", "IFMChannels": "C", "Labels": "L"}
-#: op type -> (consumer op type, attribute) whose value the op's folded attribute follows,
-#: so the stream widths match without a width converter (FINN: the sliding window takes the
-#: following MVAU's SIMD; padding takes the sliding window's)
-FOLLOWS: dict[str, tuple[str, str]] = {"SlidingWindow": ("MVAU", "SIMD"), "FMPadding": ("SlidingWindow", "SIMD")}
+
+
+def fold_rules(op_type: str) -> dict[str, tuple[str, str]]:
+    """{folded attribute: (dimension attribute, params key)} of an op type (empty: not foldable)."""
+    from codesign.dataflow.ops import custom_op
+
+    cls = custom_op.get(op_type)
+    return dict(cls.fold_dims) if cls is not None else {}
+
+
+def _op(op_type: str):
+    from codesign.dataflow.ops import custom_op
+
+    return custom_op.get(op_type)
+
+
 #: keys a FINN folding config may carry besides PE/SIMD (finn-reference §1)
 FINN_FOLDING_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
                      "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths")
 #: attributes written into an extracted folding config when the node has them
 EXPORT_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
-               "parallel_window", "depth", "impl_style")
+               "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths")
 
 
 def divisors(n: int) -> list[int]:
@@ -95,7 +97,7 @@ def check_node_folding(node: NodeProto, attrs: Mapping[str, Any] | None = None) 
     a = dict(node_attrs(node))
     if attrs:
         a.update(attrs)
-    for fattr, dim_attr in FOLD_CONSTRAINTS.get(node.op_type, {}).items():
+    for fattr, (dim_attr, _) in fold_rules(node.op_type).items():
         if fattr not in a or dim_attr not in a:
             continue
         v, dim = int(a[fattr]), int(a[dim_attr])
@@ -215,9 +217,14 @@ def apply_folding_config(model: Any, config: Mapping[str, Any] | str | Path) -> 
 
 
 def extract_folding_config(model: Any) -> dict[str, Any]:
-    """The model's folding as a FINN folding config (with an empty "Defaults")."""
+    """The model's folding as a FINN folding config (with an empty "Defaults"); the stream
+    plumbing inserted after folding is left out (its FIFO depths live in the neighbours'
+    inFIFODepths/outFIFODepths, as in FINN)."""
     cfg: dict[str, Any] = {"Defaults": {}}
     for n in hw_nodes(model):
+        cls = _op(n.op_type)
+        if cls is not None and cls.inserted_after_folding:
+            continue  # width converters/FIFOs: a fresh lowering has no such nodes
         a = node_attrs(n)
         ent = {k: a[k] for k in EXPORT_KEYS if k in a}
         if ent:
@@ -276,42 +283,45 @@ def _build_spaces(model: Any, mvau_wwidth_max: int, calibration: Calibration,
     spaces: list[_Space] = []
     pinned = pinned or {}
     for n in hw_nodes(model):
-        rule = FOLD_CONSTRAINTS.get(n.op_type)
+        rule = fold_rules(n.op_type)
         if not rule:
             continue
+        cls = _op(n.op_type)
         p = node_params(model, n)
         grids: dict[str, list[int]] = {}
-        for fattr, dim_attr in rule.items():
-            grids[fattr] = divisors(p[_PARAM_DIM[dim_attr]])
+        for fattr, (_, key) in rule.items():
+            grids[fattr] = divisors(p[key])
         if n.name in pinned:
             check_node_folding(n, pinned[n.name])
             for k, v in pinned[n.name].items():
                 if k in grids:
                     grids[k] = [int(v)]
-        elif n.op_type == "MVAU":
-            simd = [s for s in grids["SIMD"] if s == 1 or s * p["wbits"] <= mvau_wwidth_max]
+        else:
+            grids = cls.fold_candidates(p, grids, mvau_wwidth_max)
             prod = _producer(model, n)
-            if prod is not None and prod.op_type == "SlidingWindow":
-                c = int(node_attrs(prod)["IFMChannels"])
-                simd = [s for s in simd if c % s == 0]
-            grids["SIMD"] = simd
+            pcls = _op(prod.op_type) if prod is not None else None
+            fin = cls.in_fold_attr
+            if pcls is not None and pcls.follows_consumer and fin in grids:
+                # the producer will take this input fold: it must divide the producer's dimension too
+                pdim = int(node_params(model, prod)[next(iter(pcls.fold_dims.values()))[1]])
+                grids[fin] = [s for s in grids[fin] if pdim % s == 0]
         keys = list(grids)
         mesh = np.meshgrid(*[np.asarray(grids[k], np.int64) for k in keys], indexing="ij")
         flat = {k: m.ravel() for k, m in zip(keys, mesh)}
         q = dict(p)
         q.update(flat)
-        est = calibration.apply(n.op_type, OP_COST[n.op_type](q, dsp_family))
+        est = calibration.apply(n.op_type, op_cost(q, dsp_family))
         choices = [{k: int(flat[k][i]) for k in keys} for i in range(len(flat[keys[0]]))]
         par = np.prod(np.stack([flat[k] for k in keys]), axis=0)
         sp = _Space(n.name, n.op_type, choices, {r: np.broadcast_to(np.asarray(est[r]), par.shape)
                                                  for r in CALIBRATED}, parallel=par)
-        if n.op_type in FOLLOWS:
+        if cls.follows_consumer:
             cons = _consumer(model, n)
-            want_op, attr = FOLLOWS[n.op_type]
-            if cons is not None and cons.op_type == want_op:
-                sp.follow = (cons.name, attr)
+            ccls = _op(cons.op_type) if cons is not None else None
+            if ccls is not None and ccls.in_fold_attr in ccls.fold_dims:
+                sp.follow = (cons.name, ccls.in_fold_attr)
                 sp.fattr = keys[0]
-                sp.dim = int(p[_PARAM_DIM[rule[keys[0]]]])
+                sp.dim = int(p[rule[keys[0]][1]])
         spaces.append(sp)
     return spaces
 
@@ -324,7 +334,7 @@ def _choose(spaces: list[_Space], target: int) -> tuple[dict[str, dict[str, int]
     index: dict[str, int] = {}
     bad: list[str] = []
     order = [s for s in spaces if s.follow is None] + [s for s in spaces if s.follow is not None]
-    # followers may chain (FMPadding -> SlidingWindow -> MVAU): resolve in dependency order
+    # followers may chain (padding -> sliding window -> matrix unit): resolve in dependency order
     pending = list(order)
     while pending:
         progressed = False
@@ -352,7 +362,7 @@ def _choose(spaces: list[_Space], target: int) -> tuple[dict[str, dict[str, int]
             index[s.name] = i
             pending.remove(s)
             progressed = True
-        if not progressed:  # a cycle in FOLLOWS cannot happen in a chain; guard anyway
+        if not progressed:  # a cycle of followers cannot happen in a chain; guard anyway
             raise FoldingError("folding dependencies could not be resolved")
     return chosen, index, bad
 
@@ -447,9 +457,9 @@ def auto_fold(model: Any, target_fps: float, clock_ns: float, mvau_wwidth_max: i
 
 def fold_around(model: Any, pinned: Mapping[str, Mapping[str, int]], clock_ns: float,
                 calibration: Calibration | None = None, dsp_family: int = DSP48, apply: bool = True) -> FoldResult:
-    """Keep the `pinned` nodes' folding (e.g. FINN's published MVAU folding) and give every
-    other foldable node its cheapest choice that does not slow the pinned bottleneck down
-    (sliding windows/padding follow their MVAU's SIMD)."""
+    """Keep the `pinned` nodes' folding (e.g. FINN's published folding of the weight layers) and
+    give every other foldable node its cheapest choice that does not slow the pinned bottleneck
+    down (followers take their consumer's input fold)."""
     cal = calibration or IDENTITY
     idx = _node_index(model)
     for name in pinned:
@@ -465,11 +475,17 @@ def fold_around(model: Any, pinned: Mapping[str, Mapping[str, int]], clock_ns: f
     return res
 
 
+def weight_layer_nodes(model: Any) -> list[NodeProto]:
+    """The HW nodes that are a weight layer (op classes with ``layer_role == "weights"``), in order."""
+    return [n for n in hw_nodes(model) if (_op(n.op_type) is not None and _op(n.op_type).layer_role == "weights")]
+
+
 def pin_mvaus(model: Any, pe_simd: list[tuple[int, int]]) -> dict[str, dict[str, int]]:
-    """{MVAU name: {PE, SIMD}} for the MVAUs in graph order (published foldings list them so)."""
-    mv = [n for n in hw_nodes(model) if n.op_type == "MVAU"]
+    """{node name: {PE, SIMD}} for the weight-layer nodes in graph order (published foldings
+    list them so)."""
+    mv = weight_layer_nodes(model)
     if len(mv) != len(pe_simd):
-        raise FoldingError(f"folding lists {len(pe_simd)} MVAUs, the graph has {len(mv)}")
+        raise FoldingError(f"folding lists {len(pe_simd)} weight layers, the graph has {len(mv)}")
     return {n.name: {"PE": int(p), "SIMD": int(q)} for n, (p, q) in zip(mv, pe_simd)}
 
 

@@ -1,11 +1,15 @@
-"""Golden numpy semantics of every HW op: the single definition of what each op computes.
+"""Generic golden numpy helpers shared by the ops' golden functions.
 
-The custom-op classes execute through these functions, and the RTL tests compare Verilator
-output against them, so "bit-exact" means the same thing everywhere. Pure numpy, integers held
-in float or int arrays; no ONNX here.
+Each HW op's golden execution lives in its own module (``codesign.dataflow.ops.<op>``); the
+custom-op classes execute through them and the RTL tests compare Verilator output against
+them, so "bit-exact" means the same thing everywhere. Pure numpy, integers held in float or
+int arrays; no ONNX here. Older import paths (``golden.<op function>``) still resolve: the
+name is looked up in the registered op modules.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -26,57 +30,16 @@ def multithreshold(acc: np.ndarray, T: np.ndarray, act_val: int = 0) -> np.ndarr
     return (acc[..., None] >= T).sum(axis=-1).astype(np.int64) + int(act_val)
 
 
-def mvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None, act_val: int = 0) -> np.ndarray:
-    """Matrix-vector(-activation): acc = x @ W over the last axis, then optional thresholds.
+def __getattr__(name: str) -> Any:
+    """``golden.<fn>`` for the op modules' golden functions (e.g. the RTL tests' references)."""
+    import sys
 
-    x (..., MW) and W (MW, MH) hold integers (bipolar as -1/+1); exact in int64.
-    """
-    acc = _int(x) @ _int(W)
-    if T is None:
-        return acc
-    return multithreshold(acc, T, act_val)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    from codesign.dataflow.ops import OPS
 
-
-def thresholding(x: np.ndarray, T: np.ndarray, act_val: int = 0) -> np.ndarray:
-    """Channel-wise multi-threshold on the last axis (the standalone Thresholding op)."""
-    return multithreshold(x, T, act_val)
-
-
-def sliding_window(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                   dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """Im2col in NHWC: (N, H, W, C) -> (N, OH, OW, kh*kw*C), order (kh, kw, c), c innermost."""
-    x = np.asarray(x)
-    n, h, w, c = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
-    oh = (h - dh * (kh - 1) - 1) // sh + 1
-    ow = (w - dw * (kw - 1) - 1) // sw + 1
-    out = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, :, i, j, :] = x[:, i * dh: i * dh + sh * (oh - 1) + 1: sh,
-                                        j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
-    return out.reshape(n, oh, ow, kh * kw * c)
-
-
-def maxpool(x: np.ndarray, k: int) -> np.ndarray:
-    """Max-pool with kernel = stride = k in NHWC; remainder rows/columns are dropped."""
-    x = np.asarray(x)
-    n, h, w, c = x.shape
-    oh, ow = h // k, w // k
-    x = x[:, : oh * k, : ow * k, :].reshape(n, oh, k, ow, k, c)
-    return x.max(axis=(2, 4))
-
-
-def fmpadding(x: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
-    """Zero padding in NHWC; pad = [top, left, bottom, right]."""
-    top, left, bottom, right = pad
-    return np.pad(np.asarray(x), ((0, 0), (top, bottom), (left, right), (0, 0)))
-
-
-def label_select(x: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest values per row, descending; ties -> lower index first."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(-x, axis=-1, kind="stable")
-    return order[..., :k].astype(np.int64)
+    for cls in OPS:
+        mod = sys.modules[cls.__module__]
+        if hasattr(mod, name) and callable(getattr(mod, name)):
+            return getattr(mod, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from codesign.atomic import write_json
-from codesign.dataflow.cost import DSP48, RESOURCES, Calibration, hw_nodes, model_cost, node_attrs, node_params
+from codesign.dataflow.cost import (DSP48, MODEL_NAME, RESOURCES, Calibration, hw_nodes, model_cost, node_attrs,
+                                    node_params)
+from codesign.dataflow.ops import op_class
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +22,18 @@ REPORT_FILES = ("estimate_layer_resources.json", "estimate_layer_cycles.json",
 
 
 def layer_resources(mc: dict[str, Any]) -> dict[str, Any]:
-    """FINN's estimate_layer_resources.json body from a `model_cost` result."""
+    """FINN's estimate_layer_resources.json body from a `model_cost` result. Every entry (and
+    "total") also names what produced it: "model" (the cost model and its version) and
+    "calibration" (the calibration source; "identity" when none), so a report read later or
+    beside FINN's says whose estimate it is. Per entry, not top level, so readers that walk
+    the file as {node: {resource: value}} keep working."""
+    origin = {"model": mc.get("model", MODEL_NAME), "calibration": mc.get("calibration", "identity")}
     out: dict[str, Any] = {}
     for name, c in mc["nodes"].items():
         out[name] = {"BRAM_18K": c["BRAM_18K"], "BRAM_efficiency": round(c["BRAM_efficiency"], 4),
                      "LUT": c["LUT"], "URAM": c["URAM"], "URAM_efficiency": round(c["URAM_efficiency"], 4),
-                     "DSP": c["DSP"], "FF": c["FF"]}
-    out["total"] = {r: mc["total"][r] for r in ("BRAM_18K", "LUT", "URAM", "DSP", "FF")}
+                     "DSP": c["DSP"], "FF": c["FF"], **origin}
+    out["total"] = {**{r: mc["total"][r] for r in ("BRAM_18K", "LUT", "URAM", "DSP", "FF")}, **origin}
     return out
 
 
@@ -47,14 +54,7 @@ def op_and_param_counts(model: Any) -> dict[str, Any]:
     total: dict[str, int] = {}
     for n in hw_nodes(model):
         p = node_params(model, n)
-        ent: dict[str, int] = {}
-        if p["op_type"] == "MVAU":
-            ent[f"op_mac_{p['idt']}_{p['wdt']}"] = p["MW"] * p["MH"] * p["Nv"]
-            ent[f"param_weight_{p['wdt']}"] = p["MW"] * p["MH"]
-            if p["n_thr"]:
-                ent[f"param_threshold_INT{p['acc_bits']}"] = p["MH"] * p["n_thr"]
-        elif p["op_type"] == "Thresholding":
-            ent[f"param_threshold_INT{p['ibits']}"] = p["C"] * p["n_steps"]
+        ent = {k: int(v) for k, v in op_class(n.op_type, n.name).op_and_param_counts(p).items()}
         if ent:
             out[n.name] = ent
             for k, v in ent.items():
@@ -64,15 +64,22 @@ def op_and_param_counts(model: Any) -> dict[str, Any]:
 
 
 def write_reports(model: Any, build_dir: str | Path, clock_ns: float, board: Any = None, util_cap: float = 1.0,
-                  calibration: Calibration | None = None) -> dict[str, Any]:
+                  calibration: Calibration | None = None, fifo: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the FINN report files (and estimate_utilization.json with a board) into
-    BUILD/report/; returns {"paths": [...], "cost": model_cost, "performance", "utilisation"}."""
+    BUILD/report/; returns {"paths": [...], "cost": model_cost, "performance", "utilisation"}.
+
+    ``fifo`` (``FifoSizing.to_dict()``) adds the FIFO sizing fields to
+    estimate_network_performance.json: fifo_sizing, fifo_depths, fifo_required_depths,
+    fifo_simulated_cycles, fifo_simulated_latency_cycles, fifo_throttled (true when the FIFOs keep the chain below the
+    estimated throughput), fifo_shallow, fifo_simulation_converged."""
     from codesign.dataflow.boards import get_board, utilisation
 
     rep = Path(build_dir) / "report"
     b = get_board(board) if board is not None else None
     mc = model_cost(model, calibration, b.dsp_family if b else DSP48)
     perf = network_performance(mc, clock_ns)
+    if fifo:
+        perf.update(fifo)
     paths = [write_json(rep / "estimate_layer_resources.json", layer_resources(mc)),
              write_json(rep / "estimate_layer_cycles.json", {k: v["cycles"] for k, v in mc["nodes"].items()}),
              write_json(rep / "estimate_network_performance.json", perf),

@@ -38,16 +38,6 @@ PACKING_SRC = Path(__file__).resolve().parents[1] / "dataflow" / "packing.py"
 DMA_NAME = "axi_dma_0"
 FRAMES_GPIO_NAME = "axi_gpio_frames"
 
-# Which attribute folds the innermost dimension of a HW op's input / output stream (contract:
-# one stream word carries SIMD (inputs) or PE (outputs) elements). `None` = one element per word.
-_IN_FOLD_ATTR = {
-    "MVAU": "SIMD", "Thresholding": "PE", "SlidingWindow": "SIMD", "StreamingMaxPool": "PE",
-    "FMPadding": "SIMD", "LabelSelect": "PE", "StreamingFIFO": None, "StreamingDataWidthConverter": None,
-}
-_OUT_FOLD_ATTR = {
-    "MVAU": "PE", "Thresholding": "PE", "SlidingWindow": "SIMD", "StreamingMaxPool": "PE",
-    "FMPadding": "SIMD", "LabelSelect": None, "StreamingFIFO": None, "StreamingDataWidthConverter": None,
-}
 _DT_ATTR_IN = ("inputDataType", "dataType")
 _DT_ATTR_OUT = ("outputDataType", "dataType", "inputDataType")
 
@@ -79,26 +69,19 @@ def _attr(node, name: str, default: Any = None) -> Any:
     return default
 
 
-def _fold(node, table: dict[str, str | None], shape: list[int], dt_bits: int, direction: str) -> int:
-    """Elements per stream word for `node`'s input or output stream."""
-    if node.op_type not in table:
-        raise UnsupportedError(
-            f"HW node {node.name} ({node.op_type}) at the accelerator's {direction}: the driver does not "
-            f"know its stream fold; supported: {', '.join(sorted(table))}")
-    attr = table[node.op_type]
-    if node.op_type == "StreamingDataWidthConverter":
-        width = int(_attr(node, "inWidth" if direction == "input" else "outWidth"))
-        if width % dt_bits:
-            raise UnsupportedError(f"{node.name}: stream width {width} is not a multiple of {dt_bits} bits")
-        return width // dt_bits
-    if node.op_type == "StreamingFIFO":
-        folded = _attr(node, "folded_shape")
-        return int(list(folded)[-1]) if folded else 1
-    if attr is None:
-        return 1
-    fold = int(_attr(node, attr, 1))
-    if shape[-1] % fold:
-        raise UnsupportedError(f"{node.name}: innermost dimension {shape[-1]} is not divisible by {attr}={fold}")
+def _fold(node, shape: list[int], direction: str) -> int:
+    """Elements per stream word for `node`'s input or output stream, asked of the node's op
+    class (the innermost dimension of its folded shape)."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    try:
+        fold = int(getCustomOp(node).stream_fold(direction))
+    except Exception as exc:  # noqa: BLE001 - an op the driver cannot describe is a user-facing error
+        raise UnsupportedError(f"HW node {node.name} ({node.op_type}) at the accelerator's {direction}: "
+                               f"the driver cannot tell its stream fold ({exc})") from exc
+    if fold < 1 or shape[-1] % fold:
+        raise UnsupportedError(f"{node.name}: innermost dimension {shape[-1]} is not divisible by the "
+                               f"stream fold {fold}")
     return fold
 
 
@@ -189,8 +172,8 @@ def extract_io_shape_dict(model_or_path: Any) -> dict[str, Any]:
     odt = _datatype(model, hw_out, hw_out_node, _DT_ATTR_OUT)
     ishape = [int(s) for s in model.get_tensor_shape(hw_in)]
     oshape = [int(s) for s in model.get_tensor_shape(hw_out)]
-    ifold = _fold(hw_in_node, _IN_FOLD_ATTR, ishape, idt.bitwidth(), "input")
-    ofold = _fold(hw_out_node, _OUT_FOLD_ATTR, oshape, odt.bitwidth(), "output")
+    ifold = _fold(hw_in_node, ishape, "input")
+    ofold = _fold(hw_out_node, oshape, "output")
     in_n, in_f, in_p = _shapes(ishape, ifold, idt.bitwidth())
     out_n, out_f, out_p = _shapes(oshape, ofold, odt.bitwidth())
     g_in, g_out = model.graph.input[0].name, model.graph.output[0].name

@@ -146,9 +146,11 @@ class HwEstimator:
         return est
 
     def _per_layer(self, model: Any, cost: dict) -> dict[str, dict[str, Any]]:
-        """Attribute every HW node to a spec layer: MVAU_i is the i-th weight layer; padding and
-        sliding-window nodes belong to the MVAU they feed; pools/top-k to the layer before."""
+        """Attribute every HW node to a spec layer, as its op class says (``layer_role``): the
+        i-th "weights" node is the i-th weight layer; "next" nodes (padding, sliding window)
+        belong to the weight layer they feed; the others (pools, top-k) to the layer before."""
         from codesign.dataflow.cost import hw_nodes, node_attrs
+        from codesign.dataflow.ops import op_class
 
         layers = self.space.layers
         out = {n: {"LUT": 0, "FF": 0, "BRAM_18K": 0, "URAM": 0, "DSP": 0, "cycles": 0, "PE": 1, "SIMD": 1}
@@ -156,7 +158,8 @@ class HwEstimator:
         pending: list[str] = []
         i = 0
         for node in hw_nodes(model):
-            if node.op_type == "MVAU":
+            role = op_class(node.op_type, node.name).layer_role
+            if role == "weights":
                 name = layers[min(i, len(layers) - 1)]
                 i += 1
                 a = node_attrs(node)
@@ -167,7 +170,7 @@ class HwEstimator:
                         out[name][r] += int(c[r])
                     out[name]["cycles"] = max(out[name]["cycles"], int(c["cycles"]))
                 pending = []
-            elif node.op_type in ("FMPadding", "SlidingWindow"):
+            elif role == "next":
                 pending.append(node.name)
             else:
                 name = layers[max(i - 1, 0)]

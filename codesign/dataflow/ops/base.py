@@ -1,15 +1,23 @@
-"""Common machinery of the HW custom ops: attribute access, datatypes, stream helpers.
+"""The op interface: one class per HW op owns everything about it (docs/contracts.md, "The op interface").
 
 Every HW op is a qonnx ``CustomOp`` so that ``qonnx.core.onnx_exec.execute_onnx`` runs a
-compiled graph through the golden numpy functions of ``codesign.dataflow.golden``. The shape
-and stream helpers follow FINN's names (``get_folded_input_shape``, ``get_instream_width``, ...)
-because the folding/cost and RTL code is written against those names.
+compiled graph through the op's golden numpy function. The shape and stream helpers follow
+FINN's names (``get_folded_input_shape``, ``get_instream_width``, ...).
+
+Why one class per op: the compiler, folding, the vectorised search path, the reports, the RTL
+renderer, the PYNQ driver and the FINN backend all ask the op class (through the registry in
+``codesign.dataflow.ops``) instead of keeping their own op-type tables, so adding an op is one
+new module plus its Verilog template, and the cycle/resource models cannot disagree.
+
+Class-level hooks work on a *parameter dict* (``params_from_attrs``), never on a graph node,
+because the vectorised search path evaluates them on numpy arrays of candidates without any
+ONNX graph; the per-node path builds the same dict from a node and calls the same functions.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import onnx.helper as helper
@@ -29,18 +37,57 @@ def prod(xs: Any) -> int:
 
 
 class HWCustomOp(CustomOp):
-    """Base of the codesign HW ops.
+    """Base of the codesign HW ops: the op interface (docs/contracts.md, "The op interface").
 
-    Subclasses define the attributes, ``_execute`` (golden numpy) and the normal/folded shapes;
-    the ONNX plumbing (shape inference, datatype annotation, verification) lives here so each
-    op stays a page long.
+    A subclass (one module per op) defines the attributes, ``_execute`` (golden numpy), the
+    normal/folded shapes and the class-level hooks below: ``params_from_attrs``, ``cycles``
+    (the single cycle model), ``resources``, ``io_pattern`` (FIFO sizing), the folding
+    declarations, the FINN names and ``generate_rtl`` with its ``template``. The ONNX plumbing
+    (shape inference, datatype annotation, verification) lives here.
     """
 
-    #: attributes every HW op understands (FINN carries similar bookkeeping attributes)
+    #: attributes every HW op understands (FINN carries similar bookkeeping attributes);
+    #: inFIFODepths/outFIFODepths are FINN's per-node FIFO depths (written by FIFO sizing)
     _common_attrs: dict[str, tuple] = {
         "backend": ("s", False, "codesign"),
         "preferred_impl_style": ("s", False, "rtl"),
+        "inFIFODepths": ("ints", False, [2]),
+        "outFIFODepths": ("ints", False, [2]),
     }
+
+    # -- identity: FINN names ----------------------------------------------------------------
+    #: FINN's op type for this op (None: the class name); FINN >= 0.10 specialises it into
+    #: ``<finn_op_type>_hls`` / ``_rtl`` (``finn_op_names``)
+    finn_op_type: ClassVar[str | None] = None
+    #: the folding attributes FINN accepts for this op (others are dropped when translating)
+    finn_folding_attrs: ClassVar[tuple[str, ...]] = ()
+    #: FINN creates these nodes itself in later steps (FIFOs, width converters)
+    finn_inserts_itself: ClassVar[bool] = False
+
+    # -- folding ---------------------------------------------------------------------------
+    #: folded attribute -> (attribute of the dimension it must divide, its params key)
+    fold_dims: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: attribute that folds the innermost dimension of the input / output stream (None: one
+    #: element per word or not an attribute); the driver and followers read it
+    in_fold_attr: ClassVar[str | None] = None
+    out_fold_attr: ClassVar[str | None] = None
+    #: the op's (single) folded attribute takes its consumer's input fold (largest divisor of
+    #: its own dimension not above it), so the stream widths match without a width converter
+    follows_consumer: ClassVar[bool] = False
+    #: which spec layer a node belongs to in per-layer tables: "weights" (it is the layer),
+    #: "next" (it feeds the next weight layer), "previous" (it follows the previous one)
+    layer_role: ClassVar[str] = "previous"
+    #: a stream buffer between two nodes (its ``depth`` attribute is the FIFO depth)
+    is_stream_buffer: ClassVar[bool] = False
+    #: stream plumbing the compile flow inserts after folding (width converters, FIFOs): not in a
+    #: fresh lowering, so the saved folding config leaves such nodes out
+    inserted_after_folding: ClassVar[bool] = False
+
+    # -- RTL -------------------------------------------------------------------------------
+    #: the parametric Verilog core in accel_templates/ this op instantiates
+    template: ClassVar[str | None] = None
+    #: names under which the RTL generator receives the initializers of inputs 1, 2, ...
+    rtl_inputs: ClassVar[tuple[str, ...]] = ()
 
     def get_nodeattr_types(self) -> dict[str, tuple]:
         attrs = dict(self._common_attrs)
@@ -91,8 +138,141 @@ class HWCustomOp(CustomOp):
     def get_number_input_values(self) -> int:
         return prod(self.get_folded_input_shape()[:-1])
 
-    def get_exp_cycles(self) -> int:  # pragma: no cover - abstract
+    def stream_fold(self, direction: str) -> int:
+        """Elements per stream word on the "input" or "output" stream (the driver packs by it)."""
+        shape = self.get_folded_input_shape() if direction == "input" else self.get_folded_output_shape()
+        return int(shape[-1])
+
+    # -- the op's models (class level: work on parameter dicts, scalars or arrays) ---------
+    @classmethod
+    def finn_op_names(cls) -> tuple[str, ...]:
+        """FINN's names for this op: the base name and its ``_hls`` / ``_rtl`` specialisations."""
+        base = cls.finn_op_type or cls.__name__
+        return (base, f"{base}_hls", f"{base}_rtl")
+
+    #: how FINN+ lowers this op, in stream order: (FINN op type, {our attr: FINN attr} or None to
+    #: pass FINN's folding attributes through); None: one node of ``finn_op_type`` (FINN+ 1.6.1)
+    finn_lowering: ClassVar[tuple[tuple[str, dict[str, str] | None], ...] | None] = None
+
+    @classmethod
+    def finn_lowering_steps(cls) -> tuple[tuple[str, dict[str, str] | None], ...] | None:
+        """FINN+'s node types for this op in stream order (None: FINN inserts it itself)."""
+        if cls.finn_inserts_itself:
+            return None
+        return cls.finn_lowering or ((cls.finn_op_names()[0], None),)
+
+    @classmethod
+    def params_from_attrs(cls, a: Mapping[str, Any], inits: Mapping[str, Any] | None = None,
+                          tensor_dt: Any = None) -> dict[str, Any]:  # pragma: no cover - abstract
+        """The numbers the cycle/resource/FIFO models need, from the node attributes ``a``
+        (defaults filled in), the RTL initializers ``inits`` (``rtl_inputs`` names, may be
+        missing) and ``tensor_dt(kind)`` -> qonnx DataType of the "input"/"output" tensor or
+        None. Folding attributes (PE, SIMD, ram_style, resType) appear under their own names so
+        a caller can override them with candidate arrays."""
         raise NotImplementedError
+
+    @classmethod
+    def cycles(cls, p: Mapping[str, Any]) -> Any:  # pragma: no cover - abstract
+        """The op's single cycle model: clock cycles per frame (array-polymorphic)."""
+        raise NotImplementedError
+
+    @classmethod
+    def resources(cls, p: Mapping[str, Any], dsp_family: int = 0) -> dict[str, Any]:  # pragma: no cover
+        """LUT, FF, BRAM_18K, URAM, DSP and mem_bits of the RTL as written (array-polymorphic)."""
+        raise NotImplementedError
+
+    @classmethod
+    def cost(cls, p: Mapping[str, Any], dsp_family: int = 0) -> dict[str, Any]:
+        """``cycles`` plus ``resources``: what the per-node and the vectorised paths both call."""
+        out = dict(cls.resources(p, dsp_family))
+        out["cycles"] = np.asarray(cls.cycles(p), dtype=np.int64)
+        return out
+
+    @classmethod
+    def io_pattern(cls, p: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray]:  # pragma: no cover
+        """How the op consumes and produces stream words over one frame when never stalled:
+        ``(n_steps, consume_steps, produce_steps)``, the clock steps (0 .. n_steps-1) at which
+        input word k is taken and output word k is emitted. ``n_steps`` equals ``cycles(p)``
+        (scalar params). FIFO sizing simulates the chain from these patterns."""
+        raise NotImplementedError
+
+    @classmethod
+    def input_buffer_words(cls, p: Mapping[str, Any]) -> int:
+        """Input words the op can hold beyond what ``io_pattern`` takes (e.g. a second input
+        buffer filled while the current one is replayed): FIFO sizing counts them as depth."""
+        return 0
+
+    @classmethod
+    def latency(cls, p: Mapping[str, Any]) -> int:
+        """Pipeline latency: cycles from the frame's first input word to its first output word."""
+        _, cons, prod_ = cls.io_pattern(p)
+        return int(prod_[0] - cons[0] + 1) if len(prod_) and len(cons) else 0
+
+    @classmethod
+    def fold_candidates(cls, p: Mapping[str, Any], grids: dict[str, list[int]],
+                        mvau_wwidth_max: int) -> dict[str, list[int]]:
+        """Restrict the divisor grids of the folded attributes (e.g. a stream-width cap)."""
+        return grids
+
+    @classmethod
+    def op_and_param_counts(cls, p: Mapping[str, Any]) -> dict[str, int]:
+        """MACs and parameters keyed like FINN's op_and_param_counts.json (none by default)."""
+        return {}
+
+    @classmethod
+    def generate_rtl(cls, spec: Any, inst: str, ctx: Any) -> Any:  # pragma: no cover - abstract
+        """Render the node: ``spec`` has name, op_type, attrs, inits; ``ctx`` is hw.rtl's render
+        context (``top``, ``write_data(name, text)``, ``render(template, name, **kw)``).
+        Returns a ``codesign.dataflow.ops.rtlgen.NodeRTL``."""
+        raise NotImplementedError
+
+    @classmethod
+    def declared_defaults(cls) -> dict[str, Any]:
+        """Defaults of the optional attributes (accDataType's placeholder left out)."""
+        types = cls.get_nodeattr_types(cls.__new__(cls))
+        return {k: spec[2] for k, spec in types.items() if not spec[1] and k != "accDataType"}
+
+    @classmethod
+    def rtl_cycles(cls, spec: Any) -> int:
+        """Cycles per frame of a node given as an RTL spec (attrs + inits): the same model."""
+        a = cls.declared_defaults()
+        a.update({k: (v.decode() if isinstance(v, bytes) else v) for k, v in spec.attrs.items()})
+        return int(cls.cycles(cls.params_from_attrs(a, spec.inits)))
+
+    # -- per-node views of the class models -------------------------------------------------
+    def cost_params(self, model: Any = None) -> dict[str, Any]:
+        """``params_from_attrs`` for this node: its attributes over the declared defaults
+        (accDataType's INT32 default is a placeholder, not a computed width, so it is left out),
+        its initializers from ``model`` and the tensor datatypes annotated there."""
+        node = self.onnx_node
+        a = self.declared_defaults()
+        a.update(node_attrs(node))
+        inits: dict[str, Any] = {}
+        if model is not None:
+            for name, tensor in zip(self.rtl_inputs, list(node.input)[1:]):
+                if tensor:
+                    v = model.get_initializer(tensor)
+                    if v is not None:
+                        inits[name] = v
+
+        def tensor_dt(kind: str):
+            if model is None:
+                return None
+            t = node.input[0] if kind == "input" else node.output[0]
+            return model.get_tensor_datatype(t)
+
+        p = self.params_from_attrs(a, inits, tensor_dt)
+        p["op_type"] = node.op_type
+        p["name"] = node.name
+        return p
+
+    def get_exp_cycles(self) -> int:
+        """Cycles per frame from the op's single cycle model."""
+        return int(self.cycles(self.cost_params(None)))
+
+    def get_latency(self) -> int:
+        """Pipeline latency of this node (see ``latency``)."""
+        return int(self.latency(self.cost_params(None)))
 
     # -- ONNX plumbing ---------------------------------------------------------------------
     def make_shape_compatible_op(self, model: Any):
@@ -143,3 +323,56 @@ def make_hw_node(op_type: str, inputs: list[str], outputs: list[str], name: str,
 def bipolar_from_count(y: np.ndarray) -> np.ndarray:
     """Map a one-threshold count {0, 1} to the bipolar tensor values {-1, +1}."""
     return 2 * np.asarray(y) - 1
+
+
+def node_attrs(node: Any) -> dict[str, Any]:
+    """All attributes of an ONNX node as plain Python values (bytes decoded to str)."""
+    out: dict[str, Any] = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if isinstance(v, bytes):
+            v = v.decode()
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode() for x in v]
+        out[a.name] = v
+    return out
+
+
+def param_dt(a: Mapping[str, Any], attr: str, tensor_dt: Any, kind: str, what: str = "") -> DataType:
+    """The datatype named by attribute ``attr``, else the annotated tensor's; one clear error."""
+    from codesign.errors import UnsupportedError
+
+    name = a.get(attr)
+    if name:
+        try:
+            return DataType[name]
+        except KeyError as exc:
+            raise UnsupportedError(f"{what or 'node'}: unknown datatype {name!r} in {attr}") from exc
+    dt = tensor_dt(kind) if tensor_dt is not None else None
+    if dt is None:
+        raise UnsupportedError(f"{what or 'node'}: no datatype for {attr} (set the attribute)")
+    return dt
+
+
+def as_pair(v: Any) -> tuple[int, int]:
+    """(h, w) from a list attribute (or a scalar used for both)."""
+    if isinstance(v, (list, tuple)):
+        return (int(v[0]), int(v[-1])) if len(v) >= 2 else (int(v[0]), int(v[0]))
+    return (int(v), int(v))
+
+
+def prod_or_int(v: Any) -> int:
+    return int(np.prod(v)) if isinstance(v, (list, tuple)) else int(v)
+
+
+class IdentityStreamOp(HWCustomOp):
+    """Base of the stream plumbing ops whose output equals their input."""
+
+    def get_input_datatype(self, ind: int = 0) -> DataType:
+        return DataType[self.get_nodeattr("dataType")]
+
+    def get_output_datatype(self, ind: int = 0) -> DataType:
+        return DataType[self.get_nodeattr("dataType")]
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
+        return np.array(x, copy=True)

@@ -1,13 +1,126 @@
-"""MVAU (matrix-vector-activation unit) and the standalone Thresholding op."""
+"""MVAU (matrix-vector-activation unit): everything about the op in one place.
+
+Golden execution, shapes, the cycle and resource model of ``accel_templates/codesign_mvau.v``,
+folding rules, FINN names and the RTL generator (weights and thresholds into per-PE ROMs).
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow import golden
-from codesign.dataflow.ops.base import HWCustomOp, bipolar_from_count, prod
+from codesign.dataflow.cost import (RES_DSP, _i, _memory, bits_for_range, cdiv, ram_code, res_code,
+                                    res_out)
+from codesign.dataflow.golden import _int, multithreshold
+from codesign.dataflow.ops.base import HWCustomOp, bipolar_from_count, param_dt, prod, prod_or_int
+from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
+                                          _rom_port, _stream, dtype, signed_bits)
+from codesign.errors import FoldingError, UnsupportedError
 
+
+# --------------------------------------------------------------------------- golden
+
+def mvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None, act_val: int = 0) -> np.ndarray:
+    """Matrix-vector(-activation): acc = x @ W over the last axis, then optional thresholds.
+
+    x (..., MW) and W (MW, MH) hold integers (bipolar as -1/+1); exact in int64.
+    """
+    acc = _int(x) @ _int(W)
+    if T is None:
+        return acc
+    return multithreshold(acc, T, act_val)
+
+
+# --------------------------------------------------------------------------- cycle and resource model
+
+#: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (measured)
+DSP_MIN_BITS = 8
+
+def mvau_cycles(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
+    """(MH/PE) * (MW/SIMD) * Nv: one SIMD x PE tile of the weight matrix per clock."""
+    return (_i(MH) // _i(PE)) * (_i(MW) // _i(SIMD)) * _i(Nv)
+
+
+def mvau_acc_bits_worst(MW: Any, wmin: Any, wmax: Any, amin: Any, amax: Any) -> np.ndarray:
+    """Accumulator bits when the weights are unknown: MW times the widest single product."""
+    prods = [np.asarray(a, np.float64) * np.asarray(b, np.float64)
+             for a in (wmin, wmax) for b in (amin, amax)]
+    pmin = np.minimum(np.minimum(prods[0], prods[1]), np.minimum(prods[2], prods[3]))
+    pmax = np.maximum(np.maximum(prods[0], prods[1]), np.maximum(prods[2], prods[3]))
+    mw = np.asarray(MW, np.float64)
+    return bits_for_range(np.minimum(mw * pmin, 0), np.maximum(mw * pmax, 0))
+
+
+def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray | None = None) -> int:
+    """Accumulator bits from the exact range: per output column, sum over rows of the extreme
+    products w*a (a in [amin, amax]); widened to cover the thresholds (they are compared
+    against the accumulator, so they must be representable)."""
+    W = np.asarray(W, dtype=np.float64)
+    hi = np.maximum(W * amin, W * amax).sum(axis=0)
+    lo = np.minimum(W * amin, W * amax).sum(axis=0)
+    lo_v, hi_v = float(min(lo.min(), 0.0)), float(max(hi.max(), 0.0))
+    if T is not None and np.asarray(T).size:
+        T = np.asarray(T, dtype=np.float64)
+        finite = T[np.isfinite(T)]
+        if finite.size:
+            lo_v, hi_v = min(lo_v, float(finite.min())), max(hi_v, float(finite.max()))
+    return int(bits_for_range(math.floor(lo_v), math.ceil(hi_v)))
+
+
+def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,
+                   acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
+                   xnor: Any = 0, dsp_family: Any = 0) -> dict[str, np.ndarray]:
+    """Resources of the matrix-vector(-activation) unit.
+
+    Weight memory: depth WMEM = MW*MH/(PE*SIMD), width PE*SIMD*W (finn-reference §3).
+    LUT (FINN-R): 300 + 1.1*PE*(mult + addertree + acc + thr_mem + thr_cmp) + weight LUTRAM,
+      mult = SIMD*(2*ceil((W+A)/6)-1)*(W+A) (0 with resType=dsp), addertree = (W+A)*(2*SIMD-1),
+      acc = accumulator bits, thr_mem = n_thr*acc*ceil(TMEM/64), thr_cmp = n_thr*acc.
+    FF (not in FINN): input word SIMD*A + weight word PE*SIMD*W + PE accumulators + PE outputs + 64
+      control bits.
+    DSP (resType=dsp): what Yosys maps from codesign_mvau.v, which writes one signed multiply of
+      (A+1) x (W+1) bits per (PE, SIMD) lane and packs nothing: PE*SIMD DSP48E1 when
+      A + W >= 8 (Yosys' synth_xilinx leaves narrower products in LUTs), none with a bipolar
+      (1-bit) operand (no multiply: a negation). Measured with Debian yosys 0.23
+      `synth_xilinx -family xc7` on PE x SIMD in {2x2, 4x2, 2x3, 3x2, 4x4} at A/W = 4/4, 8/8,
+      2/8 (all PE*SIMD) and 2/2, 3/3, 4/3, 3/4, 5/2, 8/bipolar (all 0); the same count is
+      assumed on DSP58.
+    """
+    P, Q = _i(PE), _i(SIMD)
+    W_, A_ = _i(wbits), _i(abits)
+    acc = _i(acc_bits)
+    nt = _i(n_thr)
+    wmem = (_i(MW) * _i(MH)) // (P * Q)
+    tmem = _i(MH) // P
+    width = P * Q * W_
+    mem = _memory(wmem, width, ram_style)
+    wa = W_ + A_
+    use_dsp = (_i(res_type) == RES_DSP) & (_i(xnor) == 0) & (W_ >= 2) & (A_ >= 2) & (wa >= DSP_MIN_BITS)
+    mult = np.where(use_dsp, 0, Q * (2 * cdiv(wa, 6) - 1) * wa)
+    adder = wa * (2 * Q - 1)
+    thr_mem = nt * acc * cdiv(tmem, 64)
+    thr_cmp = nt * acc
+    lut = 300 + 1.1 * (P * (mult + adder + acc + thr_mem + thr_cmp)).astype(np.float64) + mem["LUTRAM"]
+    out_bits = np.where(nt > 0, _i(obits), acc)
+    ff = 64 + Q * A_ + width + P * acc + P * out_bits
+    dsp = np.where(use_dsp, P * Q, 0)
+    return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], dsp, mem["bits"])
+
+
+def mvau_cost(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any, wbits: Any, abits: Any, obits: Any,
+              acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
+              xnor: Any = 0, dsp_family: Any = 0) -> dict[str, np.ndarray]:
+    """Cycles and resources in one dict (the formula-level entry point the tests use)."""
+    out = mvau_resources(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, ram_style, res_type, xnor,
+                         dsp_family)
+    out["cycles"] = mvau_cycles(MW, MH, PE, SIMD, Nv)
+    return out
+
+
+# --------------------------------------------------------------------------- the op
 
 class MVAU(HWCustomOp):
     """acc = x @ W, then optionally ``out = ActVal + #{acc >= T[c, i]}``.
@@ -73,11 +186,6 @@ class MVAU(HWCustomOp):
             return 0
         return self.get_nodeattr("MH") // self.get_nodeattr("PE")
 
-    def get_exp_cycles(self) -> int:
-        """FINN: (MH/PE) * (MW/SIMD) * prod(numInputVectors)."""
-        return (self.get_nodeattr("MH") // self.get_nodeattr("PE")) * \
-            (self.get_nodeattr("MW") // self.get_nodeattr("SIMD")) * prod(self._nv())
-
     def verify_folding(self) -> list[str]:
         msgs = []
         mw, mh = self.get_nodeattr("MW"), self.get_nodeattr("MH")
@@ -98,58 +206,188 @@ class MVAU(HWCustomOp):
             else:
                 raise ValueError(f"{self.onnx_node.name}: input {x.shape} does not end in MW={mw}")
         if self.get_nodeattr("noActivation") == 1:
-            return golden.mvau(x, W)
-        y = golden.mvau(x, W, T, self.get_nodeattr("ActVal"))
+            return mvau(x, W)
+        y = mvau(x, W, T, self.get_nodeattr("ActVal"))
         if self.get_output_datatype() == DataType["BIPOLAR"]:
             y = bipolar_from_count(y)
         return y
 
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights")
+    fold_dims = {"SIMD": ("MW", "MW"), "PE": ("MH", "MH")}
+    in_fold_attr, out_fold_attr = "SIMD", "PE"
+    layer_role = "weights"
+    template = "codesign_mvau.v"
+    rtl_inputs = ("W", "T")
 
-class Thresholding(HWCustomOp):
-    """Channel-wise multi-threshold on the last axis: ``ActVal + #{x >= T[c, i]}``."""
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        inits = inits or {}
+        what = str(a.get("name", "MVAU node"))
+        idt = param_dt(a, "inputDataType", tensor_dt, "input", what)
+        wdt = param_dt(a, "weightDataType", None, "weight", what)
+        odt = param_dt(a, "outputDataType", tensor_dt, "output", what)
+        W, T = inits.get("W"), inits.get("T")
+        noact = int(a.get("noActivation", 0 if T is not None else 1))
+        if T is not None:
+            n_thr = int(np.asarray(T).shape[-1])
+        elif noact:
+            n_thr = 0
+        else:
+            n_thr = 2 ** odt.bitwidth() - 1
+        if W is not None:
+            acc = mvau_acc_bits_exact(W, idt.min(), idt.max(), T)
+        elif a.get("accDataType"):
+            acc = DataType[a["accDataType"]].bitwidth()
+        else:
+            acc = int(mvau_acc_bits_worst(a["MW"], wdt.min(), wdt.max(), idt.min(), idt.max()))
+        return dict(MW=int(a["MW"]), MH=int(a["MH"]), PE=int(a.get("PE", 1)), SIMD=int(a.get("SIMD", 1)),
+                    Nv=prod_or_int(a.get("numInputVectors", [1])), wbits=wdt.bitwidth(), abits=idt.bitwidth(),
+                    obits=odt.bitwidth(), acc_bits=acc, n_thr=n_thr,
+                    ram_style=str(a.get("ram_style", "auto")), resType=str(a.get("resType", "lut")),
+                    xnor=int(a.get("binaryXnorMode", 0)), wdt=wdt.name, idt=idt.name, odt=odt.name)
 
-    def op_attrs(self) -> dict[str, tuple]:
-        return {
-            "NumChannels": ("i", True, 0),
-            "PE": ("i", False, 1),
-            "numSteps": ("i", True, 1),
-            "inputDataType": ("s", True, ""),
-            "outputDataType": ("s", True, ""),
-            "ActVal": ("i", False, 0),
-            "numInputVectors": ("ints", False, [1]),
-            "mem_mode": ("s", False, "internal_embedded"),
-            "ram_style": ("s", False, "distributed"),
-        }
+    @classmethod
+    def cycles(cls, p):
+        return mvau_cycles(p["MW"], p["MH"], p["PE"], p["SIMD"], p["Nv"])
 
-    def _nv(self) -> list[int]:
-        return [int(v) for v in self.get_nodeattr("numInputVectors")]
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        return mvau_resources(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"],
+                              p["acc_bits"], p["n_thr"], ram_code(p["ram_style"]), res_code(p["resType"]),
+                              p["xnor"], dsp_family)
 
-    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
-        return tuple(self._nv()) + (self.get_nodeattr("NumChannels"),)
+    @classmethod
+    def io_pattern(cls, p):
+        """Per input vector: SF words taken during the first of the NF neuron-fold passes (the
+        vector is then replayed from the input buffer), one PE word out at the end of each pass."""
+        sf, nf, nv = int(p["MW"]) // int(p["SIMD"]), int(p["MH"]) // int(p["PE"]), int(p["Nv"])
+        base = (np.arange(nv) * sf * nf)[:, None]
+        cons = (base + np.arange(sf)[None, :]).ravel()
+        prod_ = (base + (np.arange(nf) * sf + sf - 1)[None, :]).ravel()
+        return nv * sf * nf, cons, prod_
 
-    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
-        return self.get_normal_input_shape()
+    @classmethod
+    def input_buffer_words(cls, p):
+        """The RTL's input buffer holds two vectors: the next one loads while this one replays."""
+        return int(p["MW"]) // int(p["SIMD"])
 
-    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
-        pe = self.get_nodeattr("PE")
-        return tuple(self._nv()) + (self.get_nodeattr("NumChannels") // pe, pe)
+    @classmethod
+    def fold_candidates(cls, p, grids, mvau_wwidth_max):
+        """SIMD * weight bits stays within the weight-stream width cap (FINN's mvau_wwidth_max)."""
+        grids = dict(grids)
+        grids["SIMD"] = [s for s in grids["SIMD"] if s == 1 or s * int(p["wbits"]) <= mvau_wwidth_max]
+        return grids
 
-    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
-        return self.get_folded_input_shape()
+    @classmethod
+    def op_and_param_counts(cls, p):
+        ent = {f"op_mac_{p['idt']}_{p['wdt']}": p["MW"] * p["MH"] * p["Nv"],
+               f"param_weight_{p['wdt']}": p["MW"] * p["MH"]}
+        if p["n_thr"]:
+            ent[f"param_threshold_INT{p['acc_bits']}"] = p["MH"] * p["n_thr"]
+        return ent
 
-    def calc_tmem(self) -> int:
-        return self.get_nodeattr("NumChannels") // self.get_nodeattr("PE")
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_mvau(spec, inst, ctx)
 
-    def get_exp_cycles(self) -> int:
-        """FINN: prod(numInputVectors) * C / PE."""
-        return prod(self._nv()) * self.get_nodeattr("NumChannels") // self.get_nodeattr("PE")
 
-    def verify_folding(self) -> list[str]:
-        c, pe = self.get_nodeattr("NumChannels"), self.get_nodeattr("PE")
-        return [] if c % pe == 0 else [f"NumChannels={c} is not divisible by PE={pe}"]
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
 
-    def _execute(self, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        y = golden.thresholding(x, T, self.get_nodeattr("ActVal"))
-        if self.get_output_datatype() == DataType["BIPOLAR"]:
-            y = bipolar_from_count(y)
-        return y
+def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    MW, MH = int(_attr(a, "MW")), int(_attr(a, "MH"))
+    PE, SIMD = int(_attr(a, "PE", 1)), int(_attr(a, "SIMD", 1))
+    if MW % SIMD or MH % PE:
+        raise FoldingError(f"{spec.name}: MW={MW} % SIMD={SIMD} and MH={MH} % PE={PE} must be 0")
+    idt, wdt, odt = dtype(_attr(a, "inputDataType")), dtype(_attr(a, "weightDataType")), dtype(_attr(a, "outputDataType"))
+    W = np.asarray(spec.inits["W"]).astype(np.float64)
+    if W.shape != (MW, MH) or not np.all(W == np.round(W)):
+        raise UnsupportedError(f"{spec.name}: W must be an integer ({MW}, {MH}) array, got {W.shape}")
+    W = W.astype(np.int64)
+    if W.min() < wdt.lo or W.max() > wdt.hi or (wdt.bipolar and not np.all(np.abs(W) == 1)):
+        raise UnsupportedError(f"{spec.name}: weights outside {wdt.name}")
+    T = spec.inits.get("T")
+    no_act = int(_attr(a, "noActivation", 0)) == 1 or T is None
+    xnor = idt.bipolar and wdt.bipolar
+    if int(_attr(a, "binaryXnorMode", 0)) == 1 and not xnor:
+        raise UnsupportedError(f"{spec.name}: binaryXnorMode=1 needs bipolar inputs and weights")
+    act_val = int(_attr(a, "ActVal", 0))
+    SF, NF = MW // SIMD, MH // PE
+    nv = _prod(_attr(a, "numInputVectors", [1]))
+
+    # exact accumulator range per column
+    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    acc_hi = (Wp * idt.hi + Wn * idt.lo).sum(axis=0)
+    acc_lo = (Wp * idt.lo + Wn * idt.hi).sum(axis=0)
+    lo, hi = int(acc_lo.min()), int(acc_hi.max())
+    NT = 0
+    Tq = None
+    if xnor:
+        lo, hi = 0, MW + 1
+    if not no_act:
+        T = np.asarray(T, dtype=np.float64)
+        if T.ndim != 2:
+            raise UnsupportedError(f"{spec.name}: T must be 2-D (MH, n)")
+        if T.shape[0] == 1 and MH != 1:
+            T = np.broadcast_to(T, (MH, T.shape[1]))
+        if T.shape[0] != MH:
+            raise UnsupportedError(f"{spec.name}: T has {T.shape[0]} rows, MH={MH}")
+        NT = T.shape[1]
+        Tc = np.ceil(T).astype(np.int64)  # acc is an integer: acc >= t  <=>  acc >= ceil(t)
+        if xnor:
+            # acc = 2p - MW  =>  acc >= t  <=>  p >= ceil((t + MW) / 2)
+            Tq = np.clip(-((-(Tc + MW)) // 2), 0, MW + 1)
+        else:
+            Tq = np.clip(Tc, acc_lo[:, None], acc_hi[:, None] + 1)
+            lo, hi = min(lo, int(Tq.min())), max(hi, int(Tq.max()))
+        if odt.bipolar:
+            if NT != 1:
+                raise UnsupportedError(f"{spec.name}: bipolar output needs exactly 1 threshold, got {NT}")
+            out_lo, out_hi = 0, 1
+            act_param = 0
+        else:
+            out_lo, out_hi = act_val, act_val + NT
+            act_param = act_val
+        if out_lo < odt.lo and not odt.bipolar or (out_hi > odt.hi and not odt.bipolar):
+            raise UnsupportedError(f"{spec.name}: activation range [{out_lo}, {out_hi}] does not fit {odt.name}")
+    else:
+        act_param = 0
+        olo, ohi = int(acc_lo.min()), int(acc_hi.max())
+        if olo < odt.lo or ohi > odt.hi:
+            raise UnsupportedError(f"{spec.name}: accumulator range [{olo}, {ohi}] does not fit {odt.name}")
+    accw = signed_bits(lo, hi)
+
+    style = _ram_style(a)
+    base = f"{ctx.top}_{inst}"
+    wroms = []
+    wcodes = _codes(W, wdt.bits, wdt.bipolar)
+    for p in range(PE):
+        # address nf*SF + sf holds W[sf*SIMD + k, nf*PE + p], k = 0..SIMD-1
+        rows = [wcodes[sf * SIMD:(sf + 1) * SIMD, nf * PE + p] for nf in range(NF) for sf in range(SF)]
+        fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), wdt.bits, SIMD * wdt.bits))
+        wroms.append({"name": f"wrom{p}", "width": SIMD * wdt.bits, "depth": NF * SF, "file": fn, "style": style})
+    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1)]
+    ties = []
+    if NT:
+        troms = []
+        tcodes = _codes(Tq, accw)
+        for p in range(PE):
+            rows = [tcodes[nf * PE + p, :] for nf in range(NF)]
+            fn = ctx.write_data(f"{base}_t{p}.dat", _hex_lines(np.array(rows, dtype=object), accw, NT * accw))
+            troms.append({"name": f"trom{p}", "width": NT * accw, "depth": NF, "file": fn, "style": style})
+        ports.append(_rom_port("tmem", troms, max(1, math.ceil(math.log2(NF))) if NF > 1 else 1))
+    else:
+        ties = [{"name": "tmem_q", "value": f"{PE * accw}'d0"}]
+    params = _p({
+        "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "IBITS": idt.bits, "WBITS": wdt.bits, "OBITS": odt.bits,
+        "ACCW": accw, "I_SIGNED": idt.signed, "I_BIPOLAR": idt.bipolar, "W_SIGNED": wdt.signed,
+        "W_BIPOLAR": wdt.bipolar, "XNOR": xnor, "USE_DSP": str(_attr(a, "resType", "lut")).lower() == "dsp",
+        "NT": NT, "ACTVAL": act_param,
+    })
+    in_s = _stream(idt, SIMD, nv * SF)
+    out_s = _stream(odt, PE, nv * NF)
+    fname = ctx.render("rom_node.v.j2", f"{base}.v", node_name=spec.name, op_type=spec.op_type, module=base,
+                       core="codesign_mvau", in_width=in_s.width, out_width=out_s.width, rom_ports=ports,
+                       tie_ports=ties, params=params)
+    return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], MVAU.rtl_cycles(spec))

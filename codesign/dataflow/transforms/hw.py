@@ -282,9 +282,20 @@ class InsertDWC(Transformation):
         return model, False
 
 
+def _fifo_depth_attr(node, attr: str) -> int | None:
+    """The node's explicitly set ``inFIFODepths``/``outFIFODepths`` (first entry), else None."""
+    for a in node.attribute:
+        if a.name == attr:
+            v = list(helper.get_attribute_value(a))
+            return int(v[0]) if v else None
+    return None
+
+
 class InsertFIFO(Transformation):
-    """Insert a StreamingFIFO (depth ``depth``, default 2) between every two HW nodes that are
-    not already separated by one."""
+    """Insert a StreamingFIFO between every two HW nodes that are not already separated by one.
+
+    Its depth is the larger of the producer's ``outFIFODepths`` and the consumer's
+    ``inFIFODepths`` where set (FINN's rule; FIFO sizing writes them), else ``depth``."""
 
     def __init__(self, depth: int = 2):
         super().__init__()
@@ -301,8 +312,10 @@ class InsertFIFO(Transformation):
                 p = getCustomOp(prod)
                 dt = p.get_output_datatype()
                 new_t = fresh_name(model, "fifo_out")
+                given = [d for d in (_fifo_depth_attr(prod, "outFIFODepths"), _fifo_depth_attr(cons, "inFIFODepths"))
+                         if d is not None]
                 node = make_hw_node("StreamingFIFO", [t], [new_t], fresh_name(model, "StreamingFIFO"),
-                                    depth=self.depth, folded_shape=[int(v) for v in p.get_folded_output_shape()],
+                                    depth=max(given) if given else self.depth, folded_shape=[int(v) for v in p.get_folded_output_shape()],
                                     dataType=dt.name)
                 _insert_between(model, prod, cons, t, node)
                 model.set_tensor_datatype(new_t, dt)

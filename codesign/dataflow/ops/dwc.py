@@ -1,0 +1,117 @@
+"""StreamingDataWidthConverter (re-packs a stream; values unchanged): everything about the op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from codesign.dataflow.cost import _i, cdiv, res_out
+from codesign.dataflow.ops.base import IdentityStreamOp, dtype_bits, param_dt, prod_or_int
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
+from codesign.errors import UnsupportedError
+
+
+def dwc_cost(total_bits: Any, in_width: Any, out_width: Any) -> dict[str, np.ndarray]:
+    """Formula-level entry point: cycles and resources of the width converter."""
+    return StreamingDataWidthConverter.cost(dict(total_bits=total_bits, in_width=in_width, out_width=out_width))
+
+
+class StreamingDataWidthConverter(IdentityStreamOp):
+    """Re-packs a stream from inWidth- to outWidth-bit words; values unchanged."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "shape": ("ints", True, []),
+            "inWidth": ("i", True, 0),
+            "outWidth": ("i", True, 0),
+            "dataType": ("s", True, ""),
+        }
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.get_nodeattr("shape"))
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return self.get_normal_input_shape()
+
+    def _folded(self, width: int) -> tuple[int, ...]:
+        shape = self.get_normal_input_shape()
+        per_word = width // dtype_bits(self.get_input_datatype())
+        return tuple(shape[:-1]) + (shape[-1] // per_word, per_word)
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return self._folded(self.get_nodeattr("inWidth"))
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return self._folded(self.get_nodeattr("outWidth"))
+
+    def get_instream_width(self, ind: int = 0) -> int:
+        return self.get_nodeattr("inWidth")
+
+    def get_outstream_width(self, ind: int = 0) -> int:
+        return self.get_nodeattr("outWidth")
+
+    def verify_folding(self) -> list[str]:
+        bits = dtype_bits(self.get_input_datatype())
+        c = self.get_normal_input_shape()[-1]
+        msgs = []
+        for name in ("inWidth", "outWidth"):
+            w = self.get_nodeattr(name)
+            if w % bits != 0 or c % (w // bits) != 0:
+                msgs.append(f"{name}={w} is not a whole number of {bits}-bit elements dividing {c}")
+        return msgs
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("impl_style",)
+    finn_inserts_itself = True
+    inserted_after_folding = True
+    template = "codesign_dwc.v"
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        dt = param_dt(a, "dataType", tensor_dt, "input", str(a.get("name", "width converter")))
+        return dict(total_bits=prod_or_int(a["shape"]) * dt.bitwidth(), in_width=int(a["inWidth"]),
+                    out_width=int(a["outWidth"]))
+
+    @classmethod
+    def cycles(cls, p):
+        """The larger of the input and output word counts (the narrow side moves one word per clock)."""
+        return cdiv(p["total_bits"], np.minimum(_i(p["in_width"]), _i(p["out_width"])))
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        """A shift register of max(in,out) bits plus a mux: LUT = 20 + in + out, FF = max + min."""
+        iw, ow = _i(p["in_width"]), _i(p["out_width"])
+        lo, hi = np.minimum(iw, ow), np.maximum(iw, ow)
+        return res_out(20 + (iw + ow).astype(np.float64), hi + lo, 0, 0, 0, 0)
+
+    @classmethod
+    def io_pattern(cls, p):
+        """The narrow side moves a word every clock; a wide word moves on the clock its first
+        (output) or last (input) narrow part does."""
+        tb, iw, ow = int(p["total_bits"]), int(p["in_width"]), int(p["out_width"])
+        n_in, n_out = tb // iw, tb // ow
+        if n_out >= n_in:  # wide input split into narrow outputs
+            return n_out, (np.arange(n_in) * iw) // ow, np.arange(n_out)
+        return n_in, np.arange(n_in), -(-((np.arange(n_out) + 1) * ow) // iw) - 1
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_dwc(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_dwc(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    dt = dtype(_attr(a, "dataType"))
+    inw, outw = int(_attr(a, "inWidth")), int(_attr(a, "outWidth"))
+    if inw % dt.bits or outw % dt.bits:
+        raise UnsupportedError(f"{spec.name}: widths {inw}/{outw} are not multiples of {dt.bits}-bit elements")
+    frame_bits = _prod(_attr(a, "shape")) * dt.bits
+    if frame_bits % inw or frame_bits % outw:
+        raise UnsupportedError(f"{spec.name}: frame of {frame_bits} bits does not split into {inw}/{outw}-bit words")
+    params = _p({"INW": inw, "OUTW": outw})
+    return NodeRTL(spec.name, inst, spec.op_type, "codesign_dwc", params,
+                   _stream(dt, inw // dt.bits, frame_bits // inw), _stream(dt, outw // dt.bits, frame_bits // outw),
+                   [], StreamingDataWidthConverter.rtl_cycles(spec))

@@ -1,0 +1,129 @@
+"""FMPadding (zero padding of an NHWC feature map): everything about the op in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from codesign.dataflow.cost import _i, res_out
+from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
+from codesign.errors import FoldingError
+
+
+def fmpadding(x: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
+    """Zero padding in NHWC; pad = [top, left, bottom, right]."""
+    top, left, bottom, right = pad
+    return np.pad(np.asarray(x), ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def fmpadding_cost(H: Any, W: Any, pad_t: Any, pad_l: Any, pad_b: Any, pad_r: Any, C: Any,
+                   SIMD: Any, bits: Any) -> dict[str, np.ndarray]:
+    """Formula-level entry point: cycles and resources of the padding op."""
+    p = dict(H=H, W=W, pad_t=pad_t, pad_l=pad_l, pad_b=pad_b, pad_r=pad_r, C=C, SIMD=SIMD, bits=bits)
+    return FMPadding.cost(p)
+
+
+class FMPadding(HWCustomOp):
+    """Zero padding of an NHWC feature map; Padding = [top, left, bottom, right]."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "ImgDim": ("ints", True, []),
+            "Padding": ("ints", True, []),
+            "NumChannels": ("i", True, 0),
+            "SIMD": ("i", False, 1),
+            "inputDataType": ("s", True, ""),
+        }
+
+    def get_output_datatype(self, ind: int = 0) -> DataType:
+        return self.get_input_datatype()
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        h, w = self.get_nodeattr("ImgDim")
+        return (1, h, w, self.get_nodeattr("NumChannels"))
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        h, w = self.get_nodeattr("ImgDim")
+        top, left, bottom, right = self.get_nodeattr("Padding")
+        return (1, h + top + bottom, w + left + right, self.get_nodeattr("NumChannels"))
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        n, h, w, c = self.get_normal_input_shape()
+        simd = self.get_nodeattr("SIMD")
+        return (n, h, w, c // simd, simd)
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        n, h, w, c = self.get_normal_output_shape()
+        simd = self.get_nodeattr("SIMD")
+        return (n, h, w, c // simd, simd)
+
+    def verify_folding(self) -> list[str]:
+        c, simd = self.get_nodeattr("NumChannels"), self.get_nodeattr("SIMD")
+        return [] if c % simd == 0 else [f"NumChannels={c} is not divisible by SIMD={simd}"]
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
+        return fmpadding(x, tuple(self.get_nodeattr("Padding")))
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("SIMD",)
+    fold_dims = {"SIMD": ("NumChannels", "C")}
+    in_fold_attr, out_fold_attr = "SIMD", "SIMD"
+    follows_consumer = True
+    layer_role = "next"
+    template = "codesign_fmpadding.v"
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        dt = param_dt(a, "inputDataType", tensor_dt, "input", str(a.get("name", "FMPadding node")))
+        h, w = as_pair(a["ImgDim"])
+        t, l, b, r = (list(a["Padding"]) + [0, 0, 0, 0])[:4]
+        return dict(H=h, W=w, pad_t=int(t), pad_l=int(l), pad_b=int(b), pad_r=int(r),
+                    C=int(a["NumChannels"]), SIMD=int(a.get("SIMD", 1)), bits=dt.bitwidth())
+
+    @classmethod
+    def cycles(cls, p):
+        """(C/SIMD) * OH * OW: one output word per clock."""
+        oh = _i(p["H"]) + _i(p["pad_t"]) + _i(p["pad_b"])
+        ow = _i(p["W"]) + _i(p["pad_l"]) + _i(p["pad_r"])
+        return (_i(p["C"]) // _i(p["SIMD"])) * oh * ow
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        """A mux per output bit: LUT = 50 + SIMD*b, FF = 32 + SIMD*b."""
+        width = _i(p["SIMD"]) * _i(p["bits"])
+        return res_out(50 + width.astype(np.float64), 32 + width, 0, 0, 0, 0)
+
+    @classmethod
+    def io_pattern(cls, p):
+        """One output word per clock; an input word is taken with every output inside the image."""
+        h, w, cf = int(p["H"]), int(p["W"]), int(p["C"]) // int(p["SIMD"])
+        oh, ow = h + int(p["pad_t"]) + int(p["pad_b"]), w + int(p["pad_l"]) + int(p["pad_r"])
+        r, c = np.divmod(np.arange(oh * ow), ow)
+        inside = (r >= int(p["pad_t"])) & (r < int(p["pad_t"]) + h) & (c >= int(p["pad_l"])) & (c < int(p["pad_l"]) + w)
+        pix = np.nonzero(inside)[0]
+        n = oh * ow * cf
+        return n, (pix[:, None] * cf + np.arange(cf)[None, :]).ravel(), np.arange(n)
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_fmpadding(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_fmpadding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    ih, iw = [int(v) for v in _attr(a, "ImgDim")]
+    pt, pl, pb, pr = [int(v) for v in _attr(a, "Padding")]
+    C, SIMD = int(_attr(a, "NumChannels")), int(_attr(a, "SIMD", 1))
+    if C % SIMD:
+        raise FoldingError(f"{spec.name}: NumChannels={C} % SIMD={SIMD} must be 0")
+    dt = dtype(_attr(a, "inputDataType"))
+    CF = C // SIMD
+    oh, ow = ih + pt + pb, iw + pl + pr
+    params = _p({"IH": ih, "IW": iw, "C": C, "SIMD": SIMD, "PT": pt, "PL": pl, "PB": pb, "PR": pr, "BITS": dt.bits})
+    return NodeRTL(spec.name, inst, spec.op_type, "codesign_fmpadding", params,
+                   _stream(dt, SIMD, ih * iw * CF), _stream(dt, SIMD, oh * ow * CF), [], FMPadding.rtl_cycles(spec))

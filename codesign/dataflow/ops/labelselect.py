@@ -1,0 +1,118 @@
+"""LabelSelect (top-K indices): everything about the op in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from codesign.dataflow.cost import _i, res_out
+from codesign.dataflow.ops.base import HWCustomOp, param_dt
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
+from codesign.errors import FoldingError, UnsupportedError
+
+
+def label_select(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values per row, descending; ties -> lower index first."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(-x, axis=-1, kind="stable")
+    return order[..., :k].astype(np.int64)
+
+
+def label_select_cost(L: Any, PE: Any, K: Any, vbits: Any) -> dict[str, np.ndarray]:
+    """Formula-level entry point: cycles and resources of the top-K op."""
+    return LabelSelect.cost(dict(L=L, PE=PE, K=K, vbits=vbits))
+
+
+class LabelSelect(HWCustomOp):
+    """Top-K: indices of the K largest values, descending, ties to the lower index."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "Labels": ("i", True, 0),
+            "PE": ("i", False, 1),
+            "K": ("i", True, 1),
+            "inputDataType": ("s", True, ""),
+            "outputDataType": ("s", False, ""),
+        }
+
+    def get_output_datatype(self, ind: int = 0) -> DataType:
+        odt = self.get_nodeattr("outputDataType")
+        if odt:
+            return DataType[odt]
+        return DataType.get_smallest_possible(self.get_nodeattr("Labels") - 1)
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return (1, self.get_nodeattr("Labels"))
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return (1, self.get_nodeattr("K"))
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        pe = self.get_nodeattr("PE")
+        return (1, self.get_nodeattr("Labels") // pe, pe)
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return (1, self.get_nodeattr("K"), 1)
+
+    def verify_folding(self) -> list[str]:
+        lab, pe, k = self.get_nodeattr("Labels"), self.get_nodeattr("PE"), self.get_nodeattr("K")
+        msgs = [] if lab % pe == 0 else [f"Labels={lab} is not divisible by PE={pe}"]
+        if not 1 <= k <= lab:
+            msgs.append(f"K={k} must lie in [1, {lab}]")
+        return msgs
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
+        return label_select(x.reshape(x.shape[0], -1), self.get_nodeattr("K"))
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("PE",)
+    fold_dims = {"PE": ("Labels", "L")}
+    in_fold_attr, out_fold_attr = "PE", None
+    template = "codesign_labelselect.v"
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        dt = param_dt(a, "inputDataType", tensor_dt, "input", str(a.get("name", "LabelSelect node")))
+        return dict(L=int(a["Labels"]), PE=int(a.get("PE", 1)), K=int(a.get("K", 1)), vbits=dt.bitwidth())
+
+    @classmethod
+    def cycles(cls, p):
+        """L/PE clocks taking the values, then K clocks emitting one index each (the RTL does
+        not take input while it emits)."""
+        return _i(p["L"]) // _i(p["PE"]) + _i(p["K"])
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        """K sorted (value, index) registers, each new lane compared with all K:
+        LUT = 100 + 1.1*(PE*K*vb + K*(vb+ib)), FF = K*(vb+ib) + PE*vb, ib = ceil(log2 L)."""
+        Li, P, Ki, vb = _i(p["L"]), _i(p["PE"]), _i(p["K"]), _i(p["vbits"])
+        ib = np.maximum(np.ceil(np.log2(np.maximum(Li, 2))).astype(np.int64), 1)
+        lut = 100 + 1.1 * (P * Ki * vb + Ki * (vb + ib)).astype(np.float64)
+        return res_out(lut, Ki * (vb + ib) + P * vb, 0, 0, 0, 0)
+
+    @classmethod
+    def io_pattern(cls, p):
+        nw, k = int(p["L"]) // int(p["PE"]), int(p["K"])
+        return nw + k, np.arange(nw), nw + np.arange(k)
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_labelselect(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_labelselect(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    L, PE, K = int(_attr(a, "Labels")), int(_attr(a, "PE", 1)), int(_attr(a, "K"))
+    if L % PE:
+        raise FoldingError(f"{spec.name}: Labels={L} % PE={PE} must be 0")
+    idt, odt = dtype(_attr(a, "inputDataType")), dtype(_attr(a, "outputDataType"))
+    if L - 1 > odt.hi:
+        raise UnsupportedError(f"{spec.name}: outputDataType {odt.name} cannot hold label {L - 1}")
+    params = _p({"L": L, "PE": PE, "K": K, "IBITS": idt.bits, "OBITS": odt.bits,
+                 "I_SIGNED": idt.signed and not idt.bipolar})
+    return NodeRTL(spec.name, inst, spec.op_type, "codesign_labelselect", params,
+                   _stream(idt, PE, L // PE), _stream(odt, 1, K), [], LabelSelect.rtl_cycles(spec))

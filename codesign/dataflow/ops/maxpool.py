@@ -1,0 +1,143 @@
+"""StreamingMaxPool (kernel = stride, NHWC): everything about the op in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from codesign.dataflow.cost import _i, _memory, ram_code, res_out
+from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
+from codesign.errors import FoldingError, UnsupportedError
+
+
+def maxpool(x: np.ndarray, k: int) -> np.ndarray:
+    """Max-pool with kernel = stride = k in NHWC; remainder rows/columns are dropped."""
+    x = np.asarray(x)
+    n, h, w, c = x.shape
+    oh, ow = h // k, w // k
+    x = x[:, : oh * k, : ow * k, :].reshape(n, oh, k, ow, k, c)
+    return x.max(axis=(2, 4))
+
+
+def maxpool_cost(H: Any, W: Any, k: Any, C: Any, PE: Any, bits: Any, ram_style: Any = 0) -> dict[str, np.ndarray]:
+    """One output row of running maxima: depth (W//k)*C/PE, width PE*b.
+    LUT = 100 + 2.2*PE*b (compare + select) + LUTRAM; FF = 32 + 2*PE*b."""
+    P = _i(PE)
+    depth = (_i(W) // _i(k)) * (_i(C) // P)
+    width = P * _i(bits)
+    mem = _memory(depth, width, ram_style)
+    lut = 100 + 2.2 * width.astype(np.float64) + mem["LUTRAM"]
+    out = res_out(lut, 32 + 2 * width, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+    out["cycles"] = _i(H) * _i(W) * (_i(C) // P)
+    return out
+
+
+class StreamingMaxPool(HWCustomOp):
+    """Max-pool, kernel = stride, NHWC; remainder rows/columns dropped."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "ImgDim": ("ints", True, []),
+            "PoolDim": ("ints", True, []),
+            "NumChannels": ("i", True, 0),
+            "PE": ("i", False, 1),
+            "dataType": ("s", True, ""),
+        }
+
+    def get_input_datatype(self, ind: int = 0) -> DataType:
+        return DataType[self.get_nodeattr("dataType")]
+
+    def get_output_datatype(self, ind: int = 0) -> DataType:
+        return DataType[self.get_nodeattr("dataType")]
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        h, w = self.get_nodeattr("ImgDim")
+        return (1, h, w, self.get_nodeattr("NumChannels"))
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        h, w = self.get_nodeattr("ImgDim")
+        kh, kw = self.get_nodeattr("PoolDim")
+        return (1, h // kh, w // kw, self.get_nodeattr("NumChannels"))
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        n, h, w, c = self.get_normal_input_shape()
+        pe = self.get_nodeattr("PE")
+        return (n, h, w, c // pe, pe)
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        n, h, w, c = self.get_normal_output_shape()
+        pe = self.get_nodeattr("PE")
+        return (n, h, w, c // pe, pe)
+
+    def verify_folding(self) -> list[str]:
+        c, pe = self.get_nodeattr("NumChannels"), self.get_nodeattr("PE")
+        msgs = [] if c % pe == 0 else [f"NumChannels={c} is not divisible by PE={pe}"]
+        kh, kw = self.get_nodeattr("PoolDim")
+        if kh != kw:
+            msgs.append(f"PoolDim must be square, got {[kh, kw]}")
+        return msgs
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
+        return maxpool(x, int(self.get_nodeattr("PoolDim")[0]))
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("PE",)
+    #: FINN+ 1.6.1 maps a max pool to a sliding window plus `Pool` (the window's SIMD is our PE)
+    finn_lowering = (("ConvolutionInputGenerator", {"PE": "SIMD"}), ("Pool", {"PE": "PE"}))
+    fold_dims = {"PE": ("NumChannels", "C")}
+    in_fold_attr, out_fold_attr = "PE", "PE"
+    template = "codesign_maxpool.v"
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        dt = param_dt(a, "dataType", tensor_dt, "input", str(a.get("name", "StreamingMaxPool node")))
+        h, w = as_pair(a["ImgDim"])
+        return dict(H=h, W=w, k=as_pair(a["PoolDim"])[0], C=int(a["NumChannels"]), PE=int(a.get("PE", 1)),
+                    bits=dt.bitwidth(), ram_style=str(a.get("ram_style", "auto")))
+
+    @classmethod
+    def cycles(cls, p):
+        """H*W*C/PE: every input word is read once, one per clock; a window's maximum leaves
+        with its last input word (the RTL never stalls its input to emit)."""
+        return _i(p["H"]) * _i(p["W"]) * (_i(p["C"]) // _i(p["PE"]))
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        return maxpool_cost(p["H"], p["W"], p["k"], p["C"], p["PE"], p["bits"], ram_code(p["ram_style"]))
+
+    @classmethod
+    def io_pattern(cls, p):
+        """One word in per clock; the CF words of a window's last pixel also go out."""
+        h, w, k, cf = int(p["H"]), int(p["W"]), int(p["k"]), int(p["C"]) // int(p["PE"])
+        n = h * w * cf
+        r, c = np.divmod(np.arange(h * w), w)
+        last = (r < (h // k) * k) & (c < (w // k) * k) & (r % k == k - 1) & (c % k == k - 1)
+        pix = np.nonzero(last)[0]
+        prod_ = (pix[:, None] * cf + np.arange(cf)[None, :]).ravel()
+        return n, np.arange(n), prod_
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_maxpool(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_maxpool(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    ih, iw = [int(v) for v in _attr(a, "ImgDim")]
+    kh, kw = [int(v) for v in _attr(a, "PoolDim")]
+    if kh != kw:
+        raise UnsupportedError(f"{spec.name}: StreamingMaxPool RTL needs a square PoolDim, got {[kh, kw]}")
+    C, PE = int(_attr(a, "NumChannels")), int(_attr(a, "PE", 1))
+    if C % PE:
+        raise FoldingError(f"{spec.name}: NumChannels={C} % PE={PE} must be 0")
+    dt = dtype(_attr(a, "dataType"))
+    CF = C // PE
+    params = _p({"IH": ih, "IW": iw, "C": C, "PE": PE, "K": kh, "BITS": dt.bits, "SIGNED": dt.signed})
+    return NodeRTL(spec.name, inst, spec.op_type, "codesign_maxpool", params,
+                   _stream(dt, PE, ih * iw * CF), _stream(dt, PE, (ih // kh) * (iw // kh) * CF), [],
+                   StreamingMaxPool.rtl_cycles(spec))

@@ -1,0 +1,198 @@
+"""SlidingWindow (FINN: ConvolutionInputGenerator): im2col of an NHWC stream, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from codesign.dataflow.cost import _i, _memory, ram_code, res_out
+from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
+from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
+from codesign.errors import FoldingError, UnsupportedError
+
+
+def sliding_window(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                   dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """Im2col in NHWC: (N, H, W, C) -> (N, OH, OW, kh*kw*C), order (kh, kw, c), c innermost."""
+    x = np.asarray(x)
+    n, h, w, c = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    dh, dw = dilation
+    oh = (h - dh * (kh - 1) - 1) // sh + 1
+    ow = (w - dw * (kw - 1) - 1) // sw + 1
+    out = np.empty((n, oh, ow, kh, kw, c), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            out[:, :, :, i, j, :] = x[:, i * dh: i * dh + sh * (oh - 1) + 1: sh,
+                                        j * dw: j * dw + sw * (ow - 1) + 1: sw, :]
+    return out.reshape(n, oh, ow, kh * kw * c)
+
+
+def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any, kh: Any, kw: Any,
+                          sh: Any, sw: Any, dh: Any = 1, dw: Any = 1) -> np.ndarray:
+    """buf + OH*max(OW*kw*kh*CF, sw*IW*CF), buf = ((kh-1)*dh*IW + (kw-1)*dw + 1)*CF, CF = C/SIMD
+    (finn-reference §3; IH enters only through OH)."""
+    CF = _i(C) // _i(SIMD)
+    buf = ((_i(kh) - 1) * _i(dh) * _i(IW) + (_i(kw) - 1) * _i(dw) + 1) * CF
+    return buf + _i(OH) * np.maximum(_i(OW) * _i(kw) * _i(kh) * CF, _i(sw) * _i(IW) * CF)
+
+
+def sliding_window_cost(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any, kh: Any, kw: Any,
+                        sh: Any, sw: Any, dh: Any, dw: Any, abits: Any, ram_style: Any = 0) -> dict[str, np.ndarray]:
+    """Line buffer of ((kh-1)*dh+1) image rows: depth ((kh-1)*dh+1)*IW*C/SIMD words of SIMD*A
+    bits. LUT = 300 + 2*SIMD*A (read/write data path) + LUTRAM; FF = 64 + 2*SIMD*A."""
+    Q = _i(SIMD)
+    depth = ((_i(kh) - 1) * _i(dh) + 1) * _i(IW) * (_i(C) // Q)
+    width = Q * _i(abits)
+    mem = _memory(depth, width, ram_style)
+    lut = 300 + 2.0 * width.astype(np.float64) + mem["LUTRAM"]
+    out = res_out(lut, 64 + 2 * width, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+    out["cycles"] = sliding_window_cycles(C, SIMD, IH, IW, OH, OW, kh, kw, sh, sw, dh, dw)
+    return out
+
+
+class SlidingWindow(HWCustomOp):
+    """Im2col in NHWC (FINN's ConvolutionInputGenerator): (1,IH,IW,C) -> (1,OH,OW,kh*kw*C)."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "ConvKernelDim": ("ints", True, []),
+            "IFMChannels": ("i", True, 0),
+            "IFMDim": ("ints", True, []),
+            "OFMDim": ("ints", True, []),
+            "SIMD": ("i", False, 1),
+            "Stride": ("ints", True, []),
+            "Dilation": ("ints", False, [1, 1]),
+            "inputDataType": ("s", True, ""),
+            "outputDataType": ("s", True, ""),
+            "depthwise": ("i", False, 0, {0, 1}),
+            "ram_style": ("s", False, "distributed"),
+        }
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        ih, iw = self.get_nodeattr("IFMDim")
+        return (1, ih, iw, self.get_nodeattr("IFMChannels"))
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        oh, ow = self.get_nodeattr("OFMDim")
+        kh, kw = self.get_nodeattr("ConvKernelDim")
+        return (1, oh, ow, kh * kw * self.get_nodeattr("IFMChannels"))
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        simd = self.get_nodeattr("SIMD")
+        n, h, w, c = self.get_normal_input_shape()
+        return (n, h, w, c // simd, simd)
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        simd = self.get_nodeattr("SIMD")
+        n, h, w, k = self.get_normal_output_shape()
+        return (n, h, w, k // simd, simd)
+
+    def verify_folding(self) -> list[str]:
+        c, simd = self.get_nodeattr("IFMChannels"), self.get_nodeattr("SIMD")
+        msgs = [] if c % simd == 0 else [f"IFMChannels={c} is not divisible by SIMD={simd}"]
+        ih, iw = self.get_nodeattr("IFMDim")
+        kh, kw = self.get_nodeattr("ConvKernelDim")
+        sh, sw = self.get_nodeattr("Stride")
+        dh, dw = self.get_nodeattr("Dilation")
+        exp = [(ih - dh * (kh - 1) - 1) // sh + 1, (iw - dw * (kw - 1) - 1) // sw + 1]
+        if list(self.get_nodeattr("OFMDim")) != exp:
+            msgs.append(f"OFMDim={self.get_nodeattr('OFMDim')} but the geometry gives {exp}")
+        return msgs
+
+    def _execute(self, x: np.ndarray) -> np.ndarray:
+        return sliding_window(x, tuple(self.get_nodeattr("ConvKernelDim")), tuple(self.get_nodeattr("Stride")),
+                              tuple(self.get_nodeattr("Dilation")))
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_op_type = "ConvolutionInputGenerator"
+    finn_folding_attrs = ("SIMD", "parallel_window", "ram_style")
+    fold_dims = {"SIMD": ("IFMChannels", "C")}
+    in_fold_attr, out_fold_attr = "SIMD", "SIMD"
+    follows_consumer = True
+    layer_role = "next"
+    template = "codesign_swg.v"
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        idt = param_dt(a, "inputDataType", tensor_dt, "input", str(a.get("name", "SlidingWindow node")))
+        kh, kw = as_pair(a["ConvKernelDim"])
+        ih, iw = as_pair(a["IFMDim"])
+        oh, ow = as_pair(a["OFMDim"])
+        sh, sw = as_pair(a.get("Stride", [1, 1]))
+        dh, dw = as_pair(a.get("Dilation", [1, 1]))
+        return dict(C=int(a["IFMChannels"]), SIMD=int(a.get("SIMD", 1)), IH=ih, IW=iw, OH=oh, OW=ow,
+                    kh=kh, kw=kw, sh=sh, sw=sw, dh=dh, dw=dw, abits=idt.bitwidth(),
+                    ram_style=str(a.get("ram_style", "auto")))
+
+    @classmethod
+    def cycles(cls, p):
+        return sliding_window_cycles(p["C"], p["SIMD"], p["IH"], p["IW"], p["OH"], p["OW"], p["kh"], p["kw"],
+                                     p["sh"], p["sw"], p["dh"], p["dw"])
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        return sliding_window_cost(p["C"], p["SIMD"], p["IH"], p["IW"], p["OH"], p["OW"], p["kh"], p["kw"],
+                                   p["sh"], p["sw"], p["dh"], p["dw"], p["abits"], ram_code(p["ram_style"]))
+
+    @classmethod
+    def input_buffer_words(cls, p):
+        """The RTL's writer runs ahead of the windows being read: its line buffer has
+        BR = pow2 >= kh + sh rows, kh of which the windows use."""
+        kh, sh = int(p["kh"]), int(p["sh"])
+        br = 1 << max(0, (kh + sh - 1).bit_length())
+        return (br - kh) * int(p["IW"]) * (int(p["C"]) // int(p["SIMD"]))
+
+    @classmethod
+    def io_pattern(cls, p):
+        """Line-buffer warm-up (buf words in, nothing out), then per output row a phase of
+        max(OW*kh*kw*CF, sw*IW*CF) clocks that emits the row's windows while taking the next
+        sw image rows; input words left after the last phase are taken at its end."""
+        cf = int(p["C"]) // int(p["SIMD"])
+        kh, kw, iw, ih = int(p["kh"]), int(p["kw"]), int(p["IW"]), int(p["IH"])
+        oh, ow, sw_, dh, dw = int(p["OH"]), int(p["OW"]), int(p["sw"]), int(p["dh"]), int(p["dw"])
+        buf = ((kh - 1) * dh * iw + (kw - 1) * dw + 1) * cf
+        n_out, n_row_in = ow * kh * kw * cf, sw_ * iw * cf
+        phase = max(n_out, n_row_in)
+        starts = buf + np.arange(oh) * phase
+        prod_ = (starts[:, None] + np.arange(n_out)[None, :]).ravel()
+        cons = np.concatenate([np.arange(buf), (starts[:, None] + np.arange(n_row_in)[None, :]).ravel()])
+        n_in = ih * iw * cf
+        n = int(cls.cycles(p))
+        cons = cons[:n_in]
+        if len(cons) < n_in:  # rows the windows never reach are still read, at the end
+            cons = np.concatenate([cons, np.arange(n, n + n_in - len(cons))])
+            n = int(cons[-1]) + 1
+        return n, cons, prod_
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_swg(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_swg(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    kh, kw = [int(v) for v in _attr(a, "ConvKernelDim")]
+    C, SIMD = int(_attr(a, "IFMChannels")), int(_attr(a, "SIMD", 1))
+    ih, iw = [int(v) for v in _attr(a, "IFMDim")]
+    sh, sw = [int(v) for v in _attr(a, "Stride", [1, 1])]
+    dil = [int(v) for v in _attr(a, "Dilation", [1, 1])]
+    if dil != [1, 1]:
+        raise UnsupportedError(f"{spec.name}: SlidingWindow RTL supports Dilation [1, 1] only, got {dil}")
+    if C % SIMD:
+        raise FoldingError(f"{spec.name}: IFMChannels={C} % SIMD={SIMD} must be 0")
+    oh, ow = (ih - kh) // sh + 1, (iw - kw) // sw + 1
+    ofm = [int(v) for v in _attr(a, "OFMDim", [oh, ow])]
+    if ofm != [oh, ow]:
+        raise UnsupportedError(f"{spec.name}: OFMDim {ofm} != computed {[oh, ow]}")
+    dt = dtype(_attr(a, "inputDataType"))
+    CF = C // SIMD
+    params = _p({"IH": ih, "IW": iw, "C": C, "SIMD": SIMD, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "BITS": dt.bits})
+    cyc = SlidingWindow.rtl_cycles(spec)
+    return NodeRTL(spec.name, inst, spec.op_type, "codesign_swg", params,
+                   _stream(dt, SIMD, ih * iw * CF), _stream(dt, SIMD, oh * ow * kh * kw * CF), [], cyc)

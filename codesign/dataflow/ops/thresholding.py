@@ -1,0 +1,164 @@
+"""Thresholding (standalone channel-wise multi-threshold): everything about the op in one place."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from codesign.dataflow.cost import _i, _memory, ram_code, res_out
+from codesign.dataflow.golden import multithreshold
+from codesign.dataflow.ops.base import HWCustomOp, bipolar_from_count, param_dt, prod, prod_or_int
+from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
+                                          _rom_port, _stream, dtype, signed_bits)
+from codesign.errors import FoldingError, UnsupportedError
+
+
+def thresholding(x: np.ndarray, T: np.ndarray, act_val: int = 0) -> np.ndarray:
+    """Channel-wise multi-threshold on the last axis (golden execution of the op)."""
+    return multithreshold(x, T, act_val)
+
+
+def thresholding_cost(C: Any, PE: Any, n_steps: Any, ibits: Any, obits: Any, Nv: Any,
+                      ram_style: Any = 0) -> dict[str, np.ndarray]:
+    """Formula-level entry point: cycles and resources of the threshold op."""
+    return Thresholding.cost(dict(C=C, PE=PE, n_steps=n_steps, ibits=ibits, obits=obits, Nv=Nv,
+                                  ram_style=ram_style))
+
+
+class Thresholding(HWCustomOp):
+    """Channel-wise multi-threshold on the last axis: ``ActVal + #{x >= T[c, i]}``."""
+
+    def op_attrs(self) -> dict[str, tuple]:
+        return {
+            "NumChannels": ("i", True, 0),
+            "PE": ("i", False, 1),
+            "numSteps": ("i", True, 1),
+            "inputDataType": ("s", True, ""),
+            "outputDataType": ("s", True, ""),
+            "ActVal": ("i", False, 0),
+            "numInputVectors": ("ints", False, [1]),
+            "mem_mode": ("s", False, "internal_embedded"),
+            "ram_style": ("s", False, "distributed"),
+        }
+
+    def _nv(self) -> list[int]:
+        return [int(v) for v in self.get_nodeattr("numInputVectors")]
+
+    def get_normal_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return tuple(self._nv()) + (self.get_nodeattr("NumChannels"),)
+
+    def get_normal_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return self.get_normal_input_shape()
+
+    def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        pe = self.get_nodeattr("PE")
+        return tuple(self._nv()) + (self.get_nodeattr("NumChannels") // pe, pe)
+
+    def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
+        return self.get_folded_input_shape()
+
+    def calc_tmem(self) -> int:
+        return self.get_nodeattr("NumChannels") // self.get_nodeattr("PE")
+
+    def verify_folding(self) -> list[str]:
+        c, pe = self.get_nodeattr("NumChannels"), self.get_nodeattr("PE")
+        return [] if c % pe == 0 else [f"NumChannels={c} is not divisible by PE={pe}"]
+
+    def _execute(self, x: np.ndarray, T: np.ndarray) -> np.ndarray:
+        y = thresholding(x, T, self.get_nodeattr("ActVal"))
+        if self.get_output_datatype() == DataType["BIPOLAR"]:
+            y = bipolar_from_count(y)
+        return y
+
+    # -- the op's models -----------------------------------------------------------------------
+    finn_folding_attrs = ("PE", "ram_style", "mem_mode", "runtime_writeable_weights")
+    fold_dims = {"PE": ("NumChannels", "C")}
+    in_fold_attr, out_fold_attr = "PE", "PE"
+    template = "codesign_thresholding.v"
+    rtl_inputs = ("T",)
+
+    @classmethod
+    def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        what = str(a.get("name", "Thresholding node"))
+        idt = param_dt(a, "inputDataType", tensor_dt, "input", what)
+        odt = param_dt(a, "outputDataType", tensor_dt, "output", what)
+        return dict(C=int(a["NumChannels"]), PE=int(a.get("PE", 1)), n_steps=int(a["numSteps"]),
+                    ibits=idt.bitwidth(), obits=odt.bitwidth(), Nv=prod_or_int(a.get("numInputVectors", [1])),
+                    ram_style=str(a.get("ram_style", "auto")))
+
+    @classmethod
+    def cycles(cls, p):
+        """Nv * C / PE: one PE-wide word per clock."""
+        return _i(p["Nv"]) * (_i(p["C"]) // _i(p["PE"]))
+
+    @classmethod
+    def resources(cls, p, dsp_family=0):
+        """PE lanes of n_steps comparators of ibits; threshold memory depth C/PE, width
+        PE*n_steps*ibits. LUT = 100 + 1.1*PE*n_steps*ibits + LUTRAM; FF = 32 + PE*(ibits+obits)."""
+        P = _i(p["PE"])
+        mem = _memory(_i(p["C"]) // P, P * _i(p["n_steps"]) * _i(p["ibits"]), ram_code(p["ram_style"]))
+        lut = 100 + 1.1 * (P * _i(p["n_steps"]) * _i(p["ibits"])).astype(np.float64) + mem["LUTRAM"]
+        ff = 32 + P * (_i(p["ibits"]) + _i(p["obits"]))
+        return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+
+    @classmethod
+    def io_pattern(cls, p):
+        """One word in and one word out on every clock."""
+        n = int(cls.cycles(p))
+        return n, np.arange(n), np.arange(n)
+
+    @classmethod
+    def op_and_param_counts(cls, p):
+        return {f"param_threshold_INT{p['ibits']}": p["C"] * p["n_steps"]}
+
+    @classmethod
+    def generate_rtl(cls, spec, inst, ctx):
+        return _gen_thresholding(spec, inst, ctx)
+
+
+# --------------------------------------------------------------------------- RTL generator (moved from hw/rtl.py)
+
+def _gen_thresholding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
+    a = spec.attrs
+    C, PE = int(_attr(a, "NumChannels")), int(_attr(a, "PE", 1))
+    if C % PE:
+        raise FoldingError(f"{spec.name}: NumChannels={C} % PE={PE} must be 0")
+    idt, odt = dtype(_attr(a, "inputDataType")), dtype(_attr(a, "outputDataType"))
+    act_val = int(_attr(a, "ActVal", 0))
+    T = np.asarray(spec.inits["T"], dtype=np.float64)
+    if T.shape[0] == 1 and C != 1:
+        T = np.broadcast_to(T, (C, T.shape[1]))
+    if T.ndim != 2 or T.shape[0] != C:
+        raise UnsupportedError(f"{spec.name}: T must be (C, numSteps), got {T.shape}")
+    NT = T.shape[1]
+    Tq = np.clip(np.ceil(T).astype(np.int64), idt.lo, idt.hi + 1)
+    tw = max(signed_bits(min(idt.lo, int(Tq.min())), max(idt.hi, int(Tq.max()))), idt.bits + 1)
+    if odt.bipolar:
+        if NT != 1:
+            raise UnsupportedError(f"{spec.name}: bipolar output needs exactly 1 threshold")
+        act_param = 0
+    else:
+        act_param = act_val
+        if act_val < odt.lo or act_val + NT > odt.hi:
+            raise UnsupportedError(f"{spec.name}: output range [{act_val}, {act_val + NT}] does not fit {odt.name}")
+    CF = C // PE
+    nv = _prod(_attr(a, "numInputVectors", [1]))
+    base = f"{ctx.top}_{inst}"
+    style = _ram_style(a)
+    tcodes = _codes(Tq, tw)
+    troms = []
+    for p in range(PE):
+        rows = [tcodes[cf * PE + p, :] for cf in range(CF)]
+        fn = ctx.write_data(f"{base}_t{p}.dat", _hex_lines(np.array(rows, dtype=object), tw, NT * tw))
+        troms.append({"name": f"trom{p}", "width": NT * tw, "depth": CF, "file": fn, "style": style})
+    ports = [_rom_port("tmem", troms, max(1, math.ceil(math.log2(CF))) if CF > 1 else 1)]
+    params = _p({"C": C, "PE": PE, "NT": NT, "IBITS": idt.bits, "OBITS": odt.bits, "TW": tw,
+                 "I_SIGNED": idt.signed, "I_BIPOLAR": idt.bipolar, "ACTVAL": act_param})
+    in_s, out_s = _stream(idt, PE, nv * CF), _stream(odt, PE, nv * CF)
+    fname = ctx.render("rom_node.v.j2", f"{base}.v", node_name=spec.name, op_type=spec.op_type, module=base,
+                       core="codesign_thresholding", in_width=in_s.width, out_width=out_s.width,
+                       rom_ports=ports, tie_ports=[], params=params)
+    return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], Thresholding.rtl_cycles(spec))
