@@ -39,7 +39,12 @@ def test_op_type_named_only_in_its_places(cls):
     for path in SOURCES:
         if path.resolve() in allowed:
             continue
+        in_op_module = path.resolve().parent == REGISTRATION.parent.resolve()
         for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            # FINN's lowering of one op may use FINN's op of another (a max pool becomes FINN's
+            # sliding window + Pool): that declaration belongs to the lowered op's module
+            if in_op_module and line.lstrip().startswith("finn_lowering ="):
+                continue
             if any(p.search(line) for p in pats):
                 offenders.append(f"{path.relative_to(PKG.parent)}:{lineno}: {line.strip()}")
     assert not offenders, "op type named outside its module:\n" + "\n".join(offenders)

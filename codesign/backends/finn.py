@@ -10,9 +10,9 @@ hardware steps (stitched IP, bitfile) need Vivado: `finn_command_hint` says what
 Node-name mapping (and its risk). FINN names its HW nodes itself after its own lowering:
 `GiveUniqueNodeNames` numbers each op type in graph order (`<Op>_0`, `<Op>_1`, ...), and after
 `step_specialize_layers` (FINN >= 0.10) the op type carries the implementation style
-(`MVAU_hls_0`, `ConvolutionInputGenerator_rtl_0`, ...). Our nodes map by order and type
-(each op class declares it, `HWCustomOp.finn_lowering`: `SlidingWindow` -> `ConvolutionInputGenerator`, a max pool -> a sliding window
-+ `Pool`), counting the host-side nodes FINN+ puts in hardware (the input quantizer); each entry
+(`<Op>_hls_0`, `<Op>_rtl_0`, ...). Our nodes map by order and type (each op class declares
+its FINN lowering, `HWCustomOp.finn_lowering_steps`: a max pool, say, becomes a sliding window
+plus `Pool` in FINN+), counting the host-side nodes FINN+ puts in hardware (the input quantizer); each entry
 is written under the plain and the `_hls`/`_rtl` names, because which style FINN picks depends on
 its version and settings, and FINN only warns about names that do not exist. The risk: when
 FINN's lowering yields a different number or order of nodes of a type than ours (e.g. a
@@ -58,6 +58,13 @@ def _finn_tables() -> tuple[dict[str, str], dict[str, tuple[str, ...]],
 
 
 FINN_OP_TYPE, FINN_FOLDING_ATTRS, FINN_LOWERING, FINN_INSERTS_ITSELF = _finn_tables()
+
+
+def _finn_host_before() -> dict[str, str]:
+    """Host-side op type -> the FINN op FINN+ 1.6.1 turns it into before our HW chain."""
+    from codesign.dataflow.ops import OPS
+
+    return {host: c.finn_op_names()[0] for c in OPS for host in c.finn_host_ops_before}
 FINN_STYLE_SUFFIXES = ("", "_hls", "_rtl")
 # FINN's board names (its part map keys) for our boards.
 FINN_BOARD = {"Pynq-Z1": "Pynq-Z1", "Pynq-Z2": "Pynq-Z2", "Ultra96-V2": "Ultra96-V2", "ZCU104": "ZCU104",
@@ -69,8 +76,9 @@ HW_DOMAIN = "codesign.dataflow.ops"
 
 
 # Host-side nodes of our graph FINN+ 1.6.1 puts in hardware: the float input quantizer becomes a
-# Thresholding before our first HW node, the output scale an ElementwiseMul/Add after the last.
-FINN_HOST_TO_HW_BEFORE = {"Quant": "Thresholding"}
+# HW op before our first HW node (the op class that FINN+ uses declares it,
+# `finn_host_ops_before`), the output scale an ElementwiseMul/Add after the last.
+FINN_HOST_TO_HW_BEFORE = _finn_host_before()
 FINN_HOST_TO_HW_AFTER = {"Mul": "ElementwiseMul", "Add": "ElementwiseAdd"}
 
 
@@ -80,7 +88,7 @@ def finn_lowering(op_type: str) -> tuple[tuple[str, dict[str, str] | None], ...]
 
 
 def finn_base_type(finn_op_type: str) -> str:
-    """`MVAU_hls` -> `MVAU`: FINN's op type without its implementation style."""
+    """`<Op>_hls` -> `<Op>`: FINN's op type without its implementation style."""
     return re.sub(r"_(hls|rtl)$", "", finn_op_type)
 
 
@@ -124,7 +132,7 @@ def translate_folding(folding: dict[str, Any], dataflow_onnx: Path | None = None
     """codesign folding (keyed by our node names) -> FINN folding (keyed by FINN's), plus the name map.
 
     FINN numbers its nodes per op type in graph order, counting the nodes it adds itself (the
-    input quantizer as Thresholding, a max pool's sliding window), so those advance the counters
+    input quantizer, a max pool's sliding window), so those advance the counters
     too; each entry is written under the plain and the _hls/_rtl names (FINN ignores the others).
     """
     finn_cfg: dict[str, Any] = {"Defaults": {}}

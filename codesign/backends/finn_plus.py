@@ -181,29 +181,19 @@ def _our_reports(build_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[
 
 def _reasons(op: str, ours_attrs: dict[str, Any], finn_nodes: list[tuple[str, dict[str, Any]]],
              mine: dict[str, float], theirs: dict[str, float]) -> list[str]:
-    """Why our and FINN+'s figures for one node differ (only for the figures that do)."""
-    why: list[str] = []
-    if op == "StreamingMaxPool":
-        why.append("FINN+ maps max pooling to a sliding window + Pool (two nodes; ours is one streaming pool)")
+    """Why our and FINN+'s figures for one node differ (only for the figures that do); the
+    op-specific reasons come from the op class (``finn_difference_notes``)."""
+    from codesign.dataflow.ops import op_class
+
     main = finn_nodes[0][1] if finn_nodes else {}
+    why: list[str] = []
     for k in ("PE", "SIMD"):
         if k in ours_attrs and k in main and int(ours_attrs[k]) != int(main[k]):
             why.append(f"folding differs: ours {k}={ours_attrs[k]}, FINN {k}={main[k]}")
-    if op == "MVAU" and main:
-        if ours_attrs.get("accDataType") != main.get("accDataType"):
-            why.append(f"accumulator: FINN minimised it to {main.get('accDataType')} (ours {ours_attrs.get('accDataType')})")
-        if ours_attrs.get("weightDataType") != main.get("weightDataType"):
-            why.append(f"weights: FINN {main.get('weightDataType')} vs ours {ours_attrs.get('weightDataType')}")
-        if mine["BRAM_18K"] != theirs["BRAM_18K"]:
-            wbits = _dtype_bits(str(ours_attrs.get("weightDataType", "")))
-            width = int(ours_attrs.get("PE", 1)) * int(ours_attrs.get("SIMD", 1)) * wbits
-            why.append(f"weight memory: stream width PE*SIMD*wbits = {width} bits (cap mvau_wwidth_max 36 per PE), "
-                       f"FINN ram_style {main.get('ram_style')}, mem_mode {main.get('mem_mode')}")
-        if mine["LUT"] != theirs["LUT"]:
-            why.append("LUT model: ours is calibrated against Yosys on our RTL, FINN+'s is its HLS MVAU formula")
+    why.extend(op_class(op).finn_difference_notes(ours_attrs, main, mine, theirs))
     if mine["cycles"] != theirs["cycles"] and not any(r.startswith("folding") for r in why):
         why.append(f"cycle formula for {op} differs at the same folding")
-    if op != "MVAU" and mine["LUT"] != theirs["LUT"] and not any("LUT" in r for r in why):
+    if mine["LUT"] != theirs["LUT"] and not any("LUT" in r for r in why):
         why.append(f"LUT model for {op} differs")
     return why
 
@@ -252,8 +242,9 @@ def compare_build(build_dir: str | Path, finn_output: str | Path) -> dict[str, A
         elif mine != theirs:
             row["why"] = _reasons(n.op_type, _attrs(n), [(f, fattrs[f]) for f in fn], mine, theirs)
         rows.append(row)
-    host_kinds = {"Thresholding": "the float input quantizer", "ElementwiseMul": "the output scale",
-                  "ElementwiseAdd": "the output bias"}
+    host_desc = {"Quant": "the float input quantizer", "Mul": "the output scale", "Add": "the output bias"}
+    host_kinds = {fop: host_desc[h] for table in (finn.FINN_HOST_TO_HW_BEFORE, finn.FINN_HOST_TO_HW_AFTER)
+                  for h, fop in table.items() if h in host_desc}
     for f in unmatched:
         base = finn.finn_base_type(ftypes[f])
         what = host_kinds.get(base)

@@ -63,6 +63,9 @@ class HWCustomOp(CustomOp):
     finn_folding_attrs: ClassVar[tuple[str, ...]] = ()
     #: FINN creates these nodes itself in later steps (FIFOs, width converters)
     finn_inserts_itself: ClassVar[bool] = False
+    #: host-side op types (e.g. the float input quantizer) that FINN+ puts in hardware as this
+    #: op before the HW chain, where we keep them on the host
+    finn_host_ops_before: ClassVar[tuple[str, ...]] = ()
 
     # -- folding ---------------------------------------------------------------------------
     #: folded attribute -> (attribute of the dimension it must divide, its params key)
@@ -153,6 +156,17 @@ class HWCustomOp(CustomOp):
     #: how FINN+ lowers this op, in stream order: (FINN op type, {our attr: FINN attr} or None to
     #: pass FINN's folding attributes through); None: one node of ``finn_op_type`` (FINN+ 1.6.1)
     finn_lowering: ClassVar[tuple[tuple[str, dict[str, str] | None], ...] | None] = None
+
+    @classmethod
+    def finn_difference_notes(cls, ours: Mapping[str, Any], finn_main: Mapping[str, Any],
+                              mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+        """Op-specific reasons why FINN+'s estimate of this node (attributes ``finn_main`` of its
+        first FINN node, figures ``theirs``) differs from ours (``ours``, ``mine``); the
+        comparison in ``codesign.backends.finn_plus`` adds the generic ones."""
+        steps = cls.finn_lowering_steps() or ()
+        if len(steps) > 1:
+            return [f"FINN+ maps it to {len(steps)} nodes ({' + '.join(s[0] for s in steps)}); ours is one"]
+        return []
 
     @classmethod
     def finn_lowering_steps(cls) -> tuple[tuple[str, dict[str, str] | None], ...] | None:

@@ -7,7 +7,7 @@ folding rules, FINN names and the RTL generator (weights and thresholds into per
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -214,6 +214,31 @@ class MVAU(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights")
+
+    @classmethod
+    def finn_difference_notes(cls, ours: Mapping[str, Any], finn_main: Mapping[str, Any],
+                              mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
+        """FINN minimises the accumulator and may retype the weights; its weight memory follows
+        the weight-stream width cap; its LUT formula is that of its HLS unit."""
+        if not finn_main:
+            return []
+        why: list[str] = []
+        if ours.get("accDataType") != finn_main.get("accDataType"):
+            why.append(f"accumulator: FINN minimised it to {finn_main.get('accDataType')} "
+                       f"(ours {ours.get('accDataType')})")
+        if ours.get("weightDataType") != finn_main.get("weightDataType"):
+            why.append(f"weights: FINN {finn_main.get('weightDataType')} vs ours {ours.get('weightDataType')}")
+        if mine["BRAM_18K"] != theirs["BRAM_18K"]:
+            try:
+                wbits = DataType[str(ours.get("weightDataType", ""))].bitwidth()
+            except KeyError:
+                wbits = 0
+            width = int(ours.get("PE", 1)) * int(ours.get("SIMD", 1)) * wbits
+            why.append(f"weight memory: stream width PE*SIMD*wbits = {width} bits (cap mvau_wwidth_max 36 per PE), "
+                       f"FINN ram_style {finn_main.get('ram_style')}, mem_mode {finn_main.get('mem_mode')}")
+        if mine["LUT"] != theirs["LUT"]:
+            why.append("LUT model: ours models our RTL, FINN+'s is its HLS unit's formula")
+        return why
     fold_dims = {"SIMD": ("MW", "MW"), "PE": ("MH", "MH")}
     in_fold_attr, out_fold_attr = "SIMD", "PE"
     layer_role = "weights"

@@ -75,6 +75,8 @@ class Thresholding(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE", "ram_style", "mem_mode", "runtime_writeable_weights")
+    #: FINN+ 1.6.1 puts the float input quantizer in hardware as a Thresholding node
+    finn_host_ops_before = ("Quant",)
     fold_dims = {"PE": ("NumChannels", "C")}
     in_fold_attr, out_fold_attr = "PE", "PE"
     template = "codesign_thresholding.v"
