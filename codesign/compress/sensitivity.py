@@ -312,3 +312,26 @@ def prune_mass(units: np.ndarray, ratio: float) -> float:
         return float(ratio)
     k = int(round(float(ratio) * u.size))
     return float(u[:k].sum() / u.sum())
+
+
+def sensitivity_for_checkpoint(ckpt_path: str | Path, rel: Any, samples: int = 512,
+                               bits: Iterable[int] = DEFAULT_BITS, splits: Any = None) -> SensitivityTable:
+    """The table of a float or QAT checkpoint from its relevance (``codesign relevance --sensitivity``).
+    A hessian relevance gives the HAWQ-V2 table (float checkpoints only)."""
+    from codesign.data import sample_batch
+    from codesign.flow import dataset_for
+    from codesign.models import build_float, build_quant
+    from codesign.train import load_checkpoint
+
+    ck = load_checkpoint(ckpt_path)
+    spec = ck["spec"]
+    model = build_quant(spec, ck["plan"]) if ck["plan"] else build_float(spec)
+    model.load_state_dict(ck["state_dict"])
+    splits = splits or dataset_for(ck["meta"])
+    x, y = sample_batch(splits, samples, split="train")
+    if rel.method == "hessian":
+        if ck["plan"]:
+            raise CodesignError("the Hessian table needs a float checkpoint (Brevitas rounding has no "
+                                "second derivative)")
+        return hessian_table(model.eval(), spec, x, y, bits, seed=rel.seed)
+    return relevance_table(model.eval(), spec, rel, x, bits)
