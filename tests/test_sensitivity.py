@@ -217,3 +217,32 @@ def test_iterative_bits_on_the_quantized_model(trained, tmp_path):
     assert s["sensitivity"]["damage"] == pytest.approx(t.damage(
         {n: e["weight_bits"] for n, e in s["plan"]["layers"].items()},
         {n: e["act_bits"] for n, e in s["plan"]["layers"].items() if "act_bits" in e}))
+
+
+def test_cli_relevance_sensitivity_then_compress_under_a_lut_budget(trained, tmp_path):
+    from codesign.cli import main
+    from codesign.models.plan import load_plan
+    from codesign.search.hw import HwEstimator
+    from codesign.search.space import Candidate, SearchSpace
+
+    _, _, folder, _, _ = trained
+    rel_path = tmp_path / "relevance.json"
+    assert main(["relevance", str(folder / "float.pt"), "--samples", "48", "--no-progress", "--sensitivity",
+                 "--sensitivity-bits", "2-6", "--out", str(rel_path)]) == 0
+    table = load_table(tmp_path / "sensitivity.json")
+    assert sorted(table.weight["fc0"]) == [2, 3, 4, 5, 6] and table.method == "deeplift"
+    out = tmp_path / "c"
+    assert main(["compress", str(folder / "float.pt"), "--relevance", str(rel_path), "--bits",
+                 "ilp:LUT=3850,fps=20000", "--act-bits", "4", "--max-bits", "6", "--qat-epochs", "1",
+                 "--max-batches", "2", "--no-export", "--no-progress", "--out", str(out)]) == 0
+    plan = load_plan(out / "plan.json")
+    used = load_table(out / "sensitivity.json")                      # compress read the file beside relevance.json
+    assert used.to_json() == table.to_json()
+    sp = SearchSpace(SPEC, weight_bits=(2, 3, 4, 5, 6), act_bits=(4,), prune_levels=(0.0,))
+    est = HwEstimator(sp, "Pynq-Z2", 20000, 10.0).estimate(Candidate.make(
+        {n: e["weight_bits"] for n, e in plan["layers"].items()},
+        {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e}))
+    assert est.feasible and est.totals["LUT"] <= 3850
+    assert any(e["weight_bits"] > 2 for e in plan["layers"].values())   # the slack was spent
+    assert main(["compress", str(folder / "float.pt"), "--relevance", str(rel_path), "--bits", "ilp:LUT=3850",
+                 "--out", str(tmp_path / "bad")]) == 2
