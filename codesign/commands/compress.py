@@ -40,9 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", choices=("layer", "global"), default="layer", help="ratio per layer or global")
     p.add_argument("--prune-steps", type=int, default=1, help="iterative prune -> fine-tune steps (default 1)")
     p.add_argument("--finetune-epochs", type=int, default=1, help="float fine-tune epochs between steps")
-    p.add_argument("--bits", default="uniform:w8a8", help="uniform:w4a4 | avg:B | mem:BITS (default uniform:w8a8)")
+    p.add_argument("--bits", default="uniform:w8a8",
+                   help="uniform:w4a4 | avg:B | mem:BITS | ilp:LUT=8000,BRAM=100,fps=10000[,board=Pynq-Z2,act=follow] "
+                        "(exact allocation under the hardware budget) | greedy:... (greedy walk, same budget)")
     p.add_argument("--allocator", choices=("relevance", "hessian", "uniform"), default="relevance",
-                   help="sensitivity for avg:/mem: budgets (default relevance)")
+                   help="sensitivity for budgets: the relevance table (of --relevance's criterion), the "
+                        "HAWQ-V2 Hessian table, or uniform bits (default relevance)")
+    p.add_argument("--sensitivity", type=Path, default=None,
+                   help="sensitivity.json (default: the one beside --relevance if any, else measured)")
+    p.add_argument("--iterative", type=int, default=None, metavar="STEPS",
+                   help="iterative compression: STEPS prune steps and STEPS bit-lowering steps, each "
+                        "fine-tuned and with relevance recomputed (on the quantized model for bits)")
+    p.add_argument("--bit-schedule", default=None, metavar="B1;B2;...",
+                   help="explicit bit budgets of the iterative lowering, e.g. 'avg:6;avg:5;avg:4'")
     p.add_argument("--act-bits", type=int, default=None, help="fixed activation bits (default: follow weights)")
     p.add_argument("--min-bits", type=int, default=2)
     p.add_argument("--max-bits", type=int, default=8)
@@ -61,14 +71,18 @@ def run(args: argparse.Namespace) -> int:
 
     if args.relevance is None and (args.prune_filters or args.prune_weights or args.cluster):
         raise CodesignError("pruning and clustering need --relevance relevance.json (see `codesign relevance`)")
+    from codesign.compress.sensitivity import find_table, load_table
+
     rel = load_relevance(args.relevance) if args.relevance else None
+    table = load_table(args.sensitivity) if args.sensitivity else find_table(args.relevance)
     args.epochs = args.qat_epochs
     tc = train_config(args)
     cfg = CompressConfig(prune_filters=args.prune_filters, prune_weights=args.prune_weights, prune_scope=args.scope,
                          prune_steps=args.prune_steps, finetune_epochs=args.finetune_epochs, bits=args.bits,
                          allocator=args.allocator, act_bits=args.act_bits, bit_bounds=(args.min_bits, args.max_bits),
                          cluster=args.cluster, cluster_weighted=not args.plain_kmeans, qat=tc,
-                         export=not args.no_export, seed=args.seed)
+                         export=not args.no_export, seed=args.seed, sensitivity=table, iterative=args.iterative,
+                         schedule=[b.strip() for b in args.bit_schedule.split(";") if b.strip()] if args.bit_schedule else None)
     s = compress(args.checkpoint, rel, args.out, cfg)
     keys = ("test_acc", "float_test_acc", "weights_before", "weights", "avg_weight_bits", "weight_memory_bits")
     log.info("compress summary: %s", json.dumps({k: s.get(k) for k in keys}))

@@ -26,8 +26,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside --out)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also tabulate the relevance lost per (layer, bits) (sensitivity.json beside --out)")
+    p.add_argument("--sensitivity-bits", default="1-8", help="bit widths of the table (default 1-8)")
     p.add_argument("--out", type=Path, required=True, help="relevance.json path")
     p.set_defaults(func=run)
+
+
+def _bits(text: str) -> list[int]:
+    from codesign.errors import CodesignError
+
+    try:
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-", 1))
+            return list(range(lo, hi + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise CodesignError(f"--sensitivity-bits '{text}' not understood: use 1-8 or 2,4,8") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,6 +56,13 @@ def run(args: argparse.Namespace) -> int:
     plot_relevance(rel, plot)
     scores = ", ".join(f"{n} {s:.3f}" for n, s in rel.layer_scores().items())
     log.info("wrote %s and %s; layer relevance: %s", args.out, plot, scores)
+    if args.sensitivity:
+        from codesign.compress.sensitivity import sensitivity_for_checkpoint, table_path_for
+
+        table = sensitivity_for_checkpoint(args.checkpoint, rel, samples=args.samples, bits=_bits(args.sensitivity_bits))
+        tpath = table_path_for(args.out)
+        table.save(tpath)
+        log.info("wrote %s (%s relevance lost per layer and bits)", tpath, table.method)
     if "max_abs" in rel.convergence:
         log.info("convergence delta: max |delta| %.3g", rel.convergence["max_abs"])
     return 0

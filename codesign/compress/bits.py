@@ -1,11 +1,14 @@
-"""Per-layer bit allocation under a budget: relevant layers get more bits.
+"""Per-layer bit allocation under a budget: relevant layers get more bits (greedy walk).
 
-The rule (docs/compression.md): a layer quantized to b bits adds distortion proportional to
-``s_l * 4^-b`` (uniform quantization noise power falls 4x per bit), with ``s_l`` the layer's
-sensitivity: its normalised relevance (or its Hessian trace for HAWQ-style allocation).
-Starting from every layer at its lower bound, a greedy loop repeatedly gives one more bit to
-the layer with the largest *distortion reduction per unit of cost*,
-``0.75 * s_l * 4^-b_l / delta_cost_l``, while the budget holds. For memory-like budgets the cost
+The sensitivity (docs/compression.md): the measured relevance lost by layer l at b bits, a
+lookup into the `codesign.compress.sensitivity.SensitivityTable` that the search uses too
+(DeepLIFT-weighted Brevitas quantization error, or the HAWQ-V2 table). Documented fallback
+when no table exists (a plain ``{layer: score}`` mapping): distortion ``s_l * 4^-b`` (uniform
+quantization noise power falls 4x per bit). Starting from every layer at its lower bound, a
+greedy loop repeatedly gives one more bit to the layer with the largest *distortion reduction
+per unit of cost* (``T[l][b] - T[l][b+1]``, fallback ``0.75 * s_l * 4^-b_l``, over
+``delta_cost_l``) while the budget holds. The exact allocation under a hardware budget is
+`codesign.compress.ilp`; this walk is its baseline. For memory-like budgets the cost
 of a bit is the layer's weight count, so the rule favours layers that are relevant *per weight*
 (small, relevant first/last layers end up wide; big, redundant middle layers narrow).
 
@@ -24,6 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from codesign.compress.sensitivity import SensitivityTable
 from codesign.errors import CodesignError
 from codesign.models.plan import MAX_BITS, MIN_BITS, Plan, average_weight_bits, uniform_plan, validate_plan
 from codesign.models.zoo import Spec, layer_shapes, quant_layers
@@ -100,21 +104,26 @@ def _make_plan(spec: Spec, wbits: Mapping[str, int], abits: Mapping[str, int], i
     return plan
 
 
-def allocate_bits(spec: Spec, sensitivity: Mapping[str, float], budget: Budget,
+def allocate_bits(spec: Spec, sensitivity: Mapping[str, float] | SensitivityTable, budget: Budget,
                   weight_bounds: Mapping[str, tuple[int, int]] | None = None,
                   act_bounds: tuple[int, int] = (2, 8), act_bits: int | None = None,
                   default_bounds: tuple[int, int] = (2, 8), input_bits: int = 8) -> Plan:
     """Greedy marginal-sensitivity-per-cost allocation (module doc). Returns a plan.
 
-    ``sensitivity``: per-layer scores (e.g. `Relevance.layer_scores()` or Hessian traces).
+    ``sensitivity``: a `SensitivityTable` (measured relevance lost per layer and bits; the
+    one sensitivity model), or per-layer scores (the documented ``4^-b`` fallback).
     ``act_bits``: fixed activation bits; None lets them follow the weight bits (weight-only
     budgets) or be allocated with the weights (cost-callback budgets).
     Raises CodesignError when even the lower bounds exceed the budget.
     """
     names = [l["name"] for l in quant_layers(spec)]
-    missing = [n for n in names if n not in sensitivity]
-    if missing:
-        raise CodesignError(f"no sensitivity for layers {missing}; the relevance belongs to another model")
+    table = sensitivity if isinstance(sensitivity, SensitivityTable) else None
+    if table is not None:
+        table.check_layers(names)
+    else:
+        missing = [n for n in names if n not in sensitivity]
+        if missing:
+            raise CodesignError(f"no sensitivity for layers {missing}; the relevance belongs to another model")
     wb = _bounds(spec, weight_bounds, default_bounds)
     if budget.kind == "cost" and budget.cost is None:
         raise CodesignError("a cost budget needs a cost callback")
@@ -133,8 +142,17 @@ def allocate_bits(spec: Spec, sensitivity: Mapping[str, float], budget: Budget,
     if not budget.ok(spec, plan):
         raise CodesignError(f"budget {budget.kind}:{budget.limit:g} is infeasible: the lowest allowed bits "
                             f"already cost {budget.measure(spec, plan):.4g}")
-    total_s = sum(max(float(sensitivity[n]), 0.0) for n in names) or 1.0
-    s = {n: max(float(sensitivity[n]), 0.0) / total_s + 1e-9 for n in names}
+    if table is None:
+        total_s = sum(max(float(sensitivity[n]), 0.0) for n in names) or 1.0  # type: ignore[index]
+        s = {n: max(float(sensitivity[n]), 0.0) / total_s + 1e-9 for n in names}  # type: ignore[index]
+
+    def drop(kind: str, n: str, b: int) -> float:
+        """Relevance regained by one more bit (table lookup; 4^-b fallback without a table)."""
+        if table is None:
+            return 0.75 * s[n] * 4.0 ** (-b)
+        if kind == "w":
+            return table.w(n, b) - table.w(n, b + 1) + 1e-12
+        return table.a(n, b) - table.a(n, b + 1) + 1e-12
     while True:
         base = budget.measure(spec, plan)
         best, best_gain = None, -1.0
@@ -149,7 +167,7 @@ def allocate_bits(spec: Spec, sensitivity: Mapping[str, float], budget: Budget,
             cost = budget.measure(spec, cand)
             if cost > budget.limit + 1e-9:
                 continue
-            gain = 0.75 * s[n] * 4.0 ** (-b) / max(cost - base, 1e-12)
+            gain = drop(kind, n, b) / max(cost - base, 1e-12)
             if gain > best_gain:
                 best, best_gain = (kind, n, cand), gain
         if best is None:

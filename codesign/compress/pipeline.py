@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,7 +46,17 @@ class CompressConfig:
     ``finetune_epochs``, recompute relevance with the same method, repeat.
     ``quantize=False`` fine-tunes the pruned/shared network in float (with the same hooks)
     instead of QAT and writes ``compressed_float.pt``: a cheap screening mode for studies and
-    searches that compare criteria, not precisions."""
+    searches that compare criteria, not precisions.
+
+    Bits under the *hardware* budget: ``bits="ilp:LUT=8000,BRAM=100,fps=10000"`` (exact ILP,
+    `codesign.compress.ilp`) or ``"greedy:..."`` (the greedy walk at the same budget, the
+    baseline). ``sensitivity``: the `SensitivityTable` every allocation reads; None computes it
+    from ``rel`` on the model being compressed (HAWQ-V2 table for ``allocator="hessian"``).
+    Iterative bit lowering (Pruning-by-Explaining style, on the quantized model):
+    ``bit_steps`` > 1 or an explicit ``schedule`` list of budgets (e.g. ``["avg:6", "avg:5",
+    "avg:4"]``): per step allocate with the table of the current model, QAT-fine-tune
+    ``finetune_epochs``, recompute DeepLIFT on the *quantized* model at that plan and its table.
+    ``iterative`` N sets ``prune_steps`` and ``bit_steps`` to N."""
 
     prune_filters: Ratios | None = None
     prune_weights: Ratios | None = None
@@ -68,8 +78,22 @@ class CompressConfig:
     hessian_iters: int = 8
     seed: int = 0
     cost: CostFn | None = None
+    bit_steps: int = 1
+    schedule: list[str] | None = None
+    iterative: int | None = None
+    sensitivity: Any = None
+    sensitivity_bits: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
 
     def __post_init__(self) -> None:
+        if self.iterative is not None:
+            if self.iterative < 1:
+                raise CodesignError(f"--iterative STEPS must be >= 1, got {self.iterative}")
+            self.prune_steps = self.bit_steps = int(self.iterative)
+        if self.bit_steps < 1:
+            raise CodesignError(f"bit_steps must be >= 1, got {self.bit_steps}")
+        if self.schedule is not None and (not isinstance(self.schedule, list) or not self.schedule
+                                          or not all(isinstance(b, str) for b in self.schedule)):
+            raise CodesignError("schedule must be a non-empty list of bit budgets, e.g. ['avg:6', 'avg:4']")
         for what, r in (("--prune-filters", self.prune_filters), ("--prune-weights", self.prune_weights)):
             if r is None:
                 continue
@@ -99,14 +123,64 @@ def hessian_sensitivity(spec: Spec, state: Mapping[str, torch.Tensor], x: torch.
             for n, d in diag.items()}
 
 
+def _hw_setup(spec: Spec, cfg: CompressConfig, opts: dict) -> tuple[Any, Any]:
+    """(SearchSpace, HwEstimator) for a hardware budget: the compression's bit bounds, no pruning
+    (structured pruning has already been applied to ``spec``)."""
+    from codesign.search.hw import HwEstimator
+    from codesign.search.space import SearchSpace
+
+    lo, hi = cfg.bit_bounds
+    acts = (cfg.act_bits,) if cfg.act_bits is not None else tuple(range(max(2, lo), hi + 1))
+    space = SearchSpace(spec, weight_bits=tuple(range(lo, hi + 1)), act_bits=acts, prune_levels=(0.0,),
+                        input_bits=cfg.input_bits)
+    hw = HwEstimator(space, opts["board"], opts["fps"], opts["clock"], limits=opts["limits"])
+    return space, hw
+
+
+def hw_budget_plan(spec: Spec, cfg: CompressConfig, text: str, table: Any, rel: Relevance | None) -> Plan:
+    """Bits under a hardware budget: the exact ILP (``ilp:``), the greedy walk (``greedy:``), or
+    the widest uniform plan that fits (``allocator=uniform``), all at the same LUT/BRAM/FPS."""
+    from codesign.compress.ilp import ilp_allocate, parse_hw_budget
+    from codesign.search.feedback import binding
+
+    opts = parse_hw_budget(text)
+    space, hw = _hw_setup(spec, cfg, opts)
+    act = cfg.act_bits if cfg.act_bits is not None else opts["act"]
+
+    def util(plan: Plan) -> float:
+        """Binding used/limit of the plan at the target FPS (a large penalty if it misses it)."""
+        from codesign.search.space import Candidate
+
+        c = Candidate.make({n: e["weight_bits"] for n, e in plan["layers"].items()},
+                           {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e},
+                           {}, plan.get("input_bits", cfg.input_bits))
+        return binding(hw.estimate(c), hw.limits)
+
+    budget = Budget("cost", 1.0, util)
+    if cfg.allocator == "uniform":
+        return uniform_allocation(spec, budget, cfg.act_bits, cfg.bit_bounds, cfg.input_bits)
+    if opts["kind"] == "greedy":
+        return allocate_bits(spec, table, budget, act_bits=cfg.act_bits, default_bounds=cfg.bit_bounds,
+                             input_bits=cfg.input_bits)
+    units = {n: rel.units(n) for n in rel.layers} if rel is not None else None
+    res = ilp_allocate(space, hw, table, units, rel.layer_scores() if rel else None, opts["alpha"], act=act)
+    return space.plan(res.best)
+
+
 def make_plan(spec: Spec, cfg: CompressConfig, rel: Relevance | None,
-              hessian: Mapping[str, float] | None = None) -> Plan:
-    """The bit plan for ``spec`` from ``cfg.bits`` (see CompressConfig)."""
+              hessian: Mapping[str, float] | None = None, table: Any = None) -> Plan:
+    """The bit plan for ``spec`` from ``cfg.bits`` (see CompressConfig). ``table``: the
+    sensitivity table (preferred); without one the documented per-layer-score fallback."""
     if isinstance(cfg.bits, dict):
         plan = dict(cfg.bits)
         validate_plan(spec, plan)
         return plan
     text = cfg.bits.strip().lower()
+    if text.startswith(("ilp:", "greedy:")):
+        if table is None and cfg.allocator != "uniform":
+            raise CodesignError(f"--bits {cfg.bits} needs a sensitivity table: pass --relevance (it is computed "
+                                "from it) or --sensitivity sensitivity.json")
+        return hw_budget_plan(spec, cfg, text, table, rel)
     if text.startswith("uniform:"):
         w, a = parse_bits(text.split(":", 1)[1])
         return uniform_plan(spec, w, a, cfg.input_bits)
@@ -118,7 +192,9 @@ def make_plan(spec: Spec, cfg: CompressConfig, rel: Relevance | None,
         budget = parse_budget(text)
     if cfg.allocator == "uniform":
         return uniform_allocation(spec, budget, cfg.act_bits, cfg.bit_bounds, cfg.input_bits)
-    if cfg.allocator == "hessian":
+    if table is not None:
+        sens: Any = table
+    elif cfg.allocator == "hessian":
         if hessian is None:
             raise CodesignError("hessian allocation needs Hessian sensitivities")
         sens = dict(hessian)
@@ -140,6 +216,90 @@ def _float_finetune(spec: Spec, state: dict, splits: DatasetSplits, cfg: Compres
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _float_state(spec: Spec, state: Mapping[str, torch.Tensor]) -> dict:
+    """The float model's entries of a state dict (a QAT state also holds activation scales)."""
+    keys = build_float(spec).state_dict().keys()
+    return {k: state[k] for k in keys}
+
+
+def _needs_table(cfg: CompressConfig) -> bool:
+    if not isinstance(cfg.bits, str):
+        return False
+    text = cfg.bits.strip().lower()
+    return not (text.startswith("uniform:") or cfg.allocator == "uniform")
+
+
+def _table_for(spec: Spec, state: Mapping[str, torch.Tensor], cfg: CompressConfig, rel: Relevance | None,
+               x: torch.Tensor, y: torch.Tensor, spec_changed: bool, model: torch.nn.Module | None = None) -> Any:
+    """The sensitivity table of the model being compressed: the given one when it is for this
+    very spec, else measured now (relevance table, or HAWQ-V2 for ``allocator="hessian"``)."""
+    from codesign.compress.sensitivity import hessian_table, relevance_table
+
+    given = cfg.sensitivity
+    if given is not None and not spec_changed and model is None:
+        given.check_layers([l["name"] for l in quant_layers(spec)])
+        return given
+    if cfg.allocator == "hessian":
+        fm = build_float(spec)
+        fm.load_state_dict(_float_state(spec, state))
+        return hessian_table(fm, spec, x, y, cfg.sensitivity_bits, iters=cfg.hessian_iters, seed=cfg.seed)
+    if rel is None:
+        return None
+    if model is None:
+        model = build_float(spec)
+        model.load_state_dict(_float_state(spec, state))
+    return relevance_table(model.eval(), spec, rel, x, cfg.sensitivity_bits)
+
+
+def _bit_schedule(spec: Spec, cfg: CompressConfig) -> list[Any]:
+    """The budgets of the iterative bit lowering, the last one being the target (CompressConfig)."""
+    if cfg.schedule:
+        return list(cfg.schedule)
+    if not isinstance(cfg.bits, str) or cfg.bit_steps <= 1 or cfg.bits.strip().lower().startswith("uniform:"):
+        return [cfg.bits]
+    text = cfg.bits.strip().lower()
+    steps = cfg.bit_steps
+    hi = cfg.bit_bounds[1]
+    if text.startswith("avg:"):
+        target = float(text[4:])
+        return [f"avg:{hi + (target - hi) * k / steps:.4g}" for k in range(1, steps + 1)]
+    if text.startswith("mem:"):
+        target = float(text[4:])
+        start = weight_memory_bits(spec, uniform_plan(spec, hi, hi, cfg.input_bits))
+        return [f"mem:{start + (target - start) * k / steps:.6g}" for k in range(1, steps + 1)]
+    return [cfg.bits] * steps  # hardware budgets: the target each step, relevance recomputed
+
+
+def _bit_step(spec: Spec, plan: Plan, state: dict, splits: DatasetSplits, cfg: CompressConfig,
+              rel: Relevance | None, table: Any) -> tuple[dict, Relevance | None, Any]:
+    """One iterative bit step: QAT fine-tune at ``plan``, then relevance (same method) of the
+    *quantized* model at that plan, and its sensitivity table, for the next allocation."""
+    from codesign.models import quant_from_float
+
+    torch.manual_seed(cfg.seed)
+    qm = quant_from_float(spec, plan, state)
+    tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.qat.lr, batch_size=cfg.qat.batch_size, patience=None,
+                     seed=cfg.seed, max_batches_per_epoch=cfg.qat.max_batches_per_epoch, progress=cfg.qat.progress)
+    fit(qm, splits, tc)
+    qm.eval()
+    new_state = {k: v.detach().clone() for k, v in qm.state_dict().items()}
+    x, y = sample_batch(splits, cfg.relevance_samples, "train")
+    if cfg.allocator == "hessian":
+        return new_state, rel, _table_for(spec, new_state, cfg, rel, x, y, True)
+    if rel is None:
+        return new_state, rel, table
+    rq = compute_relevance(qm, spec, x, y, method=rel.method, baseline=rel.baseline or "zero", seed=cfg.seed,
+                           progress=False)
+    log.info("iterative bits: %s fine-tuned; %s relevance recomputed on the quantized model", plan_text(plan),
+             rel.method)
+    return new_state, rq, _table_for(spec, new_state, cfg, rq, x, y, True, model=qm)
+
+
+def plan_text(plan: Plan) -> str:
+    return ", ".join(f"{n} w{e['weight_bits']}" + (f"a{e['act_bits']}" if "act_bits" in e else "")
+                     for n, e in plan["layers"].items())
+
+
 def compress(float_ckpt: str | Path, rel: Relevance | None, out: str | Path, cfg: CompressConfig,
              splits: DatasetSplits | None = None) -> dict[str, Any]:
     """Compress a float checkpoint into ``out`` (see the module doc); returns the summary dict.
@@ -156,7 +316,7 @@ def compress(float_ckpt: str | Path, rel: Relevance | None, out: str | Path, cfg
         raise CodesignError(f"{float_ckpt} is not a float checkpoint written by `codesign train`")
     needs_rel = (cfg.prune_filters or cfg.prune_weights or cfg.cluster
                  or (isinstance(cfg.bits, str) and not cfg.bits.startswith("uniform:")
-                     and cfg.allocator == "relevance"))
+                     and cfg.allocator == "relevance" and cfg.sensitivity is None))
     if rel is None and needs_rel:
         raise CodesignError("this compression needs relevance scores: pass --relevance relevance.json")
     if rel is not None:
@@ -188,22 +348,37 @@ def compress(float_ckpt: str | Path, rel: Relevance | None, out: str | Path, cfg
                                     "widths": {n: [old[n], len(k)] for n, k in keep_total.items()},
                                     "keep": keep_total}
 
-    # 2. bits
-    hess = None
-    if cfg.allocator == "hessian" and isinstance(cfg.bits, str) and not cfg.bits.startswith("uniform:"):
+    # 2. bits (optionally iterative, on the quantized model)
+    table = None
+    if _needs_table(cfg):
         x, y = sample_batch(splits, cfg.relevance_samples, "train")
-        hess = hessian_sensitivity(spec, state, x, y, iters=cfg.hessian_iters, seed=cfg.seed)
-    plan = make_plan(spec, cfg, rel, hess)
+        table = _table_for(spec, state, cfg, rel, x, y, spec_changed=bool(cfg.prune_filters))
+    budgets = _bit_schedule(spec, cfg)
+    for k, budget_text in enumerate(budgets[:-1]):
+        plan_k = make_plan(spec, replace(cfg, bits=budget_text, iterative=None), rel, None, table)
+        state, rel, table = _bit_step(spec, plan_k, state, splits, cfg, rel, table)
+        summary.setdefault("bit_schedule", []).append({"budget": budget_text, "plan": plan_k,
+                                                       "relevance_delta": rel.convergence.get("relative") if rel else None})
+    hess = None
+    if table is None and cfg.allocator == "hessian" and isinstance(cfg.bits, str) and not cfg.bits.startswith("uniform:"):
+        x, y = sample_batch(splits, cfg.relevance_samples, "train")
+        hess = hessian_sensitivity(spec, _float_state(spec, state), x, y, iters=cfg.hessian_iters, seed=cfg.seed)
+    plan = make_plan(spec, replace(cfg, bits=budgets[-1], iterative=None) if budgets else cfg, rel, hess, table)
+    if table is not None:
+        table.save(out / "sensitivity.json")
+        summary["sensitivity"] = {"method": table.method, "damage": table.damage(
+            {n: e["weight_bits"] for n, e in plan["layers"].items()},
+            {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e})}
 
     # 3. unstructured masks, 4. clusters
     fm = build_float(spec)
-    fm.load_state_dict(state)
+    fm.load_state_dict(_float_state(spec, state))
     mask_hook = cluster_hook = None
     if cfg.prune_weights:
         masks = weight_masks(fm, spec, rel, cfg.prune_weights, scope=cfg.prune_scope)
         mask_hook = MaskHook(masks)
         state = mask_hook.apply_state(state)
-        fm.load_state_dict(state)
+        fm.load_state_dict(_float_state(spec, state))
         summary["prune_weights"] = {"ratio": cfg.prune_weights, "sparsity": mask_hook.sparsity()}
     if cfg.cluster:
         clusters = {}
@@ -292,4 +467,5 @@ def _finish_float(spec: Spec, state: dict, hooks, splits: DatasetSplits, cfg: Co
 def config_dict(cfg: CompressConfig) -> dict:
     d = asdict(cfg)
     d.pop("cost", None)
+    d.pop("sensitivity", None)
     return d

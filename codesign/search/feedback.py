@@ -3,9 +3,10 @@
 The rules (the paper's relevance with the cost model in the loop):
 
 * **Damage of a move** — the relevance a move throws away. Lowering layer l's weight or
-  activation bits from b to b' costs ``s_l * (2^-b' - 2^-b)`` (s_l: the layer's share of the
-  network's DeepLIFT relevance; 2^-b is the relative quantization step, so a relevant layer at
-  low precision is expensive to squeeze further). Pruning layer l from ratio r to r' costs
+  activation bits from b to b' costs ``T[l][b'] - T[l][b]``, a lookup into the measured
+  `codesign.compress.sensitivity.SensitivityTable` (relevance lost per layer and bits), the
+  same table `codesign compress` allocates with. Documented fallback without a table:
+  ``s_l * (2^-b' - 2^-b)`` (s_l: the layer's share of the network's DeepLIFT relevance). Pruning layer l from ratio r to r' costs
   ``alpha * s_l * (M_l(r') - M_l(r))`` where M_l(r) is the share of the layer's unit relevance
   held by its round(r * width) least relevant units (the ones structured pruning removes).
   ``alpha`` weighs pruning against quantization.
@@ -26,6 +27,7 @@ from typing import Mapping
 
 import numpy as np
 
+from codesign.compress.sensitivity import SensitivityTable
 from codesign.errors import CodesignError
 from codesign.search.hw import RESOURCES, HwEstimate, HwEstimator
 from codesign.search.space import Candidate, SearchSpace
@@ -54,8 +56,12 @@ class RelevanceFeedback:
     """Relevance-weighted shrink/grow moves over one search space (see the module doc)."""
 
     def __init__(self, space: SearchSpace, hw: HwEstimator, scores: Mapping[str, float],
-                 units: Mapping[str, np.ndarray] | None = None, alpha: float = 1.0):
+                 units: Mapping[str, np.ndarray] | None = None, alpha: float = 1.0,
+                 table: SensitivityTable | None = None):
         self.space, self.hw, self.alpha = space, hw, float(alpha)
+        self.table = table
+        if table is not None:
+            table.check_layers(space.layers)
         tot = sum(max(float(v), 0.0) for v in scores.values()) or 1.0
         self.s = {n: max(float(scores.get(n, 0.0)), 0.0) / tot + 1e-6 for n in space.layers}
         self._mass: dict[str, np.ndarray] = {}
@@ -77,11 +83,17 @@ class RelevanceFeedback:
     def damage(self, old: Candidate, new: Candidate) -> float:
         """Relevance lost going from `old` to `new` (negative when relevance is regained)."""
         d = 0.0
+        t = self.table
         for n in self.space.layers:
             s = self.s[n]
-            d += s * (2.0 ** -new.wd[n] - 2.0 ** -old.wd[n])
-            if n in self.space.act_layers:
-                d += s * (2.0 ** -new.ad[n] - 2.0 ** -old.ad[n])
+            if t is not None:
+                d += t.w(n, new.wd[n]) - t.w(n, old.wd[n])
+                if n in self.space.act_layers and t.has_act(n):
+                    d += t.a(n, new.ad[n]) - t.a(n, old.ad[n])
+            else:
+                d += s * (2.0 ** -new.wd[n] - 2.0 ** -old.wd[n])
+                if n in self.space.act_layers:
+                    d += s * (2.0 ** -new.ad[n] - 2.0 ** -old.ad[n])
             if n in self.space.prunable:
                 d += self.alpha * s * (self.mass(n, new.pd.get(n, 0.0)) - self.mass(n, old.pd.get(n, 0.0)))
         return d
