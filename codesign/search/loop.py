@@ -327,8 +327,13 @@ def _run_workers(ctx: SearchContext, strategy: str, storage_url: str, name: str,
             signal.signal(signal.SIGTERM, old)
     bad = [p.exitcode for p in procs if p.exitcode != 0]
     if bad:
-        raise CodesignError(f"{len(bad)} of {workers} search workers failed (exit codes {bad}; see their log "
-                            "lines above); completed trials are kept in the study, re-run to resume")
+        msg = f"{len(bad)} of {workers} search workers failed (exit codes {bad}; see their log lines above)"
+        s = ctx.cfg.search
+        study = open_study(make_storage(storage_url, s.heartbeat_s, s.grace_s, s.reconnect_s), name)
+        done = len(completed_records(study))
+        if len(bad) == workers or done < s.trials:
+            raise CodesignError(f"{msg}; {done} of {s.trials} designs trained, kept in the study: re-run to resume")
+        log.warning("%s; the others trained their designs (%d of %d), the search goes on", msg, done, s.trials)
 
 
 def run_trials(ctx: SearchContext, strategy: str | None = None, storage_url: str | None = None,
