@@ -78,7 +78,7 @@ def execute(cfg, out: Path, args: argparse.Namespace) -> dict | None:
     print_summary(summary)
     ch = summary["chosen"]
     log.info("chosen design %s: test acc %.4f, %s LUT, %.0f FPS; report %s", ch["describe"], ch["test_acc"] or 0,
-             f"{ch['LUT']:,}", ch["fps"], out / "search" / "report.md")
+             f"{ch['LUT']:,}", ch["fps"], out / "report" / "index.html")
     return summary
 
 

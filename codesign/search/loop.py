@@ -481,4 +481,11 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promot
     write_json(sd / "summary.json", summary)
     write_markdown(summary, sd / "report.md")
     log.info("report: %s", sd / "report.md")
+    if promote:
+        from codesign.search.html_report import write_html_report
+
+        try:  # the page is a view of files already written: it must not fail the run
+            write_html_report(ctx.out, summary)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("HTML report not written: %s", exc)
     return summary
