@@ -363,3 +363,15 @@ def test_cuda_device_without_gpu_is_one_clear_line(run_dir, tmp_path, caplog):
     cfg = _write_cfg(tmp_path / "d.yaml", run_dir)
     assert main(["search", str(cfg), "--trials-only", "--device", "cuda"]) == 2
     assert "no usable CUDA GPU" in caplog.text and "--device cpu" in caplog.text
+
+
+def test_status_and_search_without_inputs_are_one_clear_line(tmp_path, caplog):
+    from codesign.cli import main
+
+    assert main(["search", "--status", str(tmp_path / "nowhere")]) == 2
+    assert "no search has started" in caplog.text
+    assert main(["search"]) == 2
+    assert "give a run config" in caplog.text
+    assert main(["search", "--status", str(tmp_path), "--storage", "postgresql://u:pw@127.0.0.1:1/x",
+                 "--study-name", "s"]) == 2
+    assert "cannot reach the study database" in caplog.text and "pw@" not in caplog.text  # password not shown

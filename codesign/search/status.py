@@ -38,7 +38,7 @@ def study_status(storage_url: str, name: str, budget: int | None = None) -> dict
     """Counts per state and per worker, the best design so far, retried designs."""
     from codesign.search.study import Claims, make_storage, masked_url, open_study
 
-    storage = make_storage(storage_url, reconnect_s=5)
+    storage = make_storage(storage_url, reconnect_s=2)
     study = open_study(storage, name, create=False)
     trials = study.get_trials(deepcopy=False)
     claims = Claims(storage, study._study_id).rows()

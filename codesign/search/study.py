@@ -101,6 +101,7 @@ class Reconnect:
         self.url = url
         self.window_s = float(window_s)
         self.retries = 0
+        self.last_error = ""
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         t0 = time.time()
@@ -112,6 +113,7 @@ class Reconnect:
                 if not _is_connection_error(exc):
                     raise
                 waited = time.time() - t0
+                self.last_error = _short(exc)
                 if waited >= self.window_s:
                     raise StorageLostError(
                         f"lost the study database {masked_url(self.url)} for {waited:.0f} s ({_short(exc)}); "
@@ -145,6 +147,14 @@ def _make_reconnecting_class():
 
         return inner
 
+    def record_heartbeat(self: Any, trial_id: int) -> None:
+        """Runs in optuna's heartbeat thread: a lost database is reported by the main
+        thread's next call; here it only costs missed beats (no thread traceback)."""
+        try:
+            self._reconnect.call(_CachedStorage.record_heartbeat, self, trial_id)
+        except StorageLostError as exc:
+            log.warning("heartbeat of trial id %d stopped: %s", trial_id, _short(exc))
+
     ns: dict[str, Any] = {"__doc__": _make_reconnecting_class.__doc__}
     for name in dir(_CachedStorage):
         attr = getattr(_CachedStorage, name)
@@ -152,6 +162,7 @@ def _make_reconnecting_class():
                 and name not in ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback",
                                  "get_failed_trial_callback"):
             ns[name] = wrap(attr)
+    ns["record_heartbeat"] = record_heartbeat
     return type("ReconnectingStorage", (_CachedStorage,), ns)
 
 
@@ -224,10 +235,12 @@ def make_storage(url: str, heartbeat_interval: int = 10, grace_period: int = 30,
             claims_table().metadata.create_all(backend.engine, checkfirst=True)
             return backend
 
-    try:
-        backend = policy.call(build)
+    first = Reconnect(url, min(float(reconnect_s), 10.0))
+    try:  # a server that is down at start gets a short wait; a wrong URL fails fast
+        backend = first.call(build)
     except StorageLostError:
-        raise
+        raise CodesignError(f"cannot reach the study database {masked_url(url)} ({first.last_error}); start the "
+                            "server, or fix --storage / search.storage") from None
     except ImportError as exc:
         raise CodesignError(f"cannot open study storage {masked_url(url)}: {exc}. PostgreSQL needs the pinned "
                             "driver: pip install 'psycopg[binary]' (tools/setup.sh installs it)") from None
