@@ -125,6 +125,32 @@ def _wait(pred, timeout: float, what: str, procs=()):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _fresh(t, max_age_s: float = 1.5) -> bool:
+    """A trial started less than `max_age_s` ago: far from done (a training takes seconds),
+    so a kill right now lands mid-trial."""
+    import datetime
+
+    return t.datetime_start is not None and (datetime.datetime.now() - t.datetime_start).total_seconds() < max_age_s
+
+
+def _owned_running(url: str, name: str) -> list:
+    """RUNNING trials that own their design's claim (a worker is training them); a trial that
+    lost a claim race is RUNNING for a moment too, but is never trained."""
+    _, all_t = _trials(url, name)
+    if not all_t:
+        return []
+    _, claims = _open(url, name)
+    owners = {c.trial_id for c in claims.rows()}
+    return [t for t in all_t if t.state.name == "RUNNING" and t._trial_id in owners]
+
+
+def _killed_trial(url: str, name: str, worker: str):
+    """The trial the killed `worker` was training (still RUNNING right after the kill)."""
+    mine = [t for t in _owned_running(url, name) if t.user_attrs.get("worker") == worker]
+    assert len(mine) == 1, f"the killed worker had {len(mine)} running trials"
+    return mine[0]
+
+
 # ----------------------------------------------------------------------------- storage level
 
 _OPEN_SCRIPT = """
@@ -221,12 +247,12 @@ def test_four_workers_one_killed_no_duplicate_none_lost_and_status(pg, run_dir, 
                  180, "four worker processes", [p])
 
     def running_in_a_worker():
-        _, all_t = _trials(url, "four")
-        return [t for t in all_t if t.state.name == "RUNNING" and "plan_hash" in t.user_attrs
+        return [t for t in _owned_running(url, "four") if _fresh(t)
                 and int(t.user_attrs["worker"].rsplit(":", 1)[1]) in kids]
 
-    victim = _wait(running_in_a_worker, 180, "a worker to start training", [p])[0]
-    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    worker = _wait(running_in_a_worker, 180, "a worker to start training", [p])[0].user_attrs["worker"]
+    os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)
+    victim = _killed_trial(url, "four", worker)
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     assert "1 of 4 search workers failed" in out  # said, not hidden
@@ -263,12 +289,13 @@ def test_killed_worker_design_is_retried_sqlite(run_dir, tmp_path):
     b = _search(cfg, "--storage", storage)
 
     def a_running():
-        _, all_t = _trials(storage, name)
-        return [t for t in all_t if t.state.name == "RUNNING" and t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
+        return [t for t in _owned_running(storage, name) if _fresh(t)
+                and t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
 
-    victim = _wait(a_running, 180, "worker A to start a trial", [a, b])[0]
+    worker = _wait(a_running, 180, "worker A to start a trial", [a, b])[0].user_attrs["worker"]
     a.send_signal(signal.SIGKILL)
     a.wait()
+    victim = _killed_trial(storage, name, worker)
     out, _ = b.communicate(timeout=240)
     assert b.returncode == 0, out
     complete, all_t = _trials(storage, name)
@@ -375,3 +402,17 @@ def test_status_and_search_without_inputs_are_one_clear_line(tmp_path, caplog):
     assert main(["search", "--status", str(tmp_path), "--storage", "postgresql://u:pw@127.0.0.1:1/x",
                  "--study-name", "s"]) == 2
     assert "cannot reach the study database" in caplog.text and "pw@" not in caplog.text  # password not shown
+
+
+def test_device_names_are_checked():
+    import torch
+
+    from codesign.errors import CodesignError
+    from codesign.train import TrainConfig
+
+    assert TrainConfig(device="CPU").device == "cpu"
+    with pytest.raises(CodesignError, match="not supported|unknown device"):
+        TrainConfig(device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(CodesignError, match="no usable CUDA GPU"):
+            TrainConfig(device="cuda:0")
