@@ -121,11 +121,11 @@ def _wait(pred, timeout: float, what: str, procs=()):
         for p in procs:
             if p.poll() is not None and p.returncode != 0:
                 raise AssertionError(f"{what}: a worker exited {p.returncode}:\n{p.stdout.read()}")
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _fresh(t, max_age_s: float = 1.5) -> bool:
+def _fresh(t, max_age_s: float = 2.0) -> bool:
     """A trial started less than `max_age_s` ago: far from done (a training takes seconds),
     so a kill right now lands mid-trial."""
     import datetime
@@ -133,15 +133,20 @@ def _fresh(t, max_age_s: float = 1.5) -> bool:
     return t.datetime_start is not None and (datetime.datetime.now() - t.datetime_start).total_seconds() < max_age_s
 
 
+_POLL: dict = {}
+
+
 def _owned_running(url: str, name: str) -> list:
     """RUNNING trials that own their design's claim (a worker is training them); a trial that
-    lost a claim race is RUNNING for a moment too, but is never trained."""
-    _, all_t = _trials(url, name)
-    if not all_t:
-        return []
-    _, claims = _open(url, name)
-    owners = {c.trial_id for c in claims.rows()}
-    return [t for t in all_t if t.state.name == "RUNNING" and t._trial_id in owners]
+    lost a claim race is RUNNING for a moment too, but is never trained. One connection per
+    study, one claims query per call (polled often)."""
+    if (url, name) not in _POLL:
+        if not _trials(url, name)[1]:
+            return []
+        _POLL[(url, name)] = _open(url, name)
+    study, claims = _POLL[(url, name)]
+    st = study._storage
+    return [st.get_trial(c.trial_id) for c in claims.rows() if c.state.name == "RUNNING"]
 
 
 def _killed_trial(url: str, name: str, worker: str):
@@ -240,7 +245,7 @@ def test_four_workers_one_killed_no_duplicate_none_lost_and_status(pg, run_dir, 
 
     url = pg.create_database("four")
     cfg = _write_cfg(tmp_path / "c.yaml", run_dir, trials=6, study_name="four",
-                     rank={"epochs": 1, "max_batches": 4, "val_samples": 128})
+                     rank={"epochs": 1, "max_batches": 8, "val_samples": 256})
     p = _search(cfg, "--storage", url, "--workers", "4")
     kids = _wait(lambda: (lambda k: k if len(k) == 4 else None)([c for c in _children(p.pid)
                                                                   if "spawn_main" in _cmdline(c)]),
