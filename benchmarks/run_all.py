@@ -21,6 +21,7 @@ QUICK = [
     ["bench_rtlsim.py"],
     ["bench_codesign.py", "--quick"],
     ["bench_finn.py", "--quick"],
+    ["bench_workers.py", "--quick"],
 ]
 FULL = [
     ["bench_foundation.py"],
@@ -29,6 +30,7 @@ FULL = [
     ["bench_rtlsim.py"],
     ["bench_codesign.py"],
     ["bench_finn.py"],
+    ["bench_workers.py"],
     ["../scripts/paper_experiments.py"],
 ]
 

@@ -82,6 +82,7 @@ class SearchSettings:
     baselines: list[str] = field(default_factory=lambda: ["w4a4", "w2a2"])
     heartbeat_s: int = 10
     grace_s: int = 30
+    reconnect_s: int = 60  # how long a worker retries a lost study database before it stops
     rank: RankSettings = field(default_factory=RankSettings)
     relevance: RelevanceSettings = field(default_factory=RelevanceSettings)
 
@@ -111,6 +112,7 @@ class RunConfig:
     board: str = "Pynq-Z2"
     clock_ns: float = 10.0
     target_fps: float | None = None
+    device: str = "cpu"  # torch device of the training steps (float, short and full QAT): cpu, cuda, cuda:N
     train: TrainSettings = field(default_factory=TrainSettings)
     qat: QatSettings = field(default_factory=QatSettings)
     search: SearchSettings = field(default_factory=SearchSettings)

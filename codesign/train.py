@@ -62,8 +62,10 @@ class TrainConfig:
     seed: int = 0
     max_batches_per_epoch: int | None = None
     progress: bool = True
+    device: str = "cpu"  # "cuda", "cuda:1", ...: where fit() trains; the model comes back on the CPU
 
     def __post_init__(self) -> None:
+        self.device = check_device(self.device)
         if self.optimizer not in OPTIMIZERS:
             raise CodesignError(f"unknown optimizer {self.optimizer!r}; choose one of "
                                 f"{', '.join(OPTIMIZERS)}.")
@@ -94,6 +96,25 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     best_state_dict: dict[str, torch.Tensor] = field(default_factory=dict)
     stopped_early: bool = False
+
+
+def check_device(device: str | None) -> str:
+    """A torch device string that exists here, or one clear error naming the fix."""
+    name = str(device or "cpu").strip().lower()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise CodesignError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CodesignError(f"device {device!r} asked for, but this torch has no usable CUDA GPU "
+                                f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'none'}); "
+                                "install a CUDA build of torch on this worker or use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CodesignError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif dev.type != "cpu":
+        raise CodesignError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+    return name
 
 
 def set_seed(seed: int) -> None:
@@ -308,6 +329,8 @@ def fit(
     cfg = cfg or TrainConfig()
     set_seed(cfg.seed)
     train_loader, val_loader, test_loader = _resolve_loaders(splits_or_loaders, cfg)
+    if cfg.device != "cpu":
+        model.to(cfg.device)
     device = _device_of(model)
     optimizer = _make_optimizer(model, cfg)
     scheduler = _make_scheduler(optimizer, cfg)
@@ -459,6 +482,8 @@ def fit(
     test_acc = None
     if test_loader is not None and _loader_len(test_loader) != 0:
         test_acc, _ = evaluate(model, test_loader)
+    if cfg.device != "cpu":
+        model.to("cpu")  # export, checkpoints and the compiler expect CPU tensors
     meta.update({"best_val_acc": best_acc, "test_acc": test_acc, "epochs_run": epoch,
                  "stopped_early": stopped_early, "train_config": asdict(cfg)})
     save(epoch, finished=True)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-DEB_PKGS="yosys dataset-fashion-mnist tcl g++ make perl"
+DEB_PKGS="yosys dataset-fashion-mnist tcl g++ make perl postgresql chromium"
 
 missing=""
 for p in $DEB_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from codesign.search.hw import HwEstimator
 from codesign.search.space import Candidate, SearchSpace
 from codesign.search.strategies import (STRATEGIES, StrategyResult, boundary_seeds, make_sampler, run_optuna,
                                         run_random, run_relevance, run_uniform)
-from codesign.search.study import Evaluator, completed_records, default_storage_url, make_storage, open_study
+from codesign.search.study import (Evaluator, completed_records, default_storage_url, make_storage, masked_url,
+                                   open_study)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def ensure_float(cfg: RunConfig, out: Path, splits: Any, progress: bool = False)
     t = cfg.train
     train_float(cfg.model, cfg.dataset, out,
                 TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, patience=t.patience, seed=cfg.seed,
-                            max_batches_per_epoch=t.max_batches, progress=progress),
+                            max_batches_per_epoch=t.max_batches, progress=progress, device=cfg.device),
                 data_dir=cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test, splits=splits)
     return ck
 
@@ -151,10 +153,10 @@ def _train_config(cfg: RunConfig, short: bool, progress: bool = False):
     if short:
         r = cfg.search.rank
         return TrainConfig(epochs=r.epochs, lr=r.lr, batch_size=r.batch_size, patience=None, seed=cfg.seed,
-                           max_batches_per_epoch=r.max_batches, progress=progress)
+                           max_batches_per_epoch=r.max_batches, progress=progress, device=cfg.device)
     q = cfg.qat
     return TrainConfig(epochs=q.epochs, lr=q.lr, batch_size=q.batch_size, patience=q.patience, seed=cfg.seed,
-                       max_batches_per_epoch=q.max_batches, progress=progress)
+                       max_batches_per_epoch=q.max_batches, progress=progress, device=cfg.device)
 
 
 def train_candidate(ctx: SearchContext, cand: Candidate, folder: Path, short: bool, export: bool = False) -> dict:
@@ -205,10 +207,10 @@ def run_strategy(ctx: SearchContext, strategy: str, storage_url: str, name: str,
     if strategy not in STRATEGIES:
         raise CodesignError(f"unknown search strategy '{strategy}': choose one of {', '.join(STRATEGIES)}")
     check_achievable(ctx.space, ctx.hw)
-    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s)
+    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s, s.reconnect_s)
     study = open_study(storage, name, _sampler_for(ctx.cfg, strategy))
     ev = Evaluator(study, ctx.space, ctx.hw, lambda c, d: train_candidate(ctx, c, d, short=True),
-                   ctx.search_dir / "trials", strategy, s.trials)
+                   ctx.search_dir / "trials", strategy, s.trials, poll_s=min(1.0, max(0.2, s.heartbeat_s / 2)))
     fb = RelevanceFeedback(ctx.space, ctx.hw, ctx.rel.layer_scores(),
                            {n: ctx.rel.units(n) for n in ctx.space.prunable}, s.alpha)
     t0 = time.time()
@@ -221,24 +223,117 @@ def run_strategy(ctx: SearchContext, strategy: str, storage_url: str, name: str,
     else:
         seed_rel = s.seed_relevance if seed_relevance is None else seed_relevance
         res = run_optuna(ev, boundary_seeds(ctx.space, fb) if seed_rel else None)
-    log.info("%s: %s; %d trained here, %d cache hits, %d cost-model calls (%.1f ms each) in %.1f s",
-             strategy, res.stop_reason, ev.trained_here, ev.cache_hits, ctx.hw.calls,
-             1e3 * ctx.hw.seconds / max(ctx.hw.calls, 1), time.time() - t0)
+    retried = ev.drain()  # wait for the other workers' designs; retry those of dead workers
+    log.info("%s: %s; %d trained here (%d retried for dead workers), %d cache hits, %d cost-model calls "
+             "(%.1f ms each) in %.1f s", strategy, res.stop_reason, ev.trained_here, ev.retried + retried,
+             ev.cache_hits, ctx.hw.calls, 1e3 * ctx.hw.seconds / max(ctx.hw.calls, 1), time.time() - t0)
     return res
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker must not outlive the `--workers N` parent: the kernel sends SIGTERM when the
+    parent dies (Linux prctl PDEATHSIG), a watchdog thread does the same elsewhere, and
+    SIGTERM unwinds the worker so its running trial is marked FAIL (free for a retry)."""
+    import signal
+    import threading
+
+    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl took effect
+        raise SystemExit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def _worker(cfg_dict: dict, out: str, strategy: str, storage_url: str, name: str, index: int,
-            seed_relevance: bool | None) -> None:
+            seed_relevance: bool | None, parent_pid: int | None = None) -> None:
     """Entry point of a worker process (spawned): rebuild the context, run the strategy."""
     import logging as _logging
+    import sys
 
     from codesign.config import RunConfig as _RC, _build
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _logging.basicConfig(level=_logging.INFO, format=f"%(levelname)s w{index} %(name)s: %(message)s")
     torch.set_num_threads(1)
-    cfg = _build(_RC, cfg_dict, "config")
-    ctx = prepare(cfg, Path(out))
-    run_strategy(ctx, strategy, storage_url, name, seed_relevance)
+    try:
+        cfg = _build(_RC, cfg_dict, "config")
+        ctx = prepare(cfg, Path(out))
+        run_strategy(ctx, strategy, storage_url, name, seed_relevance)
+    except CodesignError as exc:  # one line, as the CLI would print it
+        log.error("worker %d: %s", index, exc)
+        sys.exit(2)
+
+
+def write_study_info(ctx: SearchContext, strategy: str, storage_url: str, name: str, workers: int) -> None:
+    """RUN/search/study.json: where the study lives, for `codesign search --status RUN` (the
+    password of a database URL is not written; pass --storage to status then)."""
+    write_json(ctx.search_dir / "study.json", {"storage": masked_url(storage_url), "study": name,
+                                               "strategy": strategy, "workers": workers,
+                                               "trials": ctx.cfg.search.trials})
+
+
+def _run_workers(ctx: SearchContext, strategy: str, storage_url: str, name: str, workers: int,
+                 seed_relevance: bool | None) -> None:
+    """N spawned workers; they stop with this process (SIGTERM/SIGINT/exception here
+    terminates them, and a killed parent takes them down through PDEATHSIG)."""
+    import signal
+    import threading
+
+    mpc = mp.get_context("spawn")
+    cfg_dict = dataclasses.asdict(ctx.cfg)
+    procs = [mpc.Process(target=_worker, args=(cfg_dict, str(ctx.out), strategy, storage_url, name, i,
+                                               seed_relevance, os.getpid()), name=f"codesign-worker-{i}")
+             for i in range(workers)]
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGTERM) if main else None
+
+    def on_term(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
+
+    if main:
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+    finally:
+        alive = [p for p in procs if p.is_alive()]
+        for p in alive:
+            p.terminate()
+        for p in alive:
+            p.join(timeout=20)
+            if p.is_alive():
+                p.kill()
+        if main:
+            signal.signal(signal.SIGTERM, old)
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        msg = f"{len(bad)} of {workers} search workers failed (exit codes {bad}; see their log lines above)"
+        s = ctx.cfg.search
+        study = open_study(make_storage(storage_url, s.heartbeat_s, s.grace_s, s.reconnect_s), name)
+        done = len(completed_records(study))
+        if len(bad) == workers or done < s.trials:
+            raise CodesignError(f"{msg}; {done} of {s.trials} designs trained, kept in the study: re-run to resume")
+        log.warning("%s; the others trained their designs (%d of %d), the search goes on", msg, done, s.trials)
 
 
 def run_trials(ctx: SearchContext, strategy: str | None = None, storage_url: str | None = None,
@@ -257,26 +352,16 @@ def run_trials(ctx: SearchContext, strategy: str | None = None, storage_url: str
     except InfeasibleBudgetError as exc:  # reported, with the smallest design, never looped on
         write_json(ctx.search_dir / "infeasible.json", {"message": str(exc), **exc.smallest})
         raise
+    write_study_info(ctx, strategy, storage_url, name, workers)
     if workers <= 1:
         res = run_strategy(ctx, strategy, storage_url, name, seed_relevance)
         info = {"converged": res.converged, "stop_reason": res.stop_reason}
     else:
-        mpc = mp.get_context("spawn")
-        cfg_dict = dataclasses.asdict(ctx.cfg)
-        procs = [mpc.Process(target=_worker, args=(cfg_dict, str(ctx.out), strategy, storage_url, name, i,
-                                                   seed_relevance)) for i in range(workers)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join()
-        bad = [p.exitcode for p in procs if p.exitcode != 0]
-        if bad:
-            raise CodesignError(f"{len(bad)} of {workers} search workers failed (exit codes {bad}); "
-                                "completed trials are kept in the study, re-run to resume")
+        _run_workers(ctx, strategy, storage_url, name, workers, seed_relevance)
         info = {"converged": None, "stop_reason": f"{workers} workers finished"}
-    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s)
+    storage = make_storage(storage_url, s.heartbeat_s, s.grace_s, s.reconnect_s)
     study = open_study(storage, name)
-    info.update({"strategy": strategy, "storage": storage_url, "study": name, "seconds": time.time() - t0,
+    info.update({"strategy": strategy, "storage": masked_url(storage_url), "study": name, "seconds": time.time() - t0,
                  "records": completed_records(study)})
     return info
 
@@ -396,4 +481,11 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promot
     write_json(sd / "summary.json", summary)
     write_markdown(summary, sd / "report.md")
     log.info("report: %s", sd / "report.md")
+    if promote:
+        from codesign.search.html_report import write_html_report
+
+        try:  # the page is a view of files already written: it must not fail the run
+            write_html_report(ctx.out, summary)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("HTML report not written: %s", exc)
     return summary

@@ -176,17 +176,19 @@ def run_random(ev: Evaluator, seed: int = 0, max_rejects: int = 20000) -> Strate
     rng = random.Random(seed)
     rejects = 0
     seen: set[str] = set()
-    while ev.budget_left() > 0 or False:
+    while True:
         c = random_candidate(ev.space, rng)
         if c.hash in seen:
             continue
         seen.add(c.hash)
-        if not ev.hw.estimate(c).feasible:
+        if not ev.hw.estimate(c).feasible:  # cost model only: no database query
             rejects += 1
             if rejects > max_rejects:
                 res.stop_reason = f"{max_rejects} random designs rejected by the cost model"
                 return res
             continue
+        if ev.budget_left() <= 0:
+            break
         e = ev.evaluate(c, wait=False)
         if e is not None:
             _note(res, e)
