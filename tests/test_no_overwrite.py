@@ -1,0 +1,59 @@
+"""Nothing overwritten by mistake: outputs that are inputs, the RTL folder swap, file modes."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from codesign.atomic import write_text
+from codesign.cli import main
+
+
+def test_export_refuses_to_overwrite_its_checkpoint(tmp_path, caplog):
+    ck = tmp_path / "qat.pt"
+    ck.write_bytes(b"checkpoint bytes")
+    assert main(["export", str(ck), "--out", str(ck)]) == 2
+    assert ck.read_bytes() == b"checkpoint bytes"
+    assert "would be overwritten" in caplog.text
+    assert main(["export", str(ck), "--out", str(tmp_path / "model.pt")]) == 2
+    assert "expected a .onnx" in caplog.text
+
+
+def test_relevance_refuses_to_overwrite_its_checkpoint(tmp_path, caplog):
+    ck = tmp_path / "float.pt"
+    ck.write_bytes(b"checkpoint bytes")
+    assert main(["relevance", str(ck), "--out", str(ck)]) == 2
+    assert ck.read_bytes() == b"checkpoint bytes"
+    assert main(["relevance", str(ck), "--out", str(tmp_path / "rel.json"), "--plot", str(ck)]) == 2
+    assert ck.read_bytes() == b"checkpoint bytes"
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_atomic_write_honours_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        p = write_text(tmp_path / f"f{mask}.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+def test_failed_render_keeps_the_old_rtl(tmp_path):
+    from codesign.errors import UnsupportedError
+    from codesign.hw.rtl import HWNodeSpec, hw_node_specs, render_nodes
+    from test_driver import mvau_graph
+
+    mw, _ = mvau_graph()
+    specs = hw_node_specs(mw)
+    out = tmp_path / "rtl"
+    render_nodes(specs, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UnsupportedError):
+        render_nodes(specs + [HWNodeSpec("bogus", "NoSuchOp", {}, {})], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["rtl"]  # no temporary folder left behind
+    d = render_nodes(specs, out)
+    assert d.out_dir == out and (out / "design.json").is_file()
