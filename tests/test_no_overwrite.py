@@ -57,3 +57,28 @@ def test_failed_render_keeps_the_old_rtl(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["rtl"]  # no temporary folder left behind
     d = render_nodes(specs, out)
     assert d.out_dir == out and (out / "design.json").is_file()
+
+
+def test_info_on_an_empty_file_exit_2(tmp_path, caplog):
+    f = tmp_path / "empty.onnx"
+    f.write_bytes(b"")
+    assert main(["info", str(f)]) == 2
+    assert "no ONNX graph" in caplog.text or "not a readable" in caplog.text
+
+
+@pytest.mark.parametrize("bad", ["shape", "nan", "object"])
+def test_rtlsim_bad_inputs_exit_2(tmp_path, caplog, bad):
+    import onnx
+    import onnx.helper as oh
+
+    build = tmp_path / "B"
+    build.mkdir()
+    g = oh.make_graph([oh.make_node("Identity", ["x"], ["y"])], "g",
+                      [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                      [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    onnx.save(oh.make_model(g), str(build / "dataflow.onnx"))
+    x = {"shape": np.zeros((2, 5), np.float32), "nan": np.full((2, 4), np.nan, np.float32),
+         "object": np.array([{"a": 1}, None], dtype=object)}[bad]
+    np.save(tmp_path / "x.npy", x, allow_pickle=True)
+    assert main(["rtlsim", str(build), "--input", str(tmp_path / "x.npy"), "--frames", "2"]) == 2
+    assert str(tmp_path / "x.npy") in caplog.text
