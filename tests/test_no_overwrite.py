@@ -82,3 +82,24 @@ def test_rtlsim_bad_inputs_exit_2(tmp_path, caplog, bad):
     np.save(tmp_path / "x.npy", x, allow_pickle=True)
     assert main(["rtlsim", str(build), "--input", str(tmp_path / "x.npy"), "--frames", "2"]) == 2
     assert str(tmp_path / "x.npy") in caplog.text
+
+
+@pytest.mark.parametrize("cmd", [
+    ["train", "--model", "tfc", "--dataset", "digits", "--epochs", "1"],
+    ["qat", "CKPT", "--bits", "w4a4"],
+])
+def test_out_pointing_to_a_file_exit_2(tmp_path, caplog, cmd):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    argv = [str(tmp_path / "float.pt") if a == "CKPT" else a for a in cmd] + ["--out", str(f)]
+    assert main(argv) == 2
+    assert "existing file" in caplog.text and f.read_text() == "keep me"
+
+
+def test_run_out_pointing_to_a_file_exit_2(tmp_path, caplog):
+    f = tmp_path / "afile"
+    f.write_text("keep me")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: tfc\ndataset: digits\nout: {f}\n")
+    assert main(["run", str(cfg)]) == 2
+    assert "existing file" in caplog.text

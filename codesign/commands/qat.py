@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from codesign.models import load_plan, parse_bits, uniform_plan
     from codesign.train import load_checkpoint
 
+    from codesign.commands.common import check_out_dir
+
+    check_out_dir(args.out)
     ck = load_checkpoint(args.checkpoint)
     if ck["spec"] is None:
         raise CodesignError(f"{args.checkpoint} holds no model spec; train it with `codesign train`")

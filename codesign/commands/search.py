@@ -77,5 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     apply_overrides(cfg, args)
-    execute(cfg, Path(args.out or cfg.out), args)
+    from codesign.commands.common import check_out_dir
+
+    execute(cfg, check_out_dir(Path(args.out or cfg.out), "out"), args)
     return 0
