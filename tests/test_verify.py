@@ -135,3 +135,19 @@ def test_compile_out_is_a_file_exit_2(tie_model, tmp_path, caplog):
     f.write_text("x")
     assert main(["compile", tie_model, "--target-fps", "1000", "--out", str(f)]) == 2
     assert "existing file" in caplog.text
+
+
+def test_unknown_mem_mode_in_folding_is_refused(tie_model, tmp_path, caplog):
+    out = tmp_path / "B"
+    assert main(["compile", tie_model, "--target-fps", "1000", "--out", str(out), "--verify", "0"]) == 0
+    fold = json.loads((out / "folding_config.json").read_text())
+    name = next(k for k in fold if k.startswith("MVAU"))
+    fold[name]["mem_mode"] = "in_the_cloud"
+    (tmp_path / "f.json").write_text(json.dumps(fold))
+    assert main(["compile", tie_model, "--folding", str(tmp_path / "f.json"), "--out", str(tmp_path / "C"),
+                 "--verify", "0"]) == 2
+    assert "mem_mode" in caplog.text and "in_the_cloud" in caplog.text
+    fold[name]["mem_mode"] = "internal_decoupled"  # a FINN value is accepted
+    (tmp_path / "f.json").write_text(json.dumps(fold))
+    assert main(["compile", tie_model, "--folding", str(tmp_path / "f.json"), "--out", str(tmp_path / "C"),
+                 "--verify", "0"]) == 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import shutil
 from pathlib import Path
 
 from rich.markup import escape
@@ -178,7 +177,6 @@ def _best_that_fits(args: argparse.Namespace, cfg, board, clock_ns: float, exc: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from codesign.atomic import atomic_write
     from codesign.dataflow.boards import get_board
     from codesign.dataflow.build import BuildConfig, build_dataflow
 
@@ -200,12 +198,9 @@ def run(args: argparse.Namespace) -> int:
     if missed:
         log.error("%s", missed)
         status = 1
-    source = args.out / "source.onnx"
-    if not _is_lowered(args.model):
-        # the build remembers its source, so rtlsim can check the RTL against it later
-        atomic_write(source, lambda p: shutil.copyfile(args.model, p))
+    source = args.out / "source.onnx"  # written by build_dataflow for a QONNX input
     if args.verify:
-        if not source.is_file():
+        if _is_lowered(args.model) or not source.is_file():
             log.warning("--verify: %s is already a dataflow graph; no source model to verify against", args.model)
         else:
             from codesign.dataflow.verify import mismatch_message, verify_build
