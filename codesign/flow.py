@@ -58,6 +58,54 @@ def train_float(model_name: str, dataset: str, out: Path, cfg: TrainConfig, data
     return summary
 
 
+def check_spec(path: str | Path, spec: Any) -> None:
+    """A checkpoint's model spec must build a model: a malformed one is one line naming the file."""
+    try:
+        build_float(spec)
+    except CodesignError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise CodesignError(f"{path}: the model spec is malformed ({type(exc).__name__}: {exc}); "
+                            "re-run the step that wrote it") from exc
+
+
+def check_plan(path: str | Path, spec: Any, plan: dict) -> None:
+    """`validate_plan`, with a malformed spec or plan (not a mapping, missing keys) as one line."""
+    try:
+        validate_plan(spec, plan)
+    except CodesignError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodesignError(f"{path}: the model spec or bit plan is malformed ({type(exc).__name__}: {exc}); "
+                            "re-run the step that wrote it") from exc
+
+
+def model_from_checkpoint(path: str | Path, spec: Any, plan: dict | None, state_dict: dict, *,
+                          from_float: bool = False):
+    """Build the model a checkpoint describes and load its weights, turning a spec or weights
+    that do not fit together (an edited or foreign checkpoint, a plan for another topology) into
+    one clear error instead of a torch traceback. `from_float`: a Brevitas model for `plan`
+    initialised from float weights (QAT)."""
+    from codesign.models import build_quant
+
+    check_spec(path, spec)
+    if plan is not None:
+        check_plan(path, spec, plan)
+    try:
+        if from_float:
+            return quant_from_float(spec, plan, state_dict)
+        model = build_quant(spec, plan) if plan else build_float(spec)
+        model.load_state_dict(state_dict)
+        return model
+    except CodesignError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        why = "; ".join(lines[:2]) if lines else type(exc).__name__
+        raise CodesignError(f"{path}: its weights do not match its model spec/plan ({why[:300]}); the checkpoint "
+                            "was edited or belongs to another model: re-run the step that wrote it") from exc
+
+
 def run_qat(float_ckpt: Path, plan: dict, out: Path, cfg: TrainConfig, name: str = "qat",
             splits: DatasetSplits | None = None, spec: dict | None = None,
             state_dict: dict | None = None, after_step=None, extra_meta: dict | None = None) -> dict:
@@ -71,10 +119,12 @@ def run_qat(float_ckpt: Path, plan: dict, out: Path, cfg: TrainConfig, name: str
     spec = spec or ck["spec"]
     if spec is None:
         raise CodesignError(f"{float_ckpt} holds no model spec; it was not written by codesign train")
-    validate_plan(spec, plan)
+    check_spec(float_ckpt, spec)  # before loading any data
+    check_plan(float_ckpt, spec, plan)
     splits = splits or dataset_for(ck["meta"])
     torch.manual_seed(cfg.seed)
-    model = quant_from_float(spec, plan, state_dict if state_dict is not None else ck["state_dict"])
+    model = model_from_checkpoint(float_ckpt, spec, plan, state_dict if state_dict is not None else ck["state_dict"],
+                                  from_float=True)
     meta = dict(ck["meta"])
     meta.update({"stage": name, "parent": str(float_ckpt), **(extra_meta or {})})
     res = fit(model, splits, cfg, checkpoint_path=out / f"{name}.pt.partial", meta=meta, spec=spec,
@@ -92,14 +142,11 @@ def run_qat(float_ckpt: Path, plan: dict, out: Path, cfg: TrainConfig, name: str
 
 def load_quant_model(ckpt_path: Path):
     """(model, checkpoint) for a QAT checkpoint, in eval mode."""
-    from codesign.models import build_quant
-
     ck = load_checkpoint(ckpt_path)
     if ck["plan"] is None or ck["spec"] is None:
         raise CodesignError(f"{ckpt_path} is not a quantized checkpoint (no bit plan); "
                             "run `codesign qat` first")
-    model = build_quant(ck["spec"], ck["plan"])
-    model.load_state_dict(ck["state_dict"])
+    model = model_from_checkpoint(ckpt_path, ck["spec"], ck["plan"], ck["state_dict"])
     return model.eval(), ck
 
 

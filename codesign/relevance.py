@@ -537,8 +537,7 @@ def relevance_for_checkpoint(ckpt_path: str | Path, method: str = "deeplift", sa
                              progress: bool = True, splits=None) -> Relevance:
     """Relevance of a float or QAT checkpoint on its own dataset's first ``samples`` train images."""
     from codesign.data import sample_batch
-    from codesign.flow import dataset_for
-    from codesign.models import build_float, build_quant
+    from codesign.flow import dataset_for, model_from_checkpoint
     from codesign.train import load_checkpoint
 
     if samples < 1:
@@ -547,8 +546,7 @@ def relevance_for_checkpoint(ckpt_path: str | Path, method: str = "deeplift", sa
     spec = ck["spec"]
     if spec is None:
         raise CodesignError(f"{ckpt_path} holds no model spec; it was not written by codesign train")
-    model = build_quant(spec, ck["plan"]) if ck["plan"] else build_float(spec)
-    model.load_state_dict(ck["state_dict"])
+    model = model_from_checkpoint(ckpt_path, spec, ck["plan"], ck["state_dict"])
     splits = splits or dataset_for(ck["meta"])
     x, y = sample_batch(splits, samples, split="train")
     return compute_relevance(model.eval(), spec, x, y, method=method, baseline=baseline,

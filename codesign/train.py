@@ -295,6 +295,23 @@ def _loader_len(loader: Any) -> int | None:
         return None
 
 
+#: settings a resumed run must share with the run it continues: the optimizer state, the
+#: shuffling sequence and the schedule in the checkpoint were built from them
+RESUME_KEYS = ("lr", "batch_size", "weight_decay", "optimizer", "schedule", "seed")
+
+
+def _check_resume_settings(path: Path, saved: dict | None, cfg: TrainConfig) -> None:
+    """Refuse to resume (or reuse a finished checkpoint) with other training settings than it
+    was started with: the old optimizer state and schedule would silently win."""
+    if not isinstance(saved, dict):
+        return
+    now = asdict(cfg)
+    diff = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in RESUME_KEYS if k in saved and saved[k] != now[k]]
+    if diff:
+        raise CodesignError(f"{path} was trained with other settings ({', '.join(diff)}); resuming would keep the "
+                            "old ones. Re-run with the old settings, or delete the checkpoint to train anew")
+
+
 def fit(
     model: nn.Module,
     splits_or_loaders: DatasetSplits | tuple,
@@ -327,6 +344,10 @@ def fit(
     slim ``train_state`` marked done.
     """
     cfg = cfg or TrainConfig()
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and cfg.batch_size < 2:
+        raise CodesignError(f"batch size {cfg.batch_size}: BatchNorm needs at least 2 samples per training batch; "
+                            "use --batch-size 2 or more")
     set_seed(cfg.seed)
     train_loader, val_loader, test_loader = _resolve_loaders(splits_or_loaders, cfg)
     if cfg.device != "cpu":
@@ -364,6 +385,7 @@ def fit(
             raise CodesignError(f"cannot resume from {ckpt_path}: it belongs to a different "
                                 f"model or optimizer ({str(exc).splitlines()[0]}); delete it "
                                 "or choose another checkpoint path.") from exc
+        _check_resume_settings(ckpt_path, ts.get("config"), cfg)
         history = list(ts.get("history", []))
         start_epoch = int(ts.get("epoch", 0))
         best_acc = float(ts.get("best_acc", -1.0))
@@ -421,6 +443,14 @@ def fit(
         for i, (x, y) in enumerate(batches):
             if cfg.max_batches_per_epoch is not None and i >= cfg.max_batches_per_epoch:
                 break
+            if has_bn and int(y.numel()) < 2:
+                # a last batch of one sample: BatchNorm cannot normalise it in training mode
+                # (torch raises); drop it, as drop_last would, and say so once
+                if seen == 0:
+                    raise CodesignError("the training set yields batches of one sample; BatchNorm needs "
+                                        "at least 2: use a larger --batch-size or more training data")
+                log.debug("epoch %d: dropping a last training batch of 1 sample (BatchNorm)", epoch + 1)
+                continue
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             out = _logits(model(x))

@@ -72,6 +72,14 @@ def settings(quick: bool, full_data: bool = False) -> dict:
 
 # ------------------------------------------------------------------------------- cells
 
+def _eval_state(spec, state, splits) -> float:
+    """Test accuracy of a float model with ``state`` (the before-fine-tuning figure)."""
+    m = build_float(spec)
+    m.load_state_dict(state)
+    _, _, test = make_loaders(splits, 256)
+    return evaluate(m.eval(), test)[0]
+
+
 def cell_key(c: dict) -> str:
     """Stable file name of one cell: study, model, criterion, x (ratio/k/budget), seed, fine-tune epochs."""
     x = "-" if c.get("x") is None else f"{float(c['x']):g}"

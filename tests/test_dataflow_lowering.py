@@ -374,4 +374,6 @@ def test_saved_dataflow_graph_reloads_and_runs(tmp_path):
 def test_compile_steps_are_named():
     names = [s.name for s in compile_steps(label_select_k=1)]
     assert names[0] == "tidy" and names[-1] == "finalize" and "streamline" in names and "label_select" in names
-    assert all(n.domain == DOMAIN for n in [])  # domain constant importable
+    assert DOMAIN == "codesign.dataflow.ops"  # the domain docs/contracts.md names
+    m = lower_to_hw(_tiny_graph("Identity"))
+    assert [n.op_type for n in m.graph.node if n.domain == DOMAIN] == ["MVAU"]

@@ -14,7 +14,6 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
-from codesign.dataflow import golden
 from codesign.dataflow.ops import DOMAIN, custom_op, make_hw_node
 
 RNG = np.random.default_rng(0)
@@ -36,6 +35,38 @@ def _exec(m: ModelWrapper, x: np.ndarray) -> np.ndarray:
     return execute_onnx(m, {m.graph.input[0].name: x.astype(np.float32)})[m.graph.output[0].name]
 
 
+# Independent references (not codesign.dataflow.golden, which the ops call): qonnx's own
+# MultiThreshold, explicit im2col loops, torch's max pooling, numpy padding.
+def _ref_thresholds(acc: np.ndarray, T: np.ndarray, bias: int = 0) -> np.ndarray:
+    from qonnx.custom_op.general.multithreshold import multithreshold
+
+    c = acc.shape[-1]
+    flat = acc.reshape(-1, c).astype(np.float64)
+    return (multithreshold(flat, T.astype(np.float64)) + bias).reshape(acc.shape)
+
+
+def _ref_mvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None) -> np.ndarray:
+    acc = x.astype(np.int64) @ W.astype(np.int64)
+    return acc if T is None else _ref_thresholds(acc, T)
+
+
+def _ref_im2col(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    _, h, w, c = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    out = np.zeros((1, oh, ow, k * k * c), dtype=x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            out[0, i, j] = [x[0, i * s + a, j * s + b, ch] for a in range(k) for b in range(k) for ch in range(c)]
+    return out
+
+
+def _ref_maxpool(x: np.ndarray, k: int) -> np.ndarray:
+    import torch
+
+    t = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
+    return torch.nn.functional.max_pool2d(t, k).permute(0, 2, 3, 1).numpy()
+
+
 def test_registry_exposes_every_op():
     assert set(custom_op) == {"MVAU", "Thresholding", "SlidingWindow", "StreamingMaxPool", "FMPadding",
                               "LabelSelect", "StreamingDataWidthConverter", "StreamingFIFO"}
@@ -51,7 +82,7 @@ def test_mvau_thresholds_shapes_and_cycles(pe, simd):
                      noActivation=0, ActVal=0, numInputVectors=[1, 3, 3])
     m = _single(n, (1, 3, 3, mw), (1, 3, 3, mh), {"W": W, "T": T}, idt="UINT4")
     x = RNG.integers(0, 16, size=(1, 3, 3, mw))
-    np.testing.assert_array_equal(_exec(m, x), golden.mvau(x, W, T))
+    np.testing.assert_array_equal(_exec(m, x), _ref_mvau(x, W, T))
     op = getCustomOp(m.graph.node[0])
     assert m.get_tensor_datatype("y") == DataType["UINT2"]
     assert op.get_normal_input_shape() == (1, 3, 3, mw)
@@ -100,7 +131,7 @@ def test_thresholding_signed_actval():
                      inputDataType="INT5", outputDataType="INT2", ActVal=-2, numInputVectors=[1, 2, 2])
     m = _single(n, (1, 2, 2, 4), (1, 2, 2, 4), {"T": T}, idt="INT5")
     x = RNG.integers(-16, 16, size=(1, 2, 2, 4))
-    np.testing.assert_array_equal(_exec(m, x), golden.thresholding(x, T, -2))
+    np.testing.assert_array_equal(_exec(m, x), _ref_thresholds(x, T, -2))
     op = getCustomOp(m.graph.node[0])
     assert op.get_exp_cycles() == 4 * 4 // 2 and op.get_instream_width() == 10 and op.get_outstream_width() == 4
 
@@ -115,7 +146,7 @@ def test_sliding_window(k, s, simd):
     m = _single(n, (1, h, h, c), (1, oh_, oh_, k * k * c), idt="UINT3")
     x = RNG.integers(0, 8, size=(1, h, h, c))
     y = _exec(m, x)
-    np.testing.assert_array_equal(y, golden.sliding_window(x, (k, k), (s, s)))
+    np.testing.assert_array_equal(y, _ref_im2col(x, k, s))
     # element order (kh, kw, c), c innermost
     np.testing.assert_array_equal(y[0, 0, 0, :c], x[0, 0, 0, :])
     np.testing.assert_array_equal(y[0, 0, 0, c: 2 * c], x[0, 0, 1, :])
@@ -130,13 +161,13 @@ def test_maxpool_fmpadding_labelselect():
     n = make_hw_node("StreamingMaxPool", ["x"], ["y"], "StreamingMaxPool_0", ImgDim=[5, 5], PoolDim=[2, 2],
                      NumChannels=2, PE=2, dataType="UINT4")
     m = _single(n, (1, 5, 5, 2), (1, 2, 2, 2), idt="UINT4")
-    np.testing.assert_array_equal(_exec(m, x), golden.maxpool(x, 2))
+    np.testing.assert_array_equal(_exec(m, x), _ref_maxpool(x, 2))
     assert getCustomOp(m.graph.node[0]).get_outstream_width() == 8
 
     n = make_hw_node("FMPadding", ["x"], ["y"], "FMPadding_0", ImgDim=[5, 5], Padding=[1, 0, 2, 1], NumChannels=2,
                      SIMD=1, inputDataType="UINT4")
     m = _single(n, (1, 5, 5, 2), (1, 8, 6, 2), idt="UINT4")
-    np.testing.assert_array_equal(_exec(m, x), golden.fmpadding(x, (1, 0, 2, 1)))
+    np.testing.assert_array_equal(_exec(m, x), np.pad(x, ((0, 0), (1, 2), (0, 1), (0, 0))))
     assert getCustomOp(m.graph.node[0]).get_exp_cycles() == 2 * 8 * 6
 
     v = np.array([[3, 9, 9, 1, -4, 9, 0, 2]])
@@ -170,3 +201,24 @@ def test_missing_required_attribute_is_reported():
     n = oh.make_node("SlidingWindow", ["x"], ["y"], name="sw", domain=DOMAIN)
     msgs = getCustomOp(n).verify_node()
     assert any("ConvKernelDim" in s for s in msgs)
+
+
+def test_golden_functions_against_independent_references():
+    """The golden numpy functions (which the RTL tests compare against) equal references that
+    share no code with them."""
+    from codesign.dataflow import golden
+
+    x = RNG.integers(-8, 8, size=(1, 7, 7, 3))
+    W = RNG.integers(-3, 4, size=(3, 5))
+    T = np.sort(RNG.integers(-30, 30, size=(5, 4)), axis=1)
+    np.testing.assert_array_equal(golden.mvau(x, W, T, 1), _ref_mvau(x, W, T) + 1)
+    np.testing.assert_array_equal(golden.mvau(x, W), _ref_mvau(x, W))
+    T3 = np.sort(RNG.integers(-8, 8, size=(3, 2)), axis=1)
+    np.testing.assert_array_equal(golden.thresholding(x, T3, -1), _ref_thresholds(x, T3, -1))
+    for k, s in ((3, 1), (2, 2), (3, 2)):
+        np.testing.assert_array_equal(golden.sliding_window(x, (k, k), (s, s)), _ref_im2col(x, k, s))
+    for k in (2, 3):
+        np.testing.assert_array_equal(golden.maxpool(x, k), _ref_maxpool(x, k))
+    np.testing.assert_array_equal(golden.fmpadding(x, (1, 2, 0, 1)), np.pad(x, ((0, 0), (1, 0), (2, 1), (0, 0))))
+    v = np.array([[3, 9, 9, -1, 4, 9]])
+    np.testing.assert_array_equal(golden.label_select(v, 4), [[1, 2, 5, 4]])  # ties: lower index first

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from pathlib import Path
+
+from codesign.errors import CodesignError
 from codesign.train import TrainConfig
+
+
+def check_out_dir(out: Path | str, flag: str = "--out") -> Path:
+    """A run/build folder argument: refuse an existing file there (one line, not a mkdir
+    traceback after minutes of work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CodesignError(f"{flag} {out} is an existing file: give a folder")
+    return out
 
 
 def add_train_args(p: argparse.ArgumentParser, epochs: int = 10, lr: float = 1e-3) -> None:

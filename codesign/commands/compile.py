@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
+
+from rich.markup import escape
+
+from codesign.errors import CodesignError, FoldingError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", type=Path, default=None, help="cost-model calibration JSON")
     p.add_argument("--fifo-depth", type=int, default=None, metavar="N",
                    help="fixed FIFO depth between nodes (default: sized from the ops' cycle models)")
+    p.add_argument("--verify", type=int, default=4, metavar="N",
+                   help="check the compiled graph against the source QONNX model (float64) on N inputs "
+                        "(random on the input grid, or --dataset test images; 0 = skip; default 4); "
+                        "writes BUILD/report/verify.json, exit 1 on a mismatch")
+    p.add_argument("--allow-overfit", action="store_true",
+                   help="exit 0 even when the design does not fit the board (default: exit 1)")
     hw = p.add_argument_group("RTL, simulation and synthesis (Verilator and Yosys, no vendor tool)")
     hw.add_argument("--rtl", action="store_true", help="generate Verilog into BUILD/rtl/")
     hw.add_argument("--rtlsim", type=int, default=0, metavar="N",
@@ -85,40 +96,151 @@ def print_build_table(res, board_name: str, clock_ns: float) -> None:
     if res.utilisation:
         msg += (f"; binding resource {res.utilisation['binding_resource']} "
                 f"{res.utilisation['binding_utilisation']:.1%}")
-        if not res.utilisation["fits"]:
-            msg += " [does NOT fit]"
-    con.print(msg)
+    con.print(escape(msg))
     fifo = getattr(res, "fifo", {}) or {}
     if fifo.get("fifo_throttled"):
         con.print(f"[bold red]FIFOs too shallow[/]: {fifo['fifo_simulated_cycles']:,.0f} cycles per frame instead of "
                   f"{perf['max_cycles']:,} (see fifo_required_depths in report/estimate_network_performance.json)")
-    con.print(f"wrote {res.output_dir}/dataflow.onnx, folding_config.json, report/")
+    con.print(escape(f"wrote {res.output_dir}/dataflow.onnx, folding_config.json, report/"))
+
+
+def overfit_message(res, board_name: str) -> str | None:
+    """One line naming every resource over the board and what to change, or None if it fits."""
+    if not res.utilisation or res.utilisation["fits"]:
+        return None
+    cap = float(res.utilisation.get("cap", 1.0))
+    over = [f"{r} {v['used']:,} of {v['available']:,} ({v['utilisation']:.0%}"
+            + (f", cap {cap:.0%}" if cap < 1 else "") + f", {v['utilisation'] / cap - 1:.0%} over)"
+            for r, v in res.utilisation["resources"].items() if v["utilisation"] > cap]
+    return (f"the design does NOT fit {board_name}: {', '.join(over)}. Lower --target-fps, use --max-fps "
+            "(highest FPS that fits), fewer bits or a larger board; --allow-overfit to keep it anyway")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Bad numbers and paths as one clear line (exit 2), before any work."""
+    def positive(name: str, v, integer: bool = False) -> None:
+        if v is None:
+            return
+        if isinstance(v, float) and not math.isfinite(v) or v <= 0:
+            raise CodesignError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v}")
+
+    positive("--target-fps", args.target_fps)
+    positive("--clock-ns", args.clock_ns)
+    positive("--mvau-wwidth-max", args.mvau_wwidth_max, integer=True)
+    positive("--label-select", args.label_select, integer=True)
+    if not (math.isfinite(args.util) and 0 < args.util <= 1):
+        raise CodesignError(f"--util must be in (0, 1], got {args.util}")
+    if args.verify < 0:
+        raise CodesignError(f"--verify must be >= 0, got {args.verify}")
+    if args.rtlsim < 0:
+        raise CodesignError(f"--rtlsim must be >= 0, got {args.rtlsim}")
+    if args.out.exists() and not args.out.is_dir():
+        raise CodesignError(f"--out {args.out} is an existing file: give a build folder")
+    if not args.model.is_file():
+        raise CodesignError(f"{args.model}: file not found")
+    if args.model.resolve().parent == args.out.resolve() and args.model.name in ("dataflow.onnx", "source.onnx"):
+        raise CodesignError(f"{args.model} lies in --out {args.out} and would be overwritten: choose another --out")
+
+
+def _is_lowered(path: Path) -> bool:
+    import onnx
+
+    from codesign.dataflow.ops.base import DOMAIN
+
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - build_dataflow reports unreadable files
+        return False
+    return any(n.domain == DOMAIN for n in m.graph.node)
+
+
+def _dataset_inputs(args: argparse.Namespace, n: int):
+    from codesign.data import load_dataset, sample_batch
+
+    splits = load_dataset(args.dataset, data_dir=args.data_dir, limit_train=1000, limit_test=n)
+    return sample_batch(splits, n, split="test")[0].numpy()
+
+
+def _best_that_fits(args: argparse.Namespace, cfg, board, clock_ns: float, exc: Exception):
+    """An unreachable --target-fps: build the fastest design that fits the board instead and
+    name the constraint that binds (a larger --mvau-wwidth-max, or the network itself)."""
+    import copy
+    from dataclasses import replace
+
+    from codesign.dataflow.build import build_dataflow
+    from codesign.dataflow.compiler import lower_to_hw
+    from codesign.dataflow.folding import auto_fold
+
+    lowered = lower_to_hw(str(args.model), label_select_k=args.label_select)
+    binds = f"the network itself: {exc}"
+    w = args.mvau_wwidth_max
+    while w < 1 << 16:
+        w *= 2
+        try:
+            auto_fold(copy.deepcopy(lowered), args.target_fps, clock_ns, w, apply=False)
+        except FoldingError:
+            continue
+        binds = f"--mvau-wwidth-max {args.mvau_wwidth_max} (the target is reachable at --mvau-wwidth-max {w})"
+        break
+    res = build_dataflow(copy.deepcopy(lowered), replace(cfg, target_fps=None, max_fps=True, util=1.0))
+    fps = res.performance["estimated_throughput_fps"]
+    return res, (f"--target-fps {args.target_fps:g} is not reachable; built the fastest design that fits "
+                 f"{board.name} instead: {fps:,.1f} FPS. Binding constraint: {binds}")
 
 
 def run(args: argparse.Namespace) -> int:
     from codesign.dataflow.boards import get_board
     from codesign.dataflow.build import BuildConfig, build_dataflow
 
+    _check_args(args)
     board = get_board(args.board)
     cfg = BuildConfig(output_dir=args.out, board=board.name, clock_ns=args.clock_ns, target_fps=args.target_fps,
                       folding=args.folding, max_fps=args.max_fps, util=args.util, label_select=args.label_select,
                       mvau_wwidth_max=args.mvau_wwidth_max, calibration=args.calibration,
                       fifo_depth=args.fifo_depth)
-    res = build_dataflow(args.model, cfg)
     clock_ns = float(args.clock_ns or board.default_clock_ns)
+    status = 0
+    missed = None
+    try:
+        res = build_dataflow(args.model, cfg)
+    except FoldingError as exc:
+        if args.target_fps is None or not any(w in str(exc) for w in ("infeasible", "not reachable")):
+            raise
+        res, missed = _best_that_fits(args, cfg, board, clock_ns, exc)
     print_build_table(res, board.name, clock_ns)
+    if missed:
+        log.error("%s", missed)
+        status = 1
+    source = args.out / "source.onnx"  # written by build_dataflow for a QONNX input
+    if args.verify:
+        if _is_lowered(args.model) or not source.is_file():
+            log.warning("--verify: %s is already a dataflow graph; no source model to verify against", args.model)
+        else:
+            from codesign.dataflow.verify import mismatch_message, verify_build
+
+            inputs = _dataset_inputs(args, args.verify) if args.dataset else None
+            rep = verify_build(source, res.model, args.verify, inputs=inputs,
+                               report_path=args.out / "report" / "verify.json")
+            if rep["ok"]:
+                print(f"verified: compiled graph == source model on {rep['inputs_checked']} inputs "
+                      f"({rep['compared']}; report/verify.json)")
+            else:
+                log.error("%s (report/verify.json)", mismatch_message(rep))
+                return 1
+    over = overfit_message(res, board.name)
+    if over:
+        if args.allow_overfit:
+            log.warning("%s", over)
+        else:
+            log.error("%s", over)
+            status = 1
     if args.rtl or args.rtlsim or args.synth:
         from codesign.hw.steps import run_hw_steps
 
-        inputs = None
-        if args.rtlsim and args.dataset:
-            from codesign.data import load_dataset, sample_batch
-
-            splits = load_dataset(args.dataset, data_dir=args.data_dir, limit_train=1000, limit_test=args.rtlsim)
-            inputs = sample_batch(splits, args.rtlsim, split="test")[0].numpy()
-        res = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
-                           inputs=inputs)
-        for line in res["summary"].values():
+        inputs = _dataset_inputs(args, args.rtlsim) if args.rtlsim and args.dataset else None
+        hw = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
+                          inputs=inputs)
+        for line in hw["summary"].values():
             print(line)
     if args.backend == "finn":
         from codesign.backends.finn_plus import FinnConfig, finn_estimate_for_build, print_comparison
@@ -134,4 +256,4 @@ def run(args: argparse.Namespace) -> int:
                   f"embedded vs FINN+ bit-identical: {cc['embedded_vs_finn']['bit_identical']}")
             if not cc["agree"]:
                 return 1
-    return 0
+    return status

@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
                          cluster=args.cluster, cluster_weighted=not args.plain_kmeans, qat=tc,
                          export=not args.no_export, seed=args.seed, sensitivity=table, iterative=args.iterative,
                          schedule=[b.strip() for b in args.bit_schedule.split(";") if b.strip()] if args.bit_schedule else None)
+    from codesign.commands.common import check_out_dir
+
+    check_out_dir(args.out)
     s = compress(args.checkpoint, rel, args.out, cfg)
     keys = ("test_acc", "float_test_acc", "weights_before", "weights", "avg_weight_bits", "weight_memory_bits")
     log.info("compress summary: %s", json.dumps({k: s.get(k) for k in keys}))

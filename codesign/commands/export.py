@@ -17,8 +17,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_output(inp: Path, out: Path, suffix: str, flag: str = "--out") -> None:
+    """Refuse an output that would overwrite the input or has the wrong extension (a
+    checkpoint silently replaced by ONNX bytes cannot be recovered)."""
+    from codesign.errors import CodesignError
+
+    if out.resolve() == inp.resolve():
+        raise CodesignError(f"{flag} {out} is the input {inp}: it would be overwritten; choose another name")
+    if out.suffix.lower() != suffix:
+        raise CodesignError(f"{flag} {out}: expected a {suffix} file name")
+    if out.exists() and out.is_dir():
+        raise CodesignError(f"{flag} {out} is a folder: give a {suffix} file name")
+
+
 def run(args: argparse.Namespace) -> int:
     from codesign.flow import export_checkpoint
+
+    check_output(args.checkpoint, args.out, ".onnx")
 
     path = export_checkpoint(args.checkpoint, args.out, args.check_samples)
     print(f"QONNX model -> {path}")

@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         proto = onnx.load(str(args.model), load_external_data=False)
     except Exception as exc:  # noqa: BLE001
         raise CodesignError(f"{args.model} is not a readable ONNX file ({exc})") from exc
+    if not proto.graph.node or not proto.graph.input:
+        raise CodesignError(f"{args.model} holds no ONNX graph (empty or not a model file)")
     if any(n.domain == HW_DOMAIN for n in proto.graph.node):
         from codesign.dataflow.reports import dataflow_info_rows
         from qonnx.core.modelwrapper import ModelWrapper

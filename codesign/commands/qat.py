@@ -25,13 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from codesign.flow import run_qat
+    from codesign.flow import check_spec, run_qat
     from codesign.models import load_plan, parse_bits, uniform_plan
     from codesign.train import load_checkpoint
 
+    from codesign.commands.common import check_out_dir
+
+    check_out_dir(args.out)
     ck = load_checkpoint(args.checkpoint)
     if ck["spec"] is None:
         raise CodesignError(f"{args.checkpoint} holds no model spec; train it with `codesign train`")
+    check_spec(args.checkpoint, ck["spec"])
     if args.plan:
         plan = load_plan(args.plan, ck["spec"])
     else:

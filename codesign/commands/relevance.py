@@ -46,7 +46,12 @@ def _bits(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codesign.commands.export import check_output
     from codesign.relevance import plot_relevance, relevance_for_checkpoint
+
+    check_output(args.checkpoint, args.out, ".json")
+    if args.plot is not None:
+        check_output(args.checkpoint, args.plot, ".png", "--plot")
 
     rel = relevance_for_checkpoint(args.checkpoint, method=args.method, samples=args.samples,
                                    baseline=args.baseline, batch_size=args.batch_size, seed=args.seed,

@@ -31,6 +31,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def load_inputs(path: Path, onnx_path: Path) -> np.ndarray:
+    """A numeric .npy of graph inputs (N, ...) matching the graph's input shape, without NaN/inf;
+    one clear line otherwise (never unpickles: allow_pickle=False)."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise CodesignError(f"{path}: not a numeric .npy array ({exc})") from exc
+    except OSError as exc:
+        raise CodesignError(f"{path}: not a readable .npy file ({exc})") from exc
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.number) or x.dtype.kind == "c":
+        raise CodesignError(f"{path}: expected a real numeric array, got dtype {getattr(x, 'dtype', type(x))}")
+    if not np.all(np.isfinite(x)):
+        raise CodesignError(f"{path}: contains NaN or infinite values")
+    if onnx_path.is_file():
+        import onnx
+
+        m = onnx.load(str(onnx_path), load_external_data=False)
+        want = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim][1:]
+        if list(x.shape[1:]) != want:
+            raise CodesignError(f"{path}: inputs of shape {list(x.shape)}, the graph needs (N, "
+                                f"{', '.join(map(str, want))})")
+    return x
+
+
 def run(args: argparse.Namespace) -> int:
     from codesign.hw.rtlsim import rtlsim_build
 
@@ -40,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None:
         if not args.input.is_file():
             raise CodesignError(f"{args.input}: file not found")
-        inputs = np.load(args.input)[: args.frames]
+        inputs = load_inputs(args.input, args.build / "dataflow.onnx")[: args.frames]
     if inputs is None:
         from qonnx.core.modelwrapper import ModelWrapper
 

@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     cfg = load_config(args.config)
     apply_overrides(cfg, args)
-    out = Path(args.out or cfg.out)
+    from codesign.commands.common import check_out_dir
+
+    out = check_out_dir(Path(args.out or cfg.out), "out")
     execute(cfg, out, args)
     log.info("%s finished in %.1f s (run folder %s)", cfg.name, time.time() - t0, out)
     return 0

@@ -106,5 +106,7 @@ def run(args: argparse.Namespace) -> int:
         raise CodesignError("codesign search: give a run config (codesign search CONFIG.yaml) or --status RUN")
     cfg = load_config(args.config)
     apply_overrides(cfg, args)
-    execute(cfg, Path(args.out or cfg.out), args)
+    from codesign.commands.common import check_out_dir
+
+    execute(cfg, check_out_dir(Path(args.out or cfg.out), "out"), args)
     return 0

@@ -21,8 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from codesign.commands.common import check_out_dir
     from codesign.flow import train_float
 
+    check_out_dir(args.out)
     s = train_float(args.model, args.dataset, args.out, train_config(args), data_dir=args.data_dir,
                     limit_train=args.limit_train, limit_test=args.limit_test)
     print(f"float {args.model}: test accuracy {s['test_acc']:.4f} after {s['epochs']} epochs -> {args.out / 'float.pt'}")

@@ -82,7 +82,8 @@ def _lower(model: Any, label_select: int | None) -> Any:
 def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
     """Compile a QONNX model (path or ModelWrapper) or an already lowered HW graph.
 
-    Writes BUILD/dataflow.onnx, BUILD/folding_config.json and BUILD/report/*.json.
+    Writes BUILD/dataflow.onnx, BUILD/folding_config.json and BUILD/report/*.json, and, for a
+    QONNX file, a copy of it as BUILD/source.onnx (what the build is verified against).
     """
     from qonnx.core.modelwrapper import ModelWrapper
 
@@ -114,7 +115,19 @@ def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
     else:
         model = qonnx
     if not hw_nodes(model):
+        if isinstance(qonnx, (str, Path)):
+            # the build remembers its source model: `codesign rtlsim` and `compile --verify`
+            # check the compiled graph and the RTL against it, not only against dataflow.onnx
+            import shutil
+
+            if Path(qonnx).resolve() != (out / "source.onnx").resolve():
+                atomic_write(out / "source.onnx", lambda p: shutil.copyfile(qonnx, p))
         model = _lower(model, cfg.label_select)
+    elif (out / "source.onnx").is_file() and not (
+            isinstance(qonnx, (str, Path)) and Path(qonnx).resolve() == (out / "dataflow.onnx").resolve()):
+        # an already lowered graph from elsewhere: the old source.onnx does not describe it
+        log.info("removing %s: the new build starts from a lowered graph of unknown source", out / "source.onnx")
+        (out / "source.onnx").unlink()
     t["lower"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

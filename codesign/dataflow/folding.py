@@ -132,11 +132,15 @@ def _check_attr_name(node: NodeProto, attr: str) -> None:
         raise FoldingError(f"{node.name} ({node.op_type}): unknown attribute {attr!r}{hint}")
 
 
+#: FINN's MVAU weight-memory modes (current names, and the older const/decoupled ones)
+MEM_MODES = ("internal_embedded", "internal_decoupled", "external", "const", "decoupled")
+
+
 def _check_attr_value(node: NodeProto, attr: str, value: Any) -> None:
     """Reject values the cost model and the RTL cannot use (a typo like ram_style="blok")."""
     from codesign.dataflow.cost import RAM_STYLES, RES_TYPES
 
-    valid = {"ram_style": RAM_STYLES, "resType": RES_TYPES}.get(attr)
+    valid = {"ram_style": RAM_STYLES, "resType": RES_TYPES, "mem_mode": MEM_MODES}.get(attr)
     if valid is not None and value not in valid:
         raise FoldingError(f"{node.name} ({node.op_type}): {attr}={value!r} is not valid; valid: {', '.join(valid)}")
     if attr in ("PE", "SIMD", "depth") and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)

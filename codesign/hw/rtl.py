@@ -15,8 +15,10 @@ work from `BUILD/rtl/` alone.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -171,10 +173,35 @@ def render_nodes(nodes: list[HWNodeSpec], out_dir: str | Path, top: str = DEFAUL
     if not nodes:
         raise UnsupportedError("no HW nodes to render")
     (top,) = sanitize_identifiers([top])
-    out_dir = Path(out_dir)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    final = Path(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # render into a fresh sibling folder and swap it in at the end: a failure or a kill while
+    # rendering leaves the previous, working RTL in place (files reference each other by name)
+    out_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.new.", dir=final.parent))
+    try:
+        design = _render_into(nodes, out_dir, top)
+        _swap_in(out_dir, final)
+    finally:
+        if out_dir.exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+    design.out_dir = final
+    log.info("rendered %d HW nodes into %s (top %s)", len(design.nodes), final, top)
+    return design
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Replace folder `final` by `new` with two renames (the old one is removed afterwards)."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        old.rmdir()
+        os.replace(final, old)
+    os.replace(new, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _render_into(nodes: list[HWNodeSpec], out_dir: Path, top: str) -> RTLDesign:
     ctx = _Ctx(out_dir, top)
     insts = sanitize_identifiers([n.name for n in nodes])
     rendered: list[NodeRTL] = []
@@ -198,7 +225,6 @@ def render_nodes(nodes: list[HWNodeSpec], out_dir: str | Path, top: str = DEFAUL
     ctx.render("top.v.j2", f"{top}.v", top=top, nodes=rendered, s_width=design.s_width, m_width=design.m_width)
     design.verilog_files = cores + [f for n in rendered for f in n.files] + [f"{top}.v"]
     design.save()
-    log.info("rendered %d HW nodes into %s (top %s)", len(rendered), out_dir, top)
     return design
 
 

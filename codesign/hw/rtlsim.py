@@ -291,12 +291,16 @@ def _golden_tensors(model: Any, x: np.ndarray, names: list[str]) -> dict[str, np
     """execute_onnx on the compiled graph, frame by frame: the named tensors, stacked."""
     from qonnx.core.onnx_exec import execute_onnx
 
+    from codesign.dataflow.verify import exact_hw_output
+
     iname = model.graph.input[0].name
+    producers = {n.output[0]: n for n in model.graph.node if n.domain == "codesign.dataflow.ops"}
     acc: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for i in range(x.shape[0]):  # per frame: every op executes batch 1 exactly as compiled
         ctx = execute_onnx(model, {iname: x[i:i + 1].astype(np.float32)}, return_full_exec_context=True)
         for n in names:
-            acc[n].append(np.asarray(ctx[n]))
+            # a HW output read by a host op is float32 in ctx: recompute it exactly
+            acc[n].append(exact_hw_output(producers[n], ctx) if n in producers else np.asarray(ctx[n]))
     return {n: np.concatenate(v) for n, v in acc.items()}
 
 
@@ -384,8 +388,10 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     mism = first_mismatch(y_exp.reshape(len(inputs), -1), run.outputs)
     if mism:
         raise RTLSimError(f"RTL output differs from execute_onnx at {hw_out}: {mism}")
+    checked = _check_source(build_dir, model, inputs)
     fclk = fclk_mhz or _fclk_from_build(build_dir) or 100.0
     perf = run.performance(fclk)
+    perf["checked_against"] = checked
     est = build_dir / "report" / "estimate_network_performance.json"
     if est.is_file():
         mx = json.loads(est.read_text()).get("max_cycles")
@@ -395,9 +401,27 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     perf["backpressure"] = bool(backpressure)
     perf["bit_exact_frames"] = int(len(inputs))
     write_performance(build_dir / "report" / "rtlsim_performance.json", perf)
-    log.info("rtlsim: %d frames bit-exact; %.0f cycles/frame steady state, latency %d cycles",
-             len(inputs), perf["stable_cycles_per_frame"], perf["latency_cycles"])
+    log.info("rtlsim: %d frames bit-exact vs %s; %.0f cycles/frame steady state, latency %d cycles",
+             len(inputs), " and ".join(checked), perf["stable_cycles_per_frame"], perf["latency_cycles"])
     return perf
+
+
+def _check_source(build_dir: Path, model: Any, inputs: np.ndarray) -> list[str]:
+    """The RTL equals dataflow.onnx (checked by the caller); here dataflow.onnx must equal the
+    source QONNX model the build remembers (BUILD/source.onnx), so a lowering bug is never
+    reported as bit-exact. Returns what the RTL was checked against."""
+    from codesign.dataflow.verify import mismatch_message, verify_build
+
+    src = build_dir / "source.onnx"
+    if not src.is_file():
+        log.warning("rtlsim: %s has no source.onnx (built before `compile` recorded it): the RTL is checked "
+                    "against dataflow.onnx only, not against the source QONNX model", build_dir)
+        return ["dataflow.onnx"]
+    rep = verify_build(src, model, len(inputs), inputs=inputs,
+                       report_path=build_dir / "report" / "verify_rtlsim.json")
+    if not rep["ok"]:
+        raise RTLSimError(f"the RTL equals dataflow.onnx, but {mismatch_message(rep)}")
+    return ["dataflow.onnx", "source.onnx"]
 
 
 # --------------------------------------------------------------------------- ctypes model (benchmark)

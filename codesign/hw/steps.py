@@ -34,7 +34,7 @@ def run_hw_steps(build: str | Path, rtlsim_frames: int = 0, synth: bool = False,
         out["rtlsim"] = perf
         est = perf.get("estimated_max_cycles")
         out["summary"]["rtlsim"] = (
-            f"rtlsim: {perf['N']} frames bit-exact; {perf['stable_throughput[images/s]']:,.1f} FPS measured "
+            f"rtlsim: {perf['N']} frames bit-exact vs {' and '.join(perf.get('checked_against', ['dataflow.onnx']))}; {perf['stable_throughput[images/s]']:,.1f} FPS measured "
             f"({perf['stable_cycles_per_frame']:,.0f} cycles/frame"
             + (f" vs estimate {est:,}" if est else "") + f"), latency {perf['latency_cycles']:,} cycles")
     if synth:

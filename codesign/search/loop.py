@@ -67,19 +67,25 @@ def _subset(ds: Any, n: int | None) -> Any:
 
 
 def ensure_float(cfg: RunConfig, out: Path, splits: Any, progress: bool = False) -> Path:
-    """out/float.pt, trained with the `train:` settings unless it is already there."""
+    """out/float.pt, trained with the `train:` settings unless it is already there (and then
+    only if it was produced by the same model/dataset/train settings: RUN/provenance.json)."""
     from codesign.flow import train_float
-    from codesign.train import TrainConfig
+    from codesign.provenance import check_reuse, record
+    from codesign.train import TrainConfig, load_checkpoint
 
     ck = out / "float.pt"
+    t = cfg.train
+    settings = {"model": cfg.model, "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit_train": cfg.limit_train,
+                "limit_test": cfg.limit_test, "split_seed": cfg.seed, "train": dataclasses.asdict(t)}
     if ck.is_file():
+        check_reuse(out, "float", ck, settings, fallback=load_checkpoint(ck)["meta"])
         log.info("reusing %s", ck)
         return ck
-    t = cfg.train
     train_float(cfg.model, cfg.dataset, out,
                 TrainConfig(epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, patience=t.patience, seed=cfg.seed,
                             max_batches_per_epoch=t.max_batches, progress=progress, device=cfg.device),
                 data_dir=cfg.data_dir, limit_train=cfg.limit_train, limit_test=cfg.limit_test, splits=splits)
+    record(out, "float", ck, settings)
     return ck
 
 
@@ -88,14 +94,22 @@ def ensure_relevance(cfg: RunConfig, out: Path, float_ckpt: Path, splits: Any, p
     from codesign.relevance import load_relevance, relevance_for_checkpoint
     from codesign.train import load_checkpoint
 
-    spec = load_checkpoint(float_ckpt)["spec"]
+    from codesign.provenance import check_reuse, record, settings_hash
+
+    fck = load_checkpoint(float_ckpt)
+    spec = fck["spec"]
     path = out / "relevance.json"
-    if path.is_file():
-        return load_relevance(path, spec)
     r = cfg.search.relevance
+    # the float model it explains: its spec and its recorded results (a retrained float differs)
+    settings = {**dataclasses.asdict(r), "seed": cfg.seed,
+                "float": settings_hash({"spec": spec, "meta": fck["meta"]})}
+    if path.is_file():
+        check_reuse(out, "relevance", path, settings)
+        return load_relevance(path, spec)
     rel = relevance_for_checkpoint(float_ckpt, method=r.method, samples=r.samples, baseline=r.baseline,
                                    seed=cfg.seed, progress=progress, splits=splits)
     rel.save(path)
+    record(out, "relevance", path, settings)
     try:
         from codesign.relevance import plot_relevance
 

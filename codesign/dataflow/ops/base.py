@@ -320,7 +320,11 @@ class HWCustomOp(CustomOp):
         inputs = [context[name] for name in node.input]
         out = self._execute(*inputs)
         expected = tuple(context[node.output[0]].shape) if node.output[0] in context else None
-        out = np.asarray(out, dtype=np.float32)
+        # float64 holds every integer below 2^53 exactly (float32 only below 2^24: a 784-input
+        # 8x8-bit accumulator already exceeds that); a tensor read by a standard op on the host
+        # stays float32, the type onnxruntime expects there
+        host_reader = any(n.domain != DOMAIN for n in graph.node if node.output[0] in n.input)
+        out = np.asarray(out, dtype=np.float32 if host_reader else np.float64)
         if expected is not None and expected != tuple(out.shape) and prod(expected) == out.size:
             out = out.reshape(expected)
         context[node.output[0]] = out

@@ -17,6 +17,7 @@ from qonnx.custom_op.general.intquant import int_quant, max_int, min_int
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
+from codesign.errors import UnsupportedError
 from codesign.dataflow.transforms.util import (SUPPORTED_INPUT_OPS, add_const, channel_vector, const,
                                                fresh_name, host_pre_nodes, input_quant_node, insert_after,
                                                is_const, remove_node_bypass, single_consumer, unsupported)
@@ -328,20 +329,89 @@ class BatchNormToAffine(Transformation):
         return model, False
 
 
-def quant_thresholds(qmin: int, qmax: int, scale: float) -> np.ndarray:
-    """Thresholds of a round-to-nearest quantizer: output >= k iff x >= (k - 1/2) * s.
+#: MultiThreshold attribute listing, per threshold column, whether the comparison is strict
+#: (``x > t``): the column's tie rounds down. The float64 threshold stored for a strict column is
+#: ``nextafter(t, +inf)``, so ``x >= stored`` (what MultiThreshold executes) is ``x > t`` for every
+#: float ``x``; streamlining recomputes from ``t`` and re-nudges, and ``ceil`` of the stored value
+#: is the exact integer threshold (``floor(t) + 1``) once the input is an integer.
+STRICT_ATTR = "codesign_strict"
 
-    Returned in float64 (k = qmin+1 .. qmax); ``qmin + #{x >= t}`` is then the integer code.
+
+def rounding_steps(qmin: int, qmax: int, rounding_mode: str, where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Where a quantizer's integer output steps up, in units of its scale, and how ties go.
+
+    For k = qmin+1 .. qmax: ``round(u) >= k  <=>  u >= b_k`` (``strict_k`` False) or ``u > b_k``
+    (``strict_k`` True), with ``round`` the very function qonnx's Quant applies for
+    ``rounding_mode`` (ROUND/HALF_EVEN, CEIL, FLOOR, UP, DOWN, HALF_UP, HALF_DOWN). The step of a
+    monotone integer rounding lies on an integer or a half-integer, so it is found by evaluating
+    that function there and a quarter step either side: no mode is re-implemented by hand, and a
+    mode whose steps lie elsewhere is refused.
     """
+    from qonnx.custom_op.general.intquant import resolve_rounding_mode
+
+    try:
+        fn = resolve_rounding_mode(str(rounding_mode))
+    except Exception as e:  # noqa: BLE001 - qonnx raises a bare ValueError for unknown modes
+        raise UnsupportedError(f"{where}rounding mode {rounding_mode!r} is not supported ({e})") from e
     ks = np.arange(qmin + 1, qmax + 1, dtype=np.float64)
-    return ((ks - 0.5) * float(scale)).reshape(1, -1)
+    bounds = np.full(ks.shape, np.nan)
+    strict = np.zeros(ks.shape, dtype=bool)
+    for off in (-1.0, -0.5, 0.0):  # candidate step positions k-1, k-1/2, k
+        c = ks + off
+        below, at, above = fn(c - 0.25), fn(c), fn(c + 0.25)
+        hit = np.isnan(bounds) & (below < ks) & (above >= ks)
+        bounds[hit] = c[hit]
+        strict[hit] = at[hit] < ks[hit]
+    if np.any(np.isnan(bounds)):
+        raise UnsupportedError(f"{where}rounding mode {rounding_mode!r} does not step on integers or "
+                               "half-integers; it cannot be turned into thresholds")
+    return bounds, strict
+
+
+def quant_thresholds(qmin: int, qmax: int, scale: float, rounding_mode: str = "ROUND",
+                     where: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Thresholds of a quantizer, ties included: output >= k iff x >= t_k (or x > t_k, strict).
+
+    Returns ``(T, strict)``: T of shape (1, qmax - qmin) in float64 with strict columns stored as
+    ``nextafter(t, +inf)`` (see ``STRICT_ATTR``), and the per-column strict flags; ``qmin +
+    #{x >= T}`` is then the integer code. ROUND (half to even) makes the step to an odd k strict:
+    x = (k - 1/2) * s rounds down to the even k - 1.
+    """
+    bounds, strict = rounding_steps(qmin, qmax, rounding_mode, where)
+    T = bounds * float(scale)
+    return nudge(T, strict).reshape(1, -1), strict
+
+
+def nudge(T: np.ndarray, strict: np.ndarray) -> np.ndarray:
+    """Exact thresholds -> stored ones: strict columns (last axis) move to the next float64 up."""
+    T = np.asarray(T, dtype=np.float64)
+    return np.where(np.broadcast_to(strict, T.shape), np.nextafter(T, np.inf), T)
+
+
+def unnudge(T: np.ndarray, strict: np.ndarray) -> np.ndarray:
+    """Stored thresholds -> exact ones (inverse of ``nudge``)."""
+    T = np.asarray(T, dtype=np.float64)
+    return np.where(np.broadcast_to(strict, T.shape), np.nextafter(T, -np.inf), T)
+
+
+def strict_columns(node, n_cols: int) -> np.ndarray:
+    """The per-column strict flags of a MultiThreshold (all False when it has none)."""
+    flags = _attr(node, STRICT_ATTR, None)
+    if flags is None:
+        return np.zeros(n_cols, dtype=bool)
+    flags = np.asarray(list(flags), dtype=bool)
+    if flags.size != n_cols:
+        raise UnsupportedError(f"node '{node.name}': {flags.size} strictness flags for {n_cols} thresholds")
+    return flags
 
 
 class ConvertQuantActToMultiThreshold(Transformation):
     """Activation quantizer -> MultiThreshold (integer codes) followed by Mul(scale).
 
-    - Quant (ROUND, zero point 0, scalar scale): 2^b - 1 (unsigned) thresholds, or the signed
-      ladder with ``out_bias = qmin``; a Relu directly before it only raises qmin to 0.
+    - Quant (zero point 0, scalar scale, any qonnx rounding mode): 2^b - 1 (unsigned) thresholds,
+      or the signed ladder with ``out_bias = qmin``; a Relu directly before it only raises qmin to
+      0. Ties follow the rounding mode exactly (``quant_thresholds``): with power-of-two scales a
+      pre-activation lands on a half step often, and ROUND sends it to the even neighbour.
     - BipolarQuant: one threshold at 0, ``out_scale 2, out_bias -1`` (tensor holds -1/+1).
     """
 
@@ -367,8 +437,6 @@ class ConvertQuantActToMultiThreshold(Transformation):
                 scale = float(s.reshape(()))
             else:
                 p = _quant_params(model, n)
-                if p["rounding_mode"].upper() != "ROUND":
-                    raise unsupported(n, f"activation rounding mode {p['rounding_mode']} (only ROUND)")
                 if p["scale"].size != 1:
                     raise unsupported(n, "activation quantizers need a per-tensor (scalar) scale")
                 if np.any(p["zeropt"] != 0):
@@ -382,9 +450,11 @@ class ConvertQuantActToMultiThreshold(Transformation):
                     qmin = max(qmin, 0)
                     x = prod.input[0]
                     model.graph.node.remove(prod)
-                T = quant_thresholds(qmin, qmax, scale)
+                T, strict = quant_thresholds(qmin, qmax, scale, p["rounding_mode"], f"node '{n.name}': ")
                 dt = f"INT{b}" if signed else f"UINT{b}"
                 attrs = dict(out_dtype=dt, out_bias=float(qmin))
+                if np.any(strict):
+                    attrs[STRICT_ATTR] = [int(v) for v in strict]
             log.debug("%s: %s -> MultiThreshold with %d steps", n.name, n.op_type, T.shape[1])
             tname = add_const(model, "thresholds", T)
             model.set_initializer(tname, T.astype(np.float64))

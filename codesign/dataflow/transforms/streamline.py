@@ -17,7 +17,7 @@ from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
-from codesign.dataflow.transforms.quant import _attr
+from codesign.dataflow.transforms.quant import STRICT_ATTR, _attr, nudge, strict_columns, unnudge
 from codesign.dataflow.transforms.util import (acc_range, add_const, channel_vector, const, const_input,
                                                fresh_name, int_range, single_consumer, unsupported)
 
@@ -191,8 +191,10 @@ def _threshold_matrix(model: ModelWrapper, mt, nch: int) -> np.ndarray:
 def _absorb_into_threshold(model: ModelWrapper, op_type: str, what: str,
                            rewrite: Callable[[np.ndarray, np.ndarray], np.ndarray | None]):
     """One step of absorbing a constant `op_type` (Add/Mul) that feeds a MultiThreshold into the
-    thresholds: `rewrite(T, per-channel constant)` returns the new thresholds, or None to leave
-    this node for another pass. Shared by the Add and Mul absorptions, which differ only there."""
+    thresholds: `rewrite(T, per-channel constant)` returns the new exact thresholds, or None to
+    leave this node for another pass. Shared by the Add and Mul absorptions, which differ only
+    there. Strict columns (ties that round down, ``STRICT_ATTR``) are rewritten from their exact
+    value and nudged again, so ``x > t`` stays ``x > t'`` and not ``x >= t'``."""
     for n in model.graph.node:
         if n.op_type != op_type or const_input(model, n) is None:
             continue
@@ -205,11 +207,13 @@ def _absorb_into_threshold(model: ModelWrapper, op_type: str, what: str,
         vec = channel_vector(c, shape, ax)
         if vec is None:
             raise unsupported(n, f"only scalar or channel-wise {what} can be absorbed into thresholds")
-        T2 = rewrite(_threshold_matrix(model, mt, shape[ax]), vec)
+        stored = _threshold_matrix(model, mt, shape[ax])
+        strict = strict_columns(mt, stored.shape[1])
+        T2 = rewrite(unnudge(stored, strict), vec, stored)
         if T2 is None:
             continue
         tname = fresh_name(model, "thresholds")
-        model.set_initializer(tname, T2)
+        model.set_initializer(tname, nudge(T2, strict))
         mt.input[1] = tname
         mt.input[0] = n.input[dyn]
         model.graph.node.remove(n)
@@ -221,21 +225,21 @@ class AbsorbAddIntoMultiThreshold(Transformation):
     """Add(x, b) -> MultiThreshold(T)  =>  MultiThreshold(x, T - b)."""
 
     def apply(self, model: ModelWrapper):
-        return _absorb_into_threshold(model, "Add", "biases", lambda T, b: T - b[:, None])
+        return _absorb_into_threshold(model, "Add", "biases", lambda T, b, _stored: T - b[:, None])
 
 
 _HUGE = 2.0 ** 60
 
 
-def _divide_thresholds(T: np.ndarray, a: np.ndarray) -> np.ndarray | None:
+def _divide_thresholds(T: np.ndarray, a: np.ndarray, stored: np.ndarray) -> np.ndarray | None:
     if np.any(a < 0):
         return None  # FlipNegativeChannelScales first; check_streamlined reports leftovers
     with np.errstate(divide="ignore", invalid="ignore"):
         T2 = T / a[:, None]
     zero = a == 0
     if np.any(zero):
-        # 0 >= t holds for every input iff t <= 0
-        T2[zero] = np.where(T[zero] <= 0, -_HUGE, _HUGE)
+        # 0 >= stored holds for every input iff stored <= 0 (the stored value carries strictness)
+        T2[zero] = np.where(stored[zero] <= 0, -_HUGE, _HUGE)
     return T2
 
 
@@ -269,7 +273,12 @@ def threshold_input_range(model: ModelWrapper, mt) -> tuple[np.ndarray, np.ndarr
 
 class RoundAndClipThresholds(Transformation):
     """For an integer threshold input: T = ceil(T) (exact for integers), clipped per channel to
-    [min, max + 1] of the input's range (a threshold outside never/always fires either way)."""
+    [min, max + 1] of the input's range (a threshold outside never/always fires either way).
+
+    A strict column (``x > t``, a tie that rounds down) is stored as ``nextafter(t, +inf)``, whose
+    ceil is ``floor(t) + 1``: on the integer grid the strict comparison is the threshold + 1 when
+    t is an integer and the plain one otherwise. The flags are then dropped: integer thresholds
+    compared with ``>=`` are the whole contract from here on."""
 
     def apply(self, model: ModelWrapper):
         for mt in model.graph.node:
@@ -290,6 +299,9 @@ class RoundAndClipThresholds(Transformation):
             tname = fresh_name(model, "thresholds_int")
             model.set_initializer(tname, T2.astype(np.float32))
             mt.input[1] = tname
+            for a in list(mt.attribute):
+                if a.name == STRICT_ATTR:
+                    mt.attribute.remove(a)
             return model, True
         return model, False
 

@@ -1,0 +1,231 @@
+"""Rounding ties: thresholds reproduce the source quantizer's rounding mode exactly.
+
+With power-of-two scales (Brevitas fixed-point quantizers) a pre-activation lands exactly on a
+half step all the time; QONNX's ``Quant`` (ROUND) sends it to the even neighbour. These tests
+build such networks, pick inputs whose reference pre-activations hit a tie in *every* activation
+layer, and require the compiled graph to equal the float64 QONNX reference element by element.
+"""
+
+from __future__ import annotations
+
+import brevitas.nn as qnn
+import numpy as np
+import onnx
+import onnx.helper as oh
+import pytest
+import torch
+from brevitas.quant import Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint, Int8ActPerTensorFixedPoint
+from qonnx.core.modelwrapper import ModelWrapper
+from torch import nn
+
+from codesign.dataflow.compiler import compile_steps, load_model, lower_to_hw, run_step
+from codesign.dataflow.transforms.quant import rounding_steps
+from codesign.errors import UnsupportedError
+from dataflow_helpers import assert_bit_exact, export, float64_reference, run
+
+
+def _act(bits: int, signed: bool = False) -> nn.Module:
+    if signed:
+        return qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=False)
+    return qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits, return_quant_tensor=False)
+
+
+def _wq(bits: int) -> dict:
+    return {"weight_quant": Int8WeightPerTensorFixedPoint, "weight_bit_width": bits, "bias": False}
+
+
+def po2_mlp(signed: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        qnn.QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, bit_width=4, return_quant_tensor=False),
+        nn.Flatten(),
+        qnn.QuantLinear(16, 12, **_wq(4)), _act(3, signed),
+        qnn.QuantLinear(12, 10, **_wq(4)), _act(3, signed),
+        qnn.QuantLinear(10, 10, **_wq(4))).eval()
+
+
+def po2_cnn() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        qnn.QuantIdentity(act_quant=Uint8ActPerTensorFixedPoint, bit_width=4, return_quant_tensor=False),
+        qnn.QuantConv2d(1, 4, 3, padding=1, **_wq(4)), _act(3), nn.MaxPool2d(2),
+        qnn.QuantConv2d(4, 6, 3, **_wq(4)), _act(3), nn.Flatten(),
+        qnn.QuantLinear(6, 10, **_wq(4))).eval()
+
+
+def _act_quants(ref64: ModelWrapper) -> list[str]:
+    """Names of the activation quantizers' x/s tensors in the float64 reference (the input
+    quantizer, the first one, is excluded: its input is the user's image)."""
+    return [n.output[0] for n in ref64.graph.node if n.name.endswith("_div64")][1:]
+
+
+def _act_scales(model: nn.Module, x: np.ndarray, path) -> list[float]:
+    """The (power-of-two) scales of the input and activation quantizers, from an export."""
+    ref = export(model, x, path)
+    return [float(ref.get_initializer(n.input[1])) for n in ref.graph.node if n.op_type == "Quant"
+            and ref.get_initializer(n.input[0]) is None]
+
+
+def set_tie_weights(model: nn.Module, x: np.ndarray, path, seed: int = 0) -> None:
+    """Weights that make ties common: in every layer followed by an activation, integer codes
+    with scale s_out / (2 s_in), so a pre-activation is acc / 2 steps of the next quantizer
+    (half steps whenever the accumulator is odd). Codes are sparse +-1 (two per output, so the
+    accumulator stays inside the quantizer's range) plus one 7 that pins the weight quantizer's
+    power-of-two scale to exactly that value."""
+    scales = _act_scales(model, x, path)
+    rng = np.random.default_rng(seed)
+    layers = [m for m in model.modules() if isinstance(m, (qnn.QuantLinear, qnn.QuantConv2d))]
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            w = layer.weight
+            out = w.shape[0]
+            codes = np.zeros((out, int(np.prod(w.shape[1:]))))
+            for o in range(out):
+                j, k = rng.choice(codes.shape[1], size=2, replace=False)
+                codes[o, j], codes[o, k] = 1, -1
+            codes[0, 0] = 7
+            ws = scales[i + 1] / (2 * scales[i]) if i + 1 < len(scales) else 0.25
+            w.copy_(torch.from_numpy((codes * ws).reshape(w.shape)).float())
+
+
+def _tie_counts(ref64: ModelWrapper, x: np.ndarray) -> list[int]:
+    ctx = run(ref64, x, full=True)
+    counts = []
+    for t in _act_quants(ref64):
+        u = np.asarray(ctx[t], dtype=np.float64)
+        counts.append(int(np.sum(u - np.floor(u) == 0.5)))
+    return counts
+
+
+def _tie_inputs(ref64: ModelWrapper, shape: tuple[int, ...], n: int, seed: int = 0) -> np.ndarray:
+    """n inputs on the input quantizer's grid whose pre-activations hit a tie in every layer."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for _ in range(400):
+        x = (rng.integers(0, 16, size=(1,) + shape) / 16.0).astype(np.float32)
+        if min(_tie_counts(ref64, x)) > 0:
+            picked.append(x)
+            if len(picked) == n:
+                return np.concatenate(picked)
+    raise AssertionError("could not build inputs with a tie in every layer")
+
+
+def _check_exact(ref64: ModelWrapper, compiled: ModelWrapper, xs: np.ndarray) -> None:
+    for i in range(len(xs)):
+        y_ref = run(ref64, xs[i: i + 1])
+        y = run(compiled, xs[i: i + 1])
+        np.testing.assert_array_equal(np.asarray(y, dtype=np.float64), np.asarray(y_ref, dtype=np.float64),
+                                      err_msg=f"input {i}: compiled graph != QONNX model")
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_po2_mlp_ties_every_layer_exact(tmp_path, signed):
+    model = po2_mlp(signed)
+    xs0 = np.random.default_rng(0).random((8, 1, 4, 4)).astype(np.float32)
+    set_tie_weights(model, xs0, tmp_path / "scales.onnx")
+    export(model, xs0, tmp_path / "po2_mlp.onnx")
+    ref = load_model(str(tmp_path / "po2_mlp.onnx"))
+    ref64 = float64_reference(ref)
+    scales = [float(ref.get_initializer(n.input[1])) for n in ref.graph.node if n.op_type == "Quant"
+              and ref.get_initializer(n.input[0]) is None]
+    assert all(np.log2(s) == np.round(np.log2(s)) for s in scales), scales  # power-of-two activations
+    xs = _tie_inputs(ref64, (1, 4, 4), 8)
+    compiled = lower_to_hw(ref)
+    _check_exact(ref64, compiled, xs)
+    assert_bit_exact(ref64, compiled, xs)
+
+
+def test_po2_mlp_every_step_exact_on_ties(tmp_path):
+    model = po2_mlp()
+    xs0 = np.random.default_rng(0).random((8, 1, 4, 4)).astype(np.float32)
+    set_tie_weights(model, xs0, tmp_path / "scales.onnx", seed=1)
+    export(model, xs0, tmp_path / "m.onnx")
+    m = load_model(str(tmp_path / "m.onnx"))
+    ref64 = float64_reference(load_model(str(tmp_path / "m.onnx")))
+    xs = _tie_inputs(ref64, (1, 4, 4), 4, seed=1)
+    for step in compile_steps():
+        m = run_step(m, step)
+        _check_exact(ref64, m, xs)
+
+
+def test_po2_cnn_ties_every_layer_exact(tmp_path):
+    model = po2_cnn()
+    xs0 = np.random.default_rng(0).random((8, 1, 6, 6)).astype(np.float32)
+    set_tie_weights(model, xs0, tmp_path / "scales.onnx", seed=2)
+    export(model, xs0, tmp_path / "po2_cnn.onnx")
+    ref = load_model(str(tmp_path / "po2_cnn.onnx"))
+    ref64 = float64_reference(ref)
+    xs = _tie_inputs(ref64, (1, 6, 6), 6)
+    compiled = lower_to_hw(ref)
+    _check_exact(ref64, compiled, xs)
+
+
+# ----------------------------------------------------------------- every qonnx rounding mode
+def test_rounding_steps_hand_computed():
+    # ROUND (half to even) on [-3, 3]: code >= k iff u >= k - 1/2, strictly when k is odd
+    b, s = rounding_steps(-3, 3, "ROUND")
+    np.testing.assert_array_equal(b, [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5])
+    np.testing.assert_array_equal(s, [False, True, False, True, False, True])
+    b, s = rounding_steps(-3, 3, "CEIL")
+    np.testing.assert_array_equal(b, [-3, -2, -1, 0, 1, 2])
+    assert s.all()
+    b, s = rounding_steps(-3, 3, "FLOOR")
+    np.testing.assert_array_equal(b, [-2, -1, 0, 1, 2, 3])
+    assert not s.any()
+    b, s = rounding_steps(-3, 3, "HALF_UP")  # half away from zero
+    np.testing.assert_array_equal(s, [True, True, True, False, False, False])
+    b, s = rounding_steps(-3, 3, "DOWN")  # toward zero
+    np.testing.assert_array_equal(b, [-3, -2, -1, 1, 2, 3])
+    np.testing.assert_array_equal(s, [True, True, True, False, False, False])
+
+
+def _tiny_graph(mode: str, signed: int = 1) -> ModelWrapper:
+    """in (1, 4) -> Quant(scale 1/4, 6 bits unsigned) -> MatMul(integer W) -> Quant(mode,
+    scale 1/2, 3 bits) -> MatMul -> out: pre-activations are multiples of 1/4, so every other
+    value is a half step of the activation quantizer."""
+    rng = np.random.default_rng(3)
+    W1 = rng.integers(-3, 4, size=(4, 6)).astype(np.float32)
+    W2 = rng.integers(-3, 4, size=(6, 3)).astype(np.float32)
+    f = onnx.TensorProto.FLOAT
+    inits = [oh.make_tensor(n, f, np.shape(v), np.asarray(v, dtype=np.float32).reshape(-1))
+             for n, v in [("s_in", 0.25), ("z", 0.0), ("b_in", 6.0), ("W1", W1), ("s_w", 1.0), ("b_w", 3.0),
+                          ("s_a", 0.5), ("b_a", 3.0), ("W2", W2)]]
+    nodes = [
+        oh.make_node("Quant", ["x", "s_in", "z", "b_in"], ["xq"], domain="qonnx.custom_op.general", name="inq",
+                     signed=0, narrow=0, rounding_mode="ROUND"),
+        oh.make_node("Quant", ["W1", "s_w", "z", "b_w"], ["W1q"], domain="qonnx.custom_op.general", name="wq1",
+                     signed=1, narrow=0, rounding_mode="ROUND"),
+        oh.make_node("MatMul", ["xq", "W1q"], ["h"], name="mm1"),
+        oh.make_node("Quant", ["h", "s_a", "z", "b_a"], ["hq"], domain="qonnx.custom_op.general", name="act",
+                     signed=signed, narrow=0, rounding_mode=mode),
+        oh.make_node("Quant", ["W2", "s_w", "z", "b_w"], ["W2q"], domain="qonnx.custom_op.general", name="wq2",
+                     signed=1, narrow=0, rounding_mode="ROUND"),
+        oh.make_node("MatMul", ["hq", "W2q"], ["y"], name="mm2"),
+    ]
+    g = oh.make_graph(nodes, "ties", [oh.make_tensor_value_info("x", f, [1, 4])],
+                      [oh.make_tensor_value_info("y", f, [1, 3])], inits)
+    return ModelWrapper(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13),
+                                                        oh.make_opsetid("qonnx.custom_op.general", 1)]))
+
+
+@pytest.mark.parametrize("mode", ["ROUND", "HALF_EVEN", "CEIL", "FLOOR", "UP", "DOWN", "HALF_UP", "HALF_DOWN"])
+@pytest.mark.parametrize("signed", [0, 1])
+def test_every_qonnx_rounding_mode_exact_on_ties(mode, signed):
+    model = _tiny_graph(mode, signed)
+    ref64 = float64_reference(load_model(model))
+    compiled = lower_to_hw(model)
+    xs = (np.arange(64 * 4).reshape(64, 4) % 64 / 4.0).astype(np.float32)  # every input code on the grid
+    ties = 0
+    for i in range(len(xs)):
+        x = xs[i: i + 1]
+        u = run(ref64, x, full=True)[[n.output[0] for n in ref64.graph.node if n.name == "act_div64"][0]]
+        ties += int(np.sum(np.asarray(u) % 1 == 0.5))
+        np.testing.assert_array_equal(np.asarray(run(compiled, x), np.float64), np.asarray(run(ref64, x), np.float64),
+                                      err_msg=f"{mode}: input {i}")
+    assert ties > 20
+
+
+def test_unknown_rounding_mode_is_refused_by_node_name():
+    model = _tiny_graph("STOCHASTIC")
+    with pytest.raises(UnsupportedError, match="act.*STOCHASTIC"):
+        lower_to_hw(model)
