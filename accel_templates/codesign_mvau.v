@@ -161,7 +161,10 @@ module codesign_mvau #(
     localparam integer TOW0 = PW + TL;
     localparam integer TOW = (TOW0 < ACCW) ? TOW0 : ACCW;       // mod 2^ACCW arithmetic is exact
     localparam integer DSPL = (USE_DSP != 0 && XNOR == 0 && W_BIPOLAR == 0 && I_BIPOLAR == 0) ? 1 : 0;
-    localparam integer DL = DSPL + TL;                          // stages between stage 1 and the accumulator
+    // stage 1 -> stage 2: x1 and the weight ROM word are registered once more in the core, so
+    // a block-RAM output (slow clock-to-out on ECP5 / Xilinx without its output register)
+    // drives only a flip-flop
+    localparam integer DL = 1 + DSPL + TL;                      // stages between stage 1 and the accumulator
     localparam integer PL = (NT > 1) ? $clog2(NT) : 0;          // popcount tree levels
     // cycles from a step's issue (fire) to its result in the output register
     localparam integer DEPTH = 3 + DL + ((NT > 0) ? 1 + PL : 0);
@@ -192,10 +195,22 @@ module codesign_mvau #(
         end
     endgenerate
     wire [NFW-1:0] nf_a = nfd[DL*NFW +: NFW];
-    // thresholds are read when the fold's last step enters the accumulator, so the ROM output
-    // register holds them exactly while the finished accumulator is compared (no copies in FFs)
-    assign tmem_addr = nf_a;
-    assign tmem_en = adv && vd[DL] && ld[DL];
+    // thresholds are read one stage before the fold's last step enters the accumulator; the ROM
+    // word is registered in the core (tq2) when the step enters the accumulator, so tq2 holds
+    // exactly the fold's thresholds while the finished accumulator is compared, and the ROM
+    // output again drives only flip-flops
+    assign tmem_addr = nfd[(DL-1)*NFW +: NFW];
+    assign tmem_en = adv && vd[DL-1] && ld[DL-1];
+    reg [PE*NTW*ACCW-1:0] tq2;
+    reg [SIMD*IBITS-1:0] x2;
+    reg [PE*SIMD*WBITS-1:0] wq2;
+    always @(posedge ap_clk) begin
+        if (adv) begin
+            x2 <= x1;
+            wq2 <= wmem_q;
+            if (NT > 0) tq2 <= tmem_q;
+        end
+    end
 
     reg done_a;  // the accumulator holds a finished fold
     always @(posedge ap_clk) begin
@@ -223,8 +238,8 @@ module codesign_mvau #(
         for (p = 0; p < PE; p = p + 1) begin : g_pe
             wire [NLEAF*PW-1:0] leaves;
             for (k = 0; k < SIMD; k = k + 1) begin : g_el
-                wire [IBITS-1:0] xv = x1[k*IBITS +: IBITS];
-                wire [WBITS-1:0] wv = wmem_q[(p*SIMD + k)*WBITS +: WBITS];
+                wire [IBITS-1:0] xv = x2[k*IBITS +: IBITS];
+                wire [WBITS-1:0] wv = wq2[(p*SIMD + k)*WBITS +: WBITS];
                 wire signed [EIW-1:0] xe = ext_i(xv);
                 wire signed [EWW-1:0] we = ext_w(wv);
                 if (XNOR != 0) begin : g_xnor
@@ -284,7 +299,7 @@ module codesign_mvau #(
                 always @(posedge ap_clk) begin
                     if (adv)
                         for (i = 0; i < NT; i = i + 1)
-                            ge[i] <= (acc >= $signed(tmem_q[(p*NTW + i)*ACCW +: ACCW]));
+                            ge[i] <= (acc >= $signed(tq2[(p*NTW + i)*ACCW +: ACCW]));
                 end
                 localparam integer CW = PL + 1;
                 wire [CW-1:0] cnt;

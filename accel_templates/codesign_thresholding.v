@@ -10,7 +10,7 @@
 // thresholds and one ROM read per stage. Every stage moves only on adv (output empty or taken),
 // which is the whole backpressure story: a deeper pipeline only adds valid bits.
 //
-// Latency: an input word accepted at cycle t is in the output register at t + 3 + clog2(NT)
+// Latency: an input word accepted at cycle t is in the output register at t + 4 + clog2(NT)
 // (clog2(1) = 0); one word per cycle when not stalled.
 module codesign_thresholding #(
     parameter integer C = 4,
@@ -67,10 +67,10 @@ module codesign_thresholding #(
         end
     endfunction
 
-    // stage 1 (x1, ROM q) -> registered compares -> registered popcount tree -> + ACTVAL -> output
+    // stage 1 (x1, ROM q) -> stage 2 (x2, tq2) -> registered compares -> registered popcount tree -> + ACTVAL -> output
     localparam integer PL = (NT > 1) ? $clog2(NT) : 0;
     localparam integer CW = PL + 1;
-    localparam integer AL = 1 + PL;     // stages after stage 1 before the output register
+    localparam integer AL = 2 + PL;     // stages after stage 1 before the output register
     wire [AL:0] vs;                     // valid per stage: vs[0] = stage 1
     assign vs[0] = v1;
     genvar s;
@@ -85,16 +85,27 @@ module codesign_thresholding #(
         end
     endgenerate
 
+    // stage 2: the input and the ROM word registered once more, so a block-RAM output drives
+    // only flip-flops
+    reg [PE*IBITS-1:0] x2;
+    reg [PE*NT*TW-1:0] tq2;
+    always @(posedge ap_clk) begin
+        if (adv) begin
+            x2 <= x1;
+            tq2 <= tmem_q;
+        end
+    end
+
     genvar p;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            wire signed [TW-1:0] xe = ext_i(x1[p*IBITS +: IBITS]);
+            wire signed [TW-1:0] xe = ext_i(x2[p*IBITS +: IBITS]);
             reg [NT-1:0] ge;
             integer i;
             always @(posedge ap_clk) begin
                 if (adv)
                     for (i = 0; i < NT; i = i + 1)
-                        ge[i] <= (xe >= $signed(tmem_q[(p*NT + i)*TW +: TW]));
+                        ge[i] <= (xe >= $signed(tq2[(p*NT + i)*TW +: TW]));
             end
             wire [CW-1:0] cnt;
             codesign_thresholding_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
