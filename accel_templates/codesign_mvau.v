@@ -15,6 +15,19 @@
 // noActivation emits 2p - MW so the output always equals x @ W.
 // NT = 0: noActivation (emit the accumulator, truncated to OBITS). NT > 0: emit
 // ACTVAL + #{i : acc >= T[i]} truncated to OBITS (bipolar outputs: ACTVAL = 0, code = count).
+//
+// Pipeline (timing: >= 100 MHz post-route on ECP5 at PE/SIMD 1..64): issue -> stage 1 (input
+// buffer word, weight ROM word) -> stage 2 (both registered again in the core) -> one balanced
+// adder tree per PE over the partial products with a register after every level -> accumulator
+// -> [NT registered compares -> registered popcount tree] -> output register. Every register
+// advances on adv, so backpressure stays exact at any depth (a stall freezes the whole pipe).
+//
+// Latency: DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
+// result in the output register, where TL = clog2(SIMD * NPP) (0 if SIMD * NPP = 1), NPP = WBITS
+// for LUT multiplies of non-bipolar operands, else 1, and DSPL = 1 for USE_DSP (non-bipolar).
+// The last word of an input vector accepted at cycle t gives the first output word (fold 0) at
+// t + 1 + DEPTH; the other folds follow every SF cycles. Throughput unchanged: NF*SF cycles per
+// vector. Measured (rtlsim): SIMD 4 w4 NT 15 -> 14; SIMD 1 w2 no activation -> 6.
 module codesign_mvau #(
     parameter integer MW = 4,
     parameter integer MH = 4,

@@ -10,9 +10,9 @@
 // The read data register of the synchronous buffer IS the output register; the read side
 // advances only on adv (output empty or taken).
 //
-// Latency: the first window word is in the output register 1 cycle after the input word that
-// completes it (word ((KH-1)*IW + KW) * CF of the frame) is accepted; then one word per cycle
-// while the window's rows are present. No wide counters (timing): see the row bookkeeping below.
+// Latency: the first window word leaves 2 cycles after the input word that completes the first
+// window (word ((KH-1)*IW + KW)*CF - 1 of the frame, 0-based) is accepted (t -> t + 2); then one
+// word per cycle while the window's rows are present. No wide counters (timing): see the row bookkeeping below.
 module codesign_swg #(
     parameter integer IH = 4,
     parameter integer IW = 4,

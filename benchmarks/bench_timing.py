@@ -114,12 +114,19 @@ def cnv_design(out: Path):
 def bench_design(which: str, cfg: TimingConfig) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="btd.") as tmp:
         res, label = (demo_design if which == "demo" else cnv_design)(Path(tmp))
-        design = render_model(res.output_dir / "dataflow.onnx", Path(tmp) / "rtl")
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        from codesign.hw.rtl import hw_node_specs
+
+        model = ModelWrapper(str(res.output_dir / "dataflow.onnx"))
+        design = render_model(model, Path(tmp) / "rtl")
         folding = {}
-        for n in design.nodes:
-            p = dict(n.params) if n.params else {}
+        for spec, n in zip(hw_node_specs(model), design.nodes):
             folding[n.node_name] = {"op": n.op_type, "in_bits": n.in_width, "out_bits": n.out_width,
-                                    **{k: p[k] for k in ("PE", "SIMD") if k in p}}
+                                    **{k: int(spec.attrs[k]) for k in ("PE", "SIMD", "MW", "MH") if k in spec.attrs}}
+            for k in ("inputDataType", "weightDataType", "outputDataType"):
+                if k in spec.attrs:
+                    folding[n.node_name][k] = str(spec.attrs[k])
         t0 = time.time()
         t = timing_design(design, cfg, keep_dir=Path(tmp) / "pnr")
     for name, r in t["nodes"].items():

@@ -20,6 +20,7 @@ QUICK = [
     ["bench_compiler.py", "--quick"],
     ["bench_rtlsim.py"],
     ["bench_codesign.py", "--quick"],
+    ["bench_timing.py", "--quick"],
 ]
 FULL = [
     ["bench_foundation.py"],
@@ -27,6 +28,7 @@ FULL = [
     ["bench_compiler.py"],
     ["bench_rtlsim.py"],
     ["bench_codesign.py"],
+    ["bench_timing.py"],
     ["../scripts/paper_experiments.py"],
 ]
 

@@ -222,8 +222,16 @@ def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
         for f in design.verilog_files + design.data_files:
             shutil.copyfile(design.out_dir / f, src / f)
         jobs: list[tuple[str, list[str], str, str]] = []
+        same_as: dict[str, str] = {}  # node -> the identical node measured instead
+        first_of: dict[tuple[Any, ...], str] = {}
         if cfg.nodes:
             for n in design.nodes:
+                if not n.files:  # a parametric core alone: identical (module, params) = identical netlist
+                    key = (n.module, tuple(map(tuple, n.params)), n.in_width, n.out_width)
+                    if key in first_of:
+                        same_as[n.node_name] = first_of[key]
+                        continue
+                    first_of[key] = n.node_name
                 wrapper = f"ooc_{n.inst}.v"
                 (src / wrapper).write_text(_WRAPPER.render(node=n.node_name, module=n.module, params=n.params,
                                                            iw=n.in_width, ow=n.out_width))
@@ -259,6 +267,8 @@ def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
                 done += 1
                 _progress(done, len(jobs), name, r, t0)
     top = results.pop("<top>", None)
+    for name, ref in same_as.items():
+        results[name] = {**results[ref], "same_as": ref}
     nodes = {n.node_name: results[n.node_name] for n in design.nodes if n.node_name in results}
     measured = [r["fmax_mhz"] for r in [*nodes.values(), *([top] if top else [])] if r.get("fmax_mhz")]
     slow = [k for k, r in nodes.items() if not r.get("met")] + (["<top>"] if top and not top.get("met") else [])
