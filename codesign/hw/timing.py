@@ -176,8 +176,17 @@ def place_and_route(files: list[str], src_dir: Path, top: str, work: str, cfg: T
           "--report", rep, "--log", plog, "-q"],
          src_dir, cfg.timeout_s, f"{label}: nextpnr-ecp5", src_dir / plog)
     t2 = time.time()
-    report = json.loads((src_dir / rep).read_text()) if (src_dir / rep).is_file() else {}
-    fmaxes = [float(m.group(2)) for m in _FMAX_RE.finditer((src_dir / plog).read_text())]
+    res = collect_result(src_dir, work, cfg.clock_mhz)
+    res.update(synth_seconds=round(t1 - t0, 1), pnr_seconds=round(t2 - t1, 1))
+    return res
+
+
+def collect_result(src_dir: Path, work: str, clock_mhz: float) -> dict[str, Any]:
+    """Fmax (post-route, and after placement), critical path and utilisation of a finished run
+    in `src_dir/work` (nextpnr's --report JSON and log)."""
+    rep, plog = src_dir / work / "nextpnr_report.json", src_dir / work / "nextpnr.log"
+    report = json.loads(rep.read_text()) if rep.is_file() else {}
+    fmaxes = [float(m.group(2)) for m in _FMAX_RE.finditer(plog.read_text())] if plog.is_file() else []
     fmax = None
     for clk in (report.get("fmax") or {}).values():
         fmax = float(clk.get("achieved")) if fmax is None else min(fmax, float(clk.get("achieved")))
@@ -186,12 +195,10 @@ def place_and_route(files: list[str], src_dir: Path, top: str, work: str, cfg: T
     return {
         "fmax_mhz": round(fmax, 2) if fmax is not None else None,
         "fmax_mhz_placed": round(fmaxes[0], 2) if len(fmaxes) > 1 else None,
-        "target_mhz": cfg.clock_mhz,
-        "met": fmax is not None and fmax >= cfg.clock_mhz,
+        "target_mhz": clock_mhz,
+        "met": fmax is not None and fmax >= clock_mhz,
         "critical_path": parse_critical_path(report),
         "utilisation": _utilisation(report),
-        "synth_seconds": round(t1 - t0, 1),
-        "pnr_seconds": round(t2 - t1, 1),
     }
 
 
@@ -308,5 +315,5 @@ def merge_into_synth_report(synth: dict[str, Any], timing: dict[str, Any]) -> di
     return synth
 
 
-__all__ = ["ECP5Target", "TIMING_INSTALL", "TimingConfig", "TimingTools", "merge_into_synth_report",
+__all__ = ["ECP5Target", "TIMING_INSTALL", "collect_result", "TimingConfig", "TimingTools", "merge_into_synth_report",
            "parse_critical_path", "place_and_route", "timing_design"]
