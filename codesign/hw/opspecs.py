@@ -55,8 +55,6 @@ def mvau_spec(name: str = "mvau", MW: int = 16, MH: int = 8, PE: int = 1, SIMD: 
         # thresholds spread over the middle of the accumulator range, sorted per row
         T = np.sort(rng.integers(lo + span // 4, hi - span // 4 + 1, size=(MH, nthr)), axis=1)
         inits["T"] = T.astype(np.float64)
-    else:
-        attrs["outputDataType"] = odt
     return HWNodeSpec(name, "MVAU", attrs, inits)
 
 
