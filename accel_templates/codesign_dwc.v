@@ -6,6 +6,9 @@
 // the queue can take a word and give a word in the same cycle, so the narrower side runs at one
 // word per cycle. Any ratio works; the frame's bit count must be a multiple of both widths
 // (checked by the generator).
+//
+// Latency: 1 cycle from the input word that completes an output word to that output word
+// (t -> t + 1).
 module codesign_dwc #(
     parameter integer INW = 8,
     parameter integer OUTW = 8

@@ -3,6 +3,8 @@
 // Circular buffer with an asynchronous read (LUTRAM-friendly; first word falls through).
 // in0_V_TREADY = not full and out_V_TVALID = not empty come from registers only, so a FIFO
 // also cuts the combinational ready chain between the modules it separates.
+//
+// Latency: 1 cycle (a word written at t can leave at t + 1); DEPTH words of buffering.
 module codesign_fifo #(
     parameter integer DEPTH = 2,
     parameter integer WIDTH = 8

@@ -1,9 +1,13 @@
 // Streaming max-pool, kernel = stride = K, NHWC, PE channels per word.
 //
 // One pass over the input: a row buffer of OW*CF words keeps the running maximum of the
-// current output row; the word that completes a KxK window goes straight to the output
-// register (max of buffer and input). Rows/columns beyond OH*K / OW*K are consumed and
+// current output row; the word that completes a KxK window goes to the output register
+// (max of buffer and input). Rows/columns beyond OH*K / OW*K are consumed and
 // dropped (floor semantics). The input is accepted only on adv, so backpressure is exact.
+//
+// Latency: the output word of a window is in the output register 3 cycles after the input word
+// that completes the window is accepted (2 read-modify-write stages + the output register); one
+// word per cycle.
 module codesign_maxpool #(
     parameter integer IH = 4,
     parameter integer IW = 4,
@@ -41,7 +45,6 @@ module codesign_maxpool #(
     wire in_win = (row < OH * K) && (col < OW * K);
     wire first = (ky == 0) && (kx == 0);
     wire last = (ky == K - 1) && (kx == K - 1);
-    wire [WW-1:0] old = rowbuf[bidx];
 
     function automatic [WW-1:0] vmax(input [WW-1:0] a, input [WW-1:0] b);
         integer i;
@@ -58,11 +61,47 @@ module codesign_maxpool #(
         end
     endfunction
 
-    wire [WW-1:0] newmax = first ? in0_V_TDATA : vmax(old, in0_V_TDATA);
+    // Pipelined read-modify-write of the row buffer (timing: a block-RAM output never feeds the
+    // compare directly): S1 = word + synchronous read, S2 = read data registered, then the max
+    // is computed and written back / sent to the output register on the next adv. A read misses
+    // at most the two writes of the two adv edges after it, so the word in S2 takes the running
+    // maximum from the newest of the last two writes to its address, else from the buffer.
+    reg [WW-1:0] rd1, rd2, x1, x2;
+    reg [BAW-1:0] b1, b2;
+    reg v1, v2, f1, f2, l1, l2;
+    reg [WW-1:0] wd_a, wd_b;           // last two written words (a newest)
+    reg [BAW-1:0] wa_a, wa_b;
+    reg wv_a, wv_b;
+    wire [WW-1:0] old2 = (wv_a && wa_a == b2) ? wd_a : ((wv_b && wa_b == b2) ? wd_b : rd2);
+    wire [WW-1:0] newmax = f2 ? x2 : vmax(old2, x2);
+    wire wr = adv && v2;
 
     always @(posedge ap_clk) begin
-        if (fire && in_win) rowbuf[bidx] <= newmax;
-        if (adv) out_V_TDATA <= newmax;
+        if (adv) begin
+            rd1 <= rowbuf[bidx];
+            x1 <= in0_V_TDATA; b1 <= bidx; f1 <= first; l1 <= last;
+            rd2 <= rd1; x2 <= x1; b2 <= b1; f2 <= f1; l2 <= l1;
+            out_V_TDATA <= newmax;
+        end
+        if (wr) begin
+            rowbuf[b2] <= newmax;
+            wd_a <= newmax; wa_a <= b2;
+            wd_b <= wd_a; wa_b <= wa_a;
+        end
+    end
+
+    always @(posedge ap_clk) begin
+        if (!ap_rst_n) begin
+            v1 <= 1'b0; v2 <= 1'b0; wv_a <= 1'b0; wv_b <= 1'b0;
+        end else begin
+            if (adv) begin
+                v1 <= fire && in_win;
+                v2 <= v1;
+            end
+            if (wr) begin
+                wv_a <= 1'b1; wv_b <= wv_a;
+            end
+        end
     end
 
     always @(posedge ap_clk) begin
@@ -70,7 +109,7 @@ module codesign_maxpool #(
             cf <= 0; col <= 0; kx <= 0; row <= 0; ky <= 0; bidx <= 0; bbase <= 0;
             out_V_TVALID <= 1'b0;
         end else begin
-            if (adv) out_V_TVALID <= fire && in_win && last;
+            if (adv) out_V_TVALID <= v2 && l2;
             if (fire) begin
                 if (cf == CF - 1) begin
                     cf <= 0;

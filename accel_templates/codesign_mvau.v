@@ -15,6 +15,19 @@
 // noActivation emits 2p - MW so the output always equals x @ W.
 // NT = 0: noActivation (emit the accumulator, truncated to OBITS). NT > 0: emit
 // ACTVAL + #{i : acc >= T[i]} truncated to OBITS (bipolar outputs: ACTVAL = 0, code = count).
+//
+// Pipeline (timing: >= 100 MHz post-route on ECP5 at PE/SIMD 1..64): issue -> stage 1 (input
+// buffer word, weight ROM word) -> stage 2 (both registered again in the core) -> one balanced
+// adder tree per PE over the partial products with a register after every level -> accumulator
+// -> [NT registered compares -> registered popcount tree] -> output register. Every register
+// advances on adv, so backpressure stays exact at any depth (a stall freezes the whole pipe).
+//
+// Latency: DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
+// result in the output register, where TL = clog2(SIMD * NPP) (0 if SIMD * NPP = 1), NPP = WBITS
+// for LUT multiplies of non-bipolar operands, else 1, and DSPL = 1 for USE_DSP (non-bipolar).
+// The last word of an input vector accepted at cycle t gives the first output word (fold 0) at
+// t + 1 + DEPTH; the other folds follow every SF cycles. Throughput unchanged: NF*SF cycles per
+// vector. Measured (rtlsim): SIMD 4 w4 NT 15 -> 14; SIMD 1 w2 no activation -> 6.
 module codesign_mvau #(
     parameter integer MW = 4,
     parameter integer MH = 4,
@@ -84,13 +97,8 @@ module codesign_mvau #(
     wire vec_done = fire && (sf == SF - 1) && (nf == NF - 1);
     assign wmem_addr = waddr;
     assign wmem_en = adv;
-    // thresholds are read from stage 1 (address = fold of the step in stage 1, only on a fold's
-    // last step), so the ROM output register holds them exactly while the finished accumulator
-    // sits in stage 2: no extra copy of PE*NT thresholds in flip-flops
     reg [NFW-1:0] nf1;
     reg v1, first1, last1;
-    assign tmem_addr = nf1;
-    assign tmem_en = adv && v1 && last1;
 
     reg [SIMD*IBITS-1:0] x1;
 
@@ -151,79 +159,215 @@ module codesign_mvau #(
         end
     endfunction
 
-    // Shift-and-add signed multiply: keeps Yosys from mapping the product to a DSP (resType lut).
-    function automatic signed [EIW+EWW-1:0] mul_lut(input signed [EIW-1:0] a, input signed [EWW-1:0] b);
-        integer i;
-        reg signed [EIW+EWW-1:0] ae, acc;
-        begin
-            ae = a;  // sign-extended
-            acc = 0;
-            for (i = 0; i < EWW - 1; i = i + 1)
-                if (b[i]) acc = acc + (ae <<< i);
-            if (b[EWW-1]) acc = acc - (ae <<< (EWW - 1));
-            mul_lut = acc;
-        end
-    endfunction
+    // ---------------- stage 1 -> acc: registered dot product ----------------
+    // Every product is split into leaves of ONE balanced adder tree per PE with a register after
+    // every level, so the longest combinational path is one leaf (AND / negate) plus one adder:
+    //   LUT multiply: leaf (k, j) = x_k * w_k[j] * 2^j (the sign bit of a signed weight negated),
+    //                 SIMD*WBITS leaves (shift-and-add, never a DSP: resType lut);
+    //   bipolar weights or inputs: leaf k = +-(other operand), SIMD leaves;
+    //   XNOR: leaf k = xnor bit, SIMD leaves (the tree is a popcount);
+    //   USE_DSP: leaf k = registered x_k * w_k (Yosys maps the registered multiply to a DSP).
+    localparam integer NPP = (XNOR != 0 || W_BIPOLAR != 0 || I_BIPOLAR != 0 || USE_DSP != 0) ? 1 : WBITS;
+    localparam integer NLEAF = SIMD * NPP;
+    localparam integer PW = (XNOR != 0) ? 1 : EIW + EWW;        // leaf width (XNOR leaves unsigned)
+    localparam integer TL = (NLEAF > 1) ? $clog2(NLEAF) : 0;    // registered tree levels
+    localparam integer TOW0 = PW + TL;
+    localparam integer TOW = (TOW0 < ACCW) ? TOW0 : ACCW;       // mod 2^ACCW arithmetic is exact
+    localparam integer DSPL = (USE_DSP != 0 && XNOR == 0 && W_BIPOLAR == 0 && I_BIPOLAR == 0) ? 1 : 0;
+    // stage 1 -> stage 2: x1 and the weight ROM word are registered once more in the core, so
+    // a block-RAM output (slow clock-to-out on ECP5 / Xilinx without its output register)
+    // drives only a flip-flop
+    localparam integer DL = 1 + DSPL + TL;                      // stages between stage 1 and the accumulator
+    localparam integer PL = (NT > 1) ? $clog2(NT) : 0;          // popcount tree levels
+    // cycles from a step's issue (fire) to its result in the output register
+    localparam integer DEPTH = 3 + DL + ((NT > 0) ? 1 + PL : 0);
 
-    function automatic signed [EIW+EWW-1:0] prod(input [IBITS-1:0] xv, input [WBITS-1:0] wv);
-        reg signed [EIW+EWW-1:0] xe, we;
-        begin
-            xe = ext_i(xv);
-            we = ext_w(wv);
-            if (W_BIPOLAR != 0) prod = wv[0] ? xe : -xe;
-            else if (I_BIPOLAR != 0) prod = xv[0] ? we : -we;
-            else if (USE_DSP != 0) prod = xe * we;
-            else prod = mul_lut(ext_i(xv), ext_w(wv));
+    // valid / first / last / fold index of the step in each stage between 1 and the accumulator
+    wire [DL:0] vd, fd, ld;
+    wire [(DL+1)*NFW-1:0] nfd;
+    assign vd[0] = v1;
+    assign fd[0] = first1;
+    assign ld[0] = last1;
+    assign nfd[0 +: NFW] = nf1;
+    genvar s;
+    generate
+        for (s = 1; s <= DL; s = s + 1) begin : g_dly
+            reg rv, rf, rl;
+            reg [NFW-1:0] rn;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= vd[s-1];
+                if (adv) begin
+                    rf <= fd[s-1]; rl <= ld[s-1]; rn <= nfd[(s-1)*NFW +: NFW];
+                end
+            end
+            assign vd[s] = rv;
+            assign fd[s] = rf;
+            assign ld[s] = rl;
+            assign nfd[s*NFW +: NFW] = rn;
         end
-    endfunction
-
-    // ---------------- stage 1 -> 2: dot products and accumulation ----------------
-    reg done2;
+    endgenerate
+    wire [NFW-1:0] nf_a = nfd[DL*NFW +: NFW];
+    // thresholds are read one stage before the fold's last step enters the accumulator; the ROM
+    // word is registered in the core (tq2) when the step enters the accumulator, so tq2 holds
+    // exactly the fold's thresholds while the finished accumulator is compared, and the ROM
+    // output again drives only flip-flops
+    assign tmem_addr = nfd[(DL-1)*NFW +: NFW];
+    assign tmem_en = adv && vd[DL-1] && ld[DL-1];
+    reg [PE*NTW*ACCW-1:0] tq2;
+    reg [SIMD*IBITS-1:0] x2;
+    reg [PE*SIMD*WBITS-1:0] wq2;
     always @(posedge ap_clk) begin
-        if (!ap_rst_n) done2 <= 1'b0;
-        else if (adv) done2 <= v1 && last1;
+        if (adv) begin
+            x2 <= x1;
+            wq2 <= wmem_q;
+            if (NT > 0) tq2 <= tmem_q;
+        end
     end
 
-    genvar p;
+    reg done_a;  // the accumulator holds a finished fold
+    always @(posedge ap_clk) begin
+        if (!ap_rst_n) done_a <= 1'b0;
+        else if (adv) done_a <= vd[DL] && ld[DL];
+    end
+
+    // valid of the activation stages: vdo[0] = accumulator finished, then compare, popcount levels
+    localparam integer AL = (NT > 0) ? 1 + PL : 0;
+    wire [AL:0] vdo;
+    assign vdo[0] = done_a;
+    generate
+        for (s = 1; s <= AL; s = s + 1) begin : g_vdo
+            reg rv;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= vdo[s-1];
+            end
+            assign vdo[s] = rv;
+        end
+    endgenerate
+
+    genvar p, k, j;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            reg signed [ACCW-1:0] dot;
-            reg signed [ACCW-1:0] acc;
-            integer k;
-            always @* begin
-                dot = 0;
-                for (k = 0; k < SIMD; k = k + 1) begin
-                    if (XNOR != 0)
-                        dot = dot + {{(ACCW-1){1'b0}}, ~(x1[k] ^ wmem_q[(p*SIMD + k)*WBITS])};
-                    else
-                        dot = dot + prod(x1[k*IBITS +: IBITS], wmem_q[(p*SIMD + k)*WBITS +: WBITS]);
+            wire [NLEAF*PW-1:0] leaves;
+            for (k = 0; k < SIMD; k = k + 1) begin : g_el
+                wire [IBITS-1:0] xv = x2[k*IBITS +: IBITS];
+                wire [WBITS-1:0] wv = wq2[(p*SIMD + k)*WBITS +: WBITS];
+                wire signed [EIW-1:0] xe = ext_i(xv);
+                wire signed [EWW-1:0] we = ext_w(wv);
+                if (XNOR != 0) begin : g_xnor
+                    assign leaves[k] = ~(xv[0] ^ wv[0]);
+                end else if (W_BIPOLAR != 0) begin : g_wbip
+                    wire signed [PW-1:0] xs = xe;
+                    assign leaves[k*PW +: PW] = wv[0] ? xs : -xs;
+                end else if (I_BIPOLAR != 0) begin : g_ibip
+                    wire signed [PW-1:0] ws = we;
+                    assign leaves[k*PW +: PW] = xv[0] ? ws : -ws;
+                end else if (USE_DSP != 0) begin : g_dsp
+                    reg signed [PW-1:0] prod;
+                    always @(posedge ap_clk) if (adv) prod <= xe * we;
+                    assign leaves[k*PW +: PW] = prod;
+                end else begin : g_lut
+                    wire signed [PW-1:0] xs = xe;
+                    for (j = 0; j < WBITS; j = j + 1) begin : g_pp
+                        wire signed [PW-1:0] sh = xs <<< j;
+                        if (W_SIGNED != 0 && j == WBITS - 1) begin : g_neg
+                            assign leaves[(k*NPP + j)*PW +: PW] = wv[j] ? -sh : {PW{1'b0}};
+                        end else begin : g_pos
+                            assign leaves[(k*NPP + j)*PW +: PW] = wv[j] ? sh : {PW{1'b0}};
+                        end
+                    end
                 end
             end
-            always @(posedge ap_clk) begin
-                if (adv && v1) acc <= (first1 ? {ACCW{1'b0}} : acc) + dot;
+            wire [TOW-1:0] dot_t;
+            codesign_mvau_tree #(.N(NLEAF), .IW(PW), .OW(TOW), .SIGNED((XNOR != 0) ? 0 : 1)) u_tree (
+                .clk(ap_clk), .en(adv), .in(leaves), .out(dot_t));
+            wire signed [ACCW-1:0] dot;
+            if (XNOR != 0 || TOW >= ACCW) begin : g_dz
+                assign dot = dot_t;  // zero-extends (XNOR) or keeps ACCW bits
+            end else begin : g_ds
+                assign dot = {{(ACCW-TOW){dot_t[TOW-1]}}, dot_t};
             end
 
-            // ---------------- stage 2 -> output: activation ----------------
-            reg signed [VW-1:0] value;
-            integer i;
-            always @* begin
-                if (NT == 0) begin
+            reg signed [ACCW-1:0] acc;
+            always @(posedge ap_clk) begin
+                if (adv && vd[DL]) acc <= (fd[DL] ? {ACCW{1'b0}} : acc) + dot;
+            end
+
+            // ---------------- acc -> output: activation ----------------
+            if (NT == 0) begin : g_noact
+                reg signed [VW-1:0] value;
+                always @* begin
                     if (XNOR != 0) value = 2 * acc - MW;
                     else value = acc;
-                end else begin
-                    value = ACTVAL;
-                    for (i = 0; i < NT; i = i + 1)
-                        if (acc >= $signed(tmem_q[(p*NTW + i)*ACCW +: ACCW])) value = value + 1;
                 end
-            end
-            always @(posedge ap_clk) begin
-                if (adv && done2) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                always @(posedge ap_clk) begin
+                    if (adv && done_a) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                end
+            end else begin : g_act
+                // NT registered compares, then a registered popcount tree of the compare bits
+                // (correct for any threshold order; II = 1), then + ACTVAL into the output register
+                reg [NT-1:0] ge;
+                integer i;
+                always @(posedge ap_clk) begin
+                    if (adv)
+                        for (i = 0; i < NT; i = i + 1)
+                            ge[i] <= (acc >= $signed(tq2[(p*NTW + i)*ACCW +: ACCW]));
+                end
+                localparam integer CW = PL + 1;
+                wire [CW-1:0] cnt;
+                codesign_mvau_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+                    .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
+                wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
+                always @(posedge ap_clk) begin
+                    if (adv && vdo[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                end
             end
         end
     endgenerate
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
-        else if (adv) out_V_TVALID <= done2;
+        else if (adv) out_V_TVALID <= vdo[AL];
     end
+endmodule
+
+// Balanced binary adder tree, N inputs of IW bits -> OW bits, a register after every level
+// (latency clog2(N) cycles; N = 1: a wire). Heap layout: node i = node 2i + node 2i+1, leaves
+// at NP..NP+N-1 (NP = next power of two >= N), missing leaves are zero.
+module codesign_mvau_tree #(
+    parameter integer N = 2,
+    parameter integer IW = 4,
+    parameter integer OW = 6,
+    parameter integer SIGNED = 1
+) (
+    input  wire            clk,
+    input  wire            en,
+    input  wire [N*IW-1:0] in,
+    output wire [OW-1:0]   out
+);
+    localparam integer NP = (N > 1) ? (1 << $clog2(N)) : 1;
+    wire [2*NP*OW-1:0] node;
+    genvar i;
+    generate
+        for (i = NP; i < 2 * NP; i = i + 1) begin : g_leaf
+            if (i - NP < N) begin : g_in
+                wire [IW-1:0] v = in[(i-NP)*IW +: IW];
+                if (OW > IW) begin : g_ext
+                    assign node[i*OW +: OW] = {{(OW-IW){(SIGNED != 0) ? v[IW-1] : 1'b0}}, v};
+                end else begin : g_trunc
+                    assign node[i*OW +: OW] = v[OW-1:0];
+                end
+            end else begin : g_zero
+                assign node[i*OW +: OW] = {OW{1'b0}};
+            end
+        end
+        for (i = 1; i < NP; i = i + 1) begin : g_add
+            reg [OW-1:0] r;
+            always @(posedge clk) if (en) r <= node[2*i*OW +: OW] + node[(2*i+1)*OW +: OW];
+            assign node[i*OW +: OW] = r;
+        end
+    endgenerate
+    assign node[0 +: OW] = {OW{1'b0}};
+    assign out = node[OW +: OW];
 endmodule

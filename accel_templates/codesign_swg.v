@@ -9,6 +9,10 @@
 // so the next frame streams in while the last windows of the current one are read out.
 // The read data register of the synchronous buffer IS the output register; the read side
 // advances only on adv (output empty or taken).
+//
+// Latency: the first window word leaves 2 cycles after the input word that completes the first
+// window (word ((KH-1)*IW + KW)*CF - 1 of the frame, 0-based) is accepted (t -> t + 2); then one
+// word per cycle while the window's rows are present. No wide counters (timing): see the row bookkeeping below.
 module codesign_swg #(
     parameter integer IH = 4,
     parameter integer IW = 4,
@@ -41,52 +45,63 @@ module codesign_swg #(
 
     reg [WW-1:0] mem [0:BR*(1<<RWB)-1];
 
+    // Row bookkeeping without wide counters (timing): only the slot bits of the global row
+    // counters are kept, plus d = (global row being written) - (global top row of the window
+    // being read), a small signed number in [-(IH), BR]. The frame wrap moves the read window
+    // by the constant DJ = IH - (OH-1)*SH rows (to the next frame's first row), all other window
+    // moves by SH rows.
+    localparam integer DJ = IH - (OH - 1) * SH;
+    localparam integer DB = $clog2(IH + BR + 1) + 2;   // signed width of d
+
     // ---------------- write side ----------------
-    reg [31:0] w_row;          // global row being written
-    reg [RWB-1:0] w_wi;        // word index within that row
-    reg [31:0] r_base;         // global top row of the window being read
-    wire w_ok = (w_row < r_base + BR);
+    reg [BRB-1:0] w_slot;       // (global row being written) mod BR
+    reg [RWB-1:0] w_wi;         // word index within that row
+    reg signed [DB-1:0] d;      // rows written ahead of the window's top row
+    wire w_ok = (d < BR);
     assign in0_V_TREADY = w_ok;
     wire w_fire = w_ok && in0_V_TVALID;
-    wire [BRB-1:0] w_slot = w_row[BRB-1:0];
+    wire w_row_done = w_fire && (w_wi == RW - 1);
 
     always @(posedge ap_clk) begin
         if (w_fire) mem[{w_slot, w_wi}] <= in0_V_TDATA;
     end
 
     // ---------------- read side ----------------
-    reg [31:0] f_base;         // global first row of the frame being read
+    reg [BRB-1:0] r_slot;      // (global top row of the window) mod BR
     reg [15:0] oy, ox, ky;
     reg [15:0] koff;           // kx*CF + cf within the current kernel row
     reg [RWB:0] pix_base;      // ox*SW*CF
+    reg [RWB+1:0] need_wi;     // pix_base + KWC (kept in a register: no adder before the compare)
     wire pix_start = (ky == 0) && (koff == 0);
-    wire [31:0] need_row = r_base + KH - 1;
-    wire [RWB+16:0] need_wi = pix_base + KWC;
-    wire have = (w_row > need_row) || ((w_row == need_row) && ({1'b0, w_wi} >= need_wi));
+    wire have = (d > KH - 1) || ((d == KH - 1) && ({2'b00, w_wi} >= need_wi));
     wire adv = !out_V_TVALID || out_V_TREADY;
     wire r_fire = adv && (!pix_start || have);
-    wire [31:0] r_row = r_base + ky;
+    wire [BRB-1:0] r_rslot = r_slot + ky[BRB-1:0];
     wire [RWB-1:0] r_wi = pix_base + koff;
+    wire last_k = (koff == KWC - 1) && (ky == KH - 1);
+    wire r_row_move = r_fire && last_k && (ox == OW - 1);
+    wire r_frame_wrap = r_row_move && (oy == OH - 1);
 
     always @(posedge ap_clk) begin
-        if (adv) out_V_TDATA <= mem[{r_row[BRB-1:0], r_wi}];
+        if (adv) out_V_TDATA <= mem[{r_rslot, r_wi}];
     end
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) begin
-            w_row <= 0; w_wi <= 0;
-            r_base <= 0; f_base <= 0;
-            oy <= 0; ox <= 0; ky <= 0; koff <= 0; pix_base <= 0;
+            w_slot <= 0; w_wi <= 0; d <= 0;
+            r_slot <= 0;
+            oy <= 0; ox <= 0; ky <= 0; koff <= 0; pix_base <= 0; need_wi <= KWC;
             out_V_TVALID <= 1'b0;
         end else begin
             if (w_fire) begin
                 if (w_wi == RW - 1) begin
                     w_wi <= 0;
-                    w_row <= w_row + 1;
+                    w_slot <= w_slot + 1'b1;
                 end else begin
                     w_wi <= w_wi + 1'b1;
                 end
             end
+            d <= d + (w_row_done ? 1 : 0) - (r_frame_wrap ? DJ : (r_row_move ? SH : 0));
             if (adv) out_V_TVALID <= r_fire;
             if (r_fire) begin
                 if (koff == KWC - 1) begin
@@ -96,17 +111,18 @@ module codesign_swg #(
                         if (ox == OW - 1) begin
                             ox <= 0;
                             pix_base <= 0;
+                            need_wi <= KWC;
                             if (oy == OH - 1) begin
                                 oy <= 0;
-                                r_base <= f_base + IH;
-                                f_base <= f_base + IH;
+                                r_slot <= r_slot + DJ;
                             end else begin
                                 oy <= oy + 1'b1;
-                                r_base <= r_base + SH;
+                                r_slot <= r_slot + SH;
                             end
                         end else begin
                             ox <= ox + 1'b1;
                             pix_base <= pix_base + SW * CF;
+                            need_wi <= need_wi + SW * CF;
                         end
                     end else begin
                         ky <= ky + 1'b1;

@@ -2,9 +2,16 @@
 //
 // out = ACTVAL + #{i : x >= T[c, i]} per element, truncated to OBITS. Thresholds for channel
 // fold cf come from the per-PE ROMs outside the module (tmem_*), read synchronously so the
-// ROM can be LUTRAM/BRAM; the input word is registered alongside the read (stage 1) and the
-// comparison feeds the output register. Both stages move only on adv (output empty or taken),
-// which is the whole backpressure story.
+// ROM can be LUTRAM/BRAM; the input word is registered alongside the read (stage 1). Then NT
+// registered compares per element and a registered popcount tree of the compare bits (log2 NT
+// levels), + ACTVAL into the output register. Why a popcount and not FINN's binary search: it
+// is exact for thresholds in any order, reads all NT thresholds of a channel in one ROM word
+// (the existing layout) and keeps II = 1 with one compare level; the binary search needs sorted
+// thresholds and one ROM read per stage. Every stage moves only on adv (output empty or taken),
+// which is the whole backpressure story: a deeper pipeline only adds valid bits.
+//
+// Latency: an input word accepted at cycle t is in the output register at t + 4 + clog2(NT)
+// (clog2(1) = 0); one word per cycle when not stalled.
 module codesign_thresholding #(
     parameter integer C = 4,
     parameter integer PE = 1,
@@ -60,26 +67,98 @@ module codesign_thresholding #(
         end
     endfunction
 
+    // stage 1 (x1, ROM q) -> stage 2 (x2, tq2) -> registered compares -> registered popcount tree -> + ACTVAL -> output
+    localparam integer PL = (NT > 1) ? $clog2(NT) : 0;
+    localparam integer CW = PL + 1;
+    localparam integer AL = 2 + PL;     // stages after stage 1 before the output register
+    wire [AL:0] vs;                     // valid per stage: vs[0] = stage 1
+    assign vs[0] = v1;
+    genvar s;
+    generate
+        for (s = 1; s <= AL; s = s + 1) begin : g_v
+            reg rv;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= vs[s-1];
+            end
+            assign vs[s] = rv;
+        end
+    endgenerate
+
+    // stage 2: the input and the ROM word registered once more, so a block-RAM output drives
+    // only flip-flops
+    reg [PE*IBITS-1:0] x2;
+    reg [PE*NT*TW-1:0] tq2;
+    always @(posedge ap_clk) begin
+        if (adv) begin
+            x2 <= x1;
+            tq2 <= tmem_q;
+        end
+    end
+
     genvar p;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            reg signed [VW-1:0] value;
-            reg signed [TW-1:0] xe;
+            wire signed [TW-1:0] xe = ext_i(x2[p*IBITS +: IBITS]);
+            reg [NT-1:0] ge;
             integer i;
-            always @* begin
-                xe = ext_i(x1[p*IBITS +: IBITS]);
-                value = ACTVAL;
-                for (i = 0; i < NT; i = i + 1)
-                    if (xe >= $signed(tmem_q[(p*NT + i)*TW +: TW])) value = value + 1;
-            end
             always @(posedge ap_clk) begin
-                if (adv && v1) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                if (adv)
+                    for (i = 0; i < NT; i = i + 1)
+                        ge[i] <= (xe >= $signed(tq2[(p*NT + i)*TW +: TW]));
+            end
+            wire [CW-1:0] cnt;
+            codesign_thresholding_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+                .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
+            wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
+            always @(posedge ap_clk) begin
+                if (adv && vs[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
             end
         end
     endgenerate
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
-        else if (adv) out_V_TVALID <= v1;
+        else if (adv) out_V_TVALID <= vs[AL];
     end
+endmodule
+
+// Balanced binary adder tree, N inputs of IW bits -> OW bits, a register after every level
+// (latency clog2(N) cycles; N = 1: a wire). Heap layout: node i = node 2i + node 2i+1, leaves
+// at NP..NP+N-1 (NP = next power of two >= N), missing leaves are zero.
+module codesign_thresholding_tree #(
+    parameter integer N = 2,
+    parameter integer IW = 4,
+    parameter integer OW = 6,
+    parameter integer SIGNED = 1
+) (
+    input  wire            clk,
+    input  wire            en,
+    input  wire [N*IW-1:0] in,
+    output wire [OW-1:0]   out
+);
+    localparam integer NP = (N > 1) ? (1 << $clog2(N)) : 1;
+    wire [2*NP*OW-1:0] node;
+    genvar i;
+    generate
+        for (i = NP; i < 2 * NP; i = i + 1) begin : g_leaf
+            if (i - NP < N) begin : g_in
+                wire [IW-1:0] v = in[(i-NP)*IW +: IW];
+                if (OW > IW) begin : g_ext
+                    assign node[i*OW +: OW] = {{(OW-IW){(SIGNED != 0) ? v[IW-1] : 1'b0}}, v};
+                end else begin : g_trunc
+                    assign node[i*OW +: OW] = v[OW-1:0];
+                end
+            end else begin : g_zero
+                assign node[i*OW +: OW] = {OW{1'b0}};
+            end
+        end
+        for (i = 1; i < NP; i = i + 1) begin : g_add
+            reg [OW-1:0] r;
+            always @(posedge clk) if (en) r <= node[2*i*OW +: OW] + node[(2*i+1)*OW +: OW];
+            assign node[i*OW +: OW] = r;
+        end
+    endgenerate
+    assign node[0 +: OW] = {OW{1'b0}};
+    assign out = node[OW +: OW];
 endmodule

@@ -22,6 +22,7 @@ QUICK = [
     ["bench_codesign.py", "--quick"],
     ["bench_finn.py", "--quick"],
     ["bench_workers.py", "--quick"],
+    ["bench_timing.py", "--quick"],
 ]
 FULL = [
     ["bench_foundation.py"],
@@ -31,6 +32,7 @@ FULL = [
     ["bench_codesign.py"],
     ["bench_finn.py"],
     ["bench_workers.py"],
+    ["bench_timing.py"],
     ["../scripts/paper_experiments.py"],
 ]
 

