@@ -278,7 +278,7 @@ def params_cost(p: Mapping[str, Any], calibration: Calibration | None = None,
     op = p["op_type"]
     est = (calibration or IDENTITY).apply(op, op_cost(p, dsp_family))
     out: dict[str, Any] = {"op_type": op}
-    for k in CALIBRATED + ("mem_bits",):
+    for k in CALIBRATED + ("mem_bits", "pipeline_depth"):
         out[k] = int(est[k])
     out["BRAM_efficiency"] = (out["mem_bits"] / (out["BRAM_18K"] * BRAM18_BITS)) if out["BRAM_18K"] else 1.0
     out["URAM_efficiency"] = (out["mem_bits"] / (out["URAM"] * URAM_BITS)) if out["URAM"] else 1.0
@@ -298,7 +298,8 @@ def model_cost(model: Any, calibration: Calibration | None = None, dsp_family: i
     Returns {"nodes": {name: cost}, "total": {resource: sum}, "max_cycles", "max_cycles_node_name",
     "critical_path_cycles", "model", "calibration"}. The HW nodes form a chain, so the critical
     path is the sum of the node cycles (each node's initiation interval bounds its latency from
-    above; FINN reports the same figure).
+    above; FINN reports the same figure) plus the register stages of the pipelined RTL
+    (``pipeline_latency_cycles``, the ops' ``pipeline_depth``).
     """
     nodes: dict[str, Any] = {}
     for n in hw_nodes(model):
@@ -312,7 +313,8 @@ def model_cost(model: Any, calibration: Calibration | None = None, dsp_family: i
     else:
         mx_name, mx = "", 0
     return {"nodes": nodes, "total": total, "max_cycles": int(mx), "max_cycles_node_name": mx_name,
-            "critical_path_cycles": int(sum(c["cycles"] for c in nodes.values())),
+            "critical_path_cycles": int(sum(c["cycles"] + c["pipeline_depth"] for c in nodes.values())),
+            "pipeline_latency_cycles": int(sum(c["pipeline_depth"] for c in nodes.values())),
             "model": MODEL_NAME, "calibration": (calibration or IDENTITY).source}
 
 

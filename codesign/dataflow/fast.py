@@ -53,7 +53,7 @@ def _evaluate_layers(layers: list[dict[str, Any]], n: int, calibration: Calibrat
             tot[r] += np.broadcast_to(est[r], (n,))
         c = np.broadcast_to(est["cycles"], (n,))
         max_c = np.maximum(max_c, c)
-        crit += c
+        crit += c + np.broadcast_to(est["pipeline_depth"], (n,))
         if per_node:
             nodes[p["name"]] = {k: np.broadcast_to(est[k], (n,)) for k in CALIBRATED}
     out: dict[str, Any] = dict(tot)

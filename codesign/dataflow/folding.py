@@ -132,7 +132,7 @@ def _check_attr_name(node: NodeProto, attr: str) -> None:
         raise FoldingError(f"{node.name} ({node.op_type}): unknown attribute {attr!r}{hint}")
 
 
-#: FINN's MVAU weight-memory modes (current names, and the older const/decoupled ones)
+#: FINN's weight/threshold memory modes (current names, and the older const/decoupled ones)
 MEM_MODES = ("internal_embedded", "internal_decoupled", "external", "const", "decoupled")
 
 

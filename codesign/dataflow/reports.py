@@ -44,7 +44,9 @@ def network_performance(mc: dict[str, Any], clock_ns: float) -> dict[str, Any]:
     return {"critical_path_cycles": mc["critical_path_cycles"], "max_cycles": mx,
             "max_cycles_node_name": mc["max_cycles_node_name"],
             "estimated_throughput_fps": (1e9 / (clock_ns * mx)) if mx else 0.0,
-            "estimated_latency_ns": mc["critical_path_cycles"] * clock_ns}
+            "estimated_latency_ns": mc["critical_path_cycles"] * clock_ns,
+            # register stages of the pipelined RTL included in the critical path
+            "pipeline_latency_cycles": mc.get("pipeline_latency_cycles", 0)}
 
 
 def op_and_param_counts(model: Any) -> dict[str, Any]:

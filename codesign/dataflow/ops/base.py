@@ -196,10 +196,20 @@ class HWCustomOp(CustomOp):
         raise NotImplementedError
 
     @classmethod
+    def pipeline_depth(cls, p: Mapping[str, Any]) -> Any:
+        """Register stages between the clock step at which ``io_pattern`` emits an output word
+        and the step at which the RTL's output register holds it (array-polymorphic). 1 for a
+        module with one registered output; the pipelined cores declare theirs (the formula is in
+        each template's header comment). It adds to the latency, never to the II."""
+        return np.asarray(1, dtype=np.int64)
+
+    @classmethod
     def cost(cls, p: Mapping[str, Any], dsp_family: int = 0) -> dict[str, Any]:
-        """``cycles`` plus ``resources``: what the per-node and the vectorised paths both call."""
+        """``cycles`` plus ``resources`` (and the ``pipeline_depth``): what the per-node and the
+        vectorised paths both call."""
         out = dict(cls.resources(p, dsp_family))
         out["cycles"] = np.asarray(cls.cycles(p), dtype=np.int64)
+        out["pipeline_depth"] = np.asarray(cls.pipeline_depth(p), dtype=np.int64)
         return out
 
     @classmethod
@@ -218,9 +228,11 @@ class HWCustomOp(CustomOp):
 
     @classmethod
     def latency(cls, p: Mapping[str, Any]) -> int:
-        """Pipeline latency: cycles from the frame's first input word to its first output word."""
+        """Pipeline latency: cycles from the frame's first input word to its first output word
+        (the io_pattern's distance plus the pipeline depth)."""
         _, cons, prod_ = cls.io_pattern(p)
-        return int(prod_[0] - cons[0] + 1) if len(prod_) and len(cons) else 0
+        depth = int(np.asarray(cls.pipeline_depth(p)).reshape(-1)[0])
+        return int(prod_[0] - cons[0] + depth) if len(prod_) and len(cons) else 0
 
     @classmethod
     def fold_candidates(cls, p: Mapping[str, Any], grids: dict[str, list[int]],
@@ -284,6 +296,17 @@ class HWCustomOp(CustomOp):
         """Cycles per frame from the op's single cycle model."""
         return int(self.cycles(self.cost_params(None)))
 
+    def mismatches_against_source(self, y: np.ndarray, y_ref: np.ndarray) -> int | None:
+        """As the network's last HW node whose output differs in size from the source model's
+        (``y_ref``): the number of mismatching output elements, or None when this op does not
+        change the output's meaning (then the sizes must agree)."""
+        return None
+
+    def emits_activation(self) -> bool:
+        """Whether this node's output is a quantized activation (the codes of a source Quant):
+        the verifier pairs such nodes with the source model's activation quantizers."""
+        return False
+
     def get_latency(self) -> int:
         """Pipeline latency of this node (see ``latency``)."""
         return int(self.latency(self.cost_params(None)))
@@ -331,6 +354,15 @@ class HWCustomOp(CustomOp):
 
     def _execute(self, *inputs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _clog2(x: Any) -> np.ndarray:
+    """ceil(log2(x)) of positive integers (0 for 1), exact and array-polymorphic, as Verilog's $clog2."""
+    v = np.maximum(np.asarray(x, dtype=np.int64), 1)
+    out = np.zeros_like(v)
+    while np.any(v > (1 << out)):
+        out = np.where(v > (1 << out), out + 1, out)
+    return out
 
 
 def make_hw_node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any):

@@ -95,6 +95,15 @@ class StreamingDataWidthConverter(IdentityStreamOp):
             return n_out, (np.arange(n_in) * iw) // ow, np.arange(n_out)
         return n_in, np.arange(n_in), -(-((np.arange(n_out) + 1) * ow) // iw) - 1
 
+    #: short name of the single-node example builder (``codesign.hw.opspecs.dwc_spec``)
+    example_name = "dwc"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
+
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
         return _gen_dwc(spec, inst, ctx)
@@ -115,3 +124,11 @@ def _gen_dwc(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_dwc", params,
                    _stream(dt, inw // dt.bits, frame_bits // inw), _stream(dt, outw // dt.bits, frame_bits // outw),
                    [], StreamingDataWidthConverter.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "dwc", inw: int = 8, outw: int = 32, elems: int = 64, dt: str = "UINT4") -> HWNodeSpec:
+    return HWNodeSpec(name, "StreamingDataWidthConverter", dict(inWidth=inw, outWidth=outw, shape=[1, elems],
+                                                                dataType=dt))
+

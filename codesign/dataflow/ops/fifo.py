@@ -88,6 +88,15 @@ class StreamingFIFO(IdentityStreamOp):
         n = int(p["words"])
         return n, np.arange(n), np.arange(n)
 
+    #: short name of the single-node example builder (``codesign.hw.opspecs.fifo_spec``)
+    example_name = "fifo"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
+
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
         return _gen_fifo(spec, inst, ctx)
@@ -107,3 +116,10 @@ def _gen_fifo(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     params = _p({"DEPTH": depth, "WIDTH": fold * dt.bits})
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_fifo", params,
                    _stream(dt, fold, words), _stream(dt, fold, words), [], StreamingFIFO.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "fifo", depth: int = 32, fold: int = 4, words: int = 64, dt: str = "UINT4") -> HWNodeSpec:
+    return HWNodeSpec(name, "StreamingFIFO", dict(depth=depth, folded_shape=[1, words, fold], dataType=dt))
+

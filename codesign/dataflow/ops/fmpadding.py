@@ -107,6 +107,15 @@ class FMPadding(HWCustomOp):
         n = oh * ow * cf
         return n, (pix[:, None] * cf + np.arange(cf)[None, :]).ravel(), np.arange(n)
 
+    #: short name of the single-node example builder (``codesign.hw.opspecs.fmpadding_spec``)
+    example_name = "fmpadding"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
+
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
         return _gen_fmpadding(spec, inst, ctx)
@@ -127,3 +136,12 @@ def _gen_fmpadding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     params = _p({"IH": ih, "IW": iw, "C": C, "SIMD": SIMD, "PT": pt, "PL": pl, "PB": pb, "PR": pr, "BITS": dt.bits})
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_fmpadding", params,
                    _stream(dt, SIMD, ih * iw * CF), _stream(dt, SIMD, oh * ow * CF), [], FMPadding.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "pad", ih: int = 8, C: int = 4, SIMD: int = 1, pad: int = 1,
+                   dt: str = "UINT4") -> HWNodeSpec:
+    return HWNodeSpec(name, "FMPadding", dict(ImgDim=[ih, ih], Padding=[pad] * 4, NumChannels=C, SIMD=SIMD,
+                                              inputDataType=dt))
+

@@ -79,9 +79,10 @@ class LabelSelect(HWCustomOp):
 
     @classmethod
     def cycles(cls, p):
-        """L/PE clocks taking the values, then K clocks emitting one index each (the RTL does
-        not take input while it emits)."""
-        return _i(p["L"]) // _i(p["PE"]) + _i(p["K"])
+        """L clocks inserting one value each (a PE-lane word is taken every PE clocks: one
+        insertion per clock keeps the sorted list off the critical path), then K clocks emitting
+        one index each (the RTL takes no input while it emits)."""
+        return _i(p["L"]) + _i(p["K"])
 
     @classmethod
     def resources(cls, p, dsp_family=0):
@@ -94,8 +95,34 @@ class LabelSelect(HWCustomOp):
 
     @classmethod
     def io_pattern(cls, p):
-        nw, k = int(p["L"]) // int(p["PE"]), int(p["K"])
-        return nw + k, np.arange(nw), nw + np.arange(k)
+        pe, k = int(p["PE"]), int(p["K"])
+        nw = int(p["L"]) // pe
+        return nw * pe + k, np.arange(nw) * pe, nw * pe + np.arange(k)
+
+    def mismatches_against_source(self, y: np.ndarray, y_ref: np.ndarray) -> int | None:
+        """The K indices against the source's top-K (the source ends in the scores); a source
+        tied at the K-th place makes any order right."""
+        k = y.size
+        flat = np.asarray(y_ref, dtype=np.float64).reshape(-1)
+        order = np.argsort(-flat, kind="stable")
+        if k < flat.size and flat[order[k - 1]] == flat[order[k]]:
+            return 0
+        return int(np.sum(order[:k] != np.asarray(y).reshape(-1)))
+
+    @classmethod
+    def pipeline_depth(cls, p):
+        """codesign_labelselect.v: the first index is in the output register PE + 2 cycles after
+        the frame's last word is taken, i.e. 2 after the io_pattern's first emit step."""
+        return np.asarray(2, dtype=np.int64)
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.labelselect_spec``)
+    example_name = "labelselect"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
 
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
@@ -116,3 +143,10 @@ def _gen_labelselect(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                  "I_SIGNED": idt.signed and not idt.bipolar})
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_labelselect", params,
                    _stream(idt, PE, L // PE), _stream(odt, 1, K), [], LabelSelect.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "top", L: int = 10, PE: int = 1, K: int = 1, idt: str = "INT8") -> HWNodeSpec:
+    return HWNodeSpec(name, "LabelSelect", dict(Labels=L, PE=PE, K=K, inputDataType=idt, outputDataType="UINT8"))
+

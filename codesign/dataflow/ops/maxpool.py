@@ -109,6 +109,12 @@ class StreamingMaxPool(HWCustomOp):
         return maxpool_cost(p["H"], p["W"], p["k"], p["C"], p["PE"], p["bits"], ram_code(p["ram_style"]))
 
     @classmethod
+    def pipeline_depth(cls, p):
+        """codesign_maxpool.v: two-stage read-modify-write of the row buffer, then the output
+        register: 3 cycles after the word that completes a window."""
+        return np.asarray(3, dtype=np.int64)
+
+    @classmethod
     def io_pattern(cls, p):
         """One word in per clock; the CF words of a window's last pixel also go out."""
         h, w, k, cf = int(p["H"]), int(p["W"]), int(p["k"]), int(p["C"]) // int(p["PE"])
@@ -118,6 +124,15 @@ class StreamingMaxPool(HWCustomOp):
         pix = np.nonzero(last)[0]
         prod_ = (pix[:, None] * cf + np.arange(cf)[None, :]).ravel()
         return n, np.arange(n), prod_
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.maxpool_spec``)
+    example_name = "maxpool"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
 
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
@@ -141,3 +156,11 @@ def _gen_maxpool(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_maxpool", params,
                    _stream(dt, PE, ih * iw * CF), _stream(dt, PE, (ih // kh) * (iw // kh) * CF), [],
                    StreamingMaxPool.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "pool", ih: int = 8, C: int = 4, PE: int = 1, k: int = 2, dt: str = "UINT4") -> HWNodeSpec:
+    return HWNodeSpec(name, "StreamingMaxPool", dict(ImgDim=[ih, ih], PoolDim=[k, k], NumChannels=C, PE=PE,
+                                                     dataType=dt))
+

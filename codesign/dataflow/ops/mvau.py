@@ -15,8 +15,8 @@ from qonnx.core.datatype import DataType
 from codesign.dataflow.cost import (RES_DSP, _i, _memory, bits_for_range, cdiv, ram_code, res_code,
                                     res_out)
 from codesign.dataflow.golden import _int, multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, bipolar_from_count, param_dt, prod, prod_or_int
-from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int
+from codesign.dataflow.ops.rtlgen import (dt_bits, rand_values, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -215,6 +215,10 @@ class MVAU(HWCustomOp):
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights")
 
+    def emits_activation(self) -> bool:
+        """With thresholds (a third input) the MVAU emits the next layer's activation codes."""
+        return len(self.onnx_node.input) > 2 and bool(self.onnx_node.input[2])
+
     @classmethod
     def finn_difference_notes(cls, ours: Mapping[str, Any], finn_main: Mapping[str, Any],
                               mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
@@ -283,6 +287,23 @@ class MVAU(HWCustomOp):
                               p["xnor"], dsp_family)
 
     @classmethod
+    def pipeline_depth(cls, p):
+        """codesign_mvau.v: the output register holds a fold's result 1 + DEPTH cycles after its
+        last step, DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0); TL = clog2(SIMD*NPP)
+        registered adder-tree levels, NPP = WBITS partial products per LUT multiply (1 for
+        bipolar/XNOR/DSP products), DSPL = 1 registered DSP multiply."""
+        def bipolar(dt_key: str, bits_key: str) -> np.ndarray:  # 1-bit operands are bipolar in the zoo
+            return np.asarray(p[dt_key]) == "BIPOLAR" if dt_key in p else _i(p[bits_key]) == 1
+
+        bip = bipolar("wdt", "wbits") | bipolar("idt", "abits") | (_i(p.get("xnor", 0)) != 0)
+        dsp = (res_code(p["resType"]) == RES_DSP) & ~bip
+        npp = np.where(bip | dsp, 1, _i(p["wbits"]))
+        tl = _clog2(_i(p["SIMD"]) * npp)
+        nt = _i(p["n_thr"])
+        thr = np.where(nt > 0, 1 + _clog2(nt), 0)
+        return 1 + 4 + dsp.astype(np.int64) + tl + thr
+
+    @classmethod
     def io_pattern(cls, p):
         """Per input vector: SF words taken during the first of the NF neuron-fold passes (the
         vector is then replayed from the input buffer), one PE word out at the end of each pass."""
@@ -311,6 +332,15 @@ class MVAU(HWCustomOp):
         if p["n_thr"]:
             ent[f"param_threshold_INT{p['acc_bits']}"] = p["MH"] * p["n_thr"]
         return ent
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.mvau_spec``)
+    example_name = "mvau"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
 
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
@@ -416,3 +446,35 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                        core="codesign_mvau", in_width=in_s.width, out_width=out_s.width, rom_ports=ports,
                        tie_ports=ties, params=params)
     return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], MVAU.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "mvau", MW: int = 16, MH: int = 8, PE: int = 1, SIMD: int = 1, idt: str = "UINT4",
+              wdt: str = "INT4", odt: str = "UINT4", nthr: int | None = None, res_type: str = "lut",
+              ram_style: str = "auto", seed: int = 0) -> HWNodeSpec:
+    """An MVAU with random weights; `nthr` thresholds per row (default 2**bits(odt) - 1; 0: no activation)."""
+    rng = np.random.default_rng(seed)
+    W = rand_values(rng, wdt, (MW, MH))
+    xnor = idt == wdt == "BIPOLAR"
+    if nthr is None:
+        nthr = 1 if odt == "BIPOLAR" else (1 << dt_bits(odt)) - 1
+    attrs: dict[str, Any] = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType=wdt,
+                                 outputDataType=odt, ActVal=0, noActivation=int(nthr == 0), binaryXnorMode=int(xnor),
+                                 numInputVectors=[1], resType=res_type, ram_style=ram_style, mem_mode="const")
+    inits: dict[str, np.ndarray] = {"W": W}
+    if nthr:
+        if xnor:
+            lo, hi = -MW, MW
+        else:
+            xl = -1 if idt == "BIPOLAR" else (-(1 << (dt_bits(idt) - 1)) if idt.startswith("INT") else 0)
+            xh = 1 if idt == "BIPOLAR" else ((1 << (dt_bits(idt) - 1)) - 1 if idt.startswith("INT") else (1 << dt_bits(idt)) - 1)
+            acc_hi = (np.maximum(W, 0) * xh + np.minimum(W, 0) * xl).sum(0)
+            acc_lo = (np.maximum(W, 0) * xl + np.minimum(W, 0) * xh).sum(0)
+            lo, hi = int(acc_lo.min()), int(acc_hi.max())
+        span = max(hi - lo, 1)
+        # thresholds spread over the middle of the accumulator range, sorted per row
+        T = np.sort(rng.integers(lo + span // 4, hi - span // 4 + 1, size=(MH, nthr)), axis=1)
+        inits["T"] = T.astype(np.float64)
+    return HWNodeSpec(name, "MVAU", attrs, inits)
+

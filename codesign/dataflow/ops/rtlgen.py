@@ -173,3 +173,18 @@ def _p(params: dict[str, Any]) -> list[tuple[str, str]]:
             v = int(v)
         out.append((k, str(int(v)) if isinstance(v, (int, np.integer)) else str(v)))
     return out
+
+
+def rand_values(rng: np.random.Generator, dt: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Seeded random integers of a datatype (stand-ins for trained weights in example nodes)."""
+    if dt == "BIPOLAR":
+        return rng.choice([-1, 1], size=shape)
+    bits = int(dt.lstrip("UINT"))
+    if dt.startswith("U"):
+        return rng.integers(0, 1 << bits, size=shape)
+    return rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=shape)
+
+
+def dt_bits(dt: str) -> int:
+    """Bits of a datatype name (BIPOLAR/BINARY: 1)."""
+    return 1 if dt in ("BIPOLAR", "BINARY") else int(dt.lstrip("UINT"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import _i, _memory, ram_code, res_out
 from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
@@ -147,6 +146,12 @@ class SlidingWindow(HWCustomOp):
         return (br - kh) * int(p["IW"]) * (int(p["C"]) // int(p["SIMD"]))
 
     @classmethod
+    def pipeline_depth(cls, p):
+        """codesign_swg.v: a window's first word is in the output register 2 cycles after the
+        input word that completes it."""
+        return np.asarray(2, dtype=np.int64)
+
+    @classmethod
     def io_pattern(cls, p):
         """Line-buffer warm-up (buf words in, nothing out), then per output row a phase of
         max(OW*kh*kw*CF, sw*IW*CF) clocks that emits the row's windows while taking the next
@@ -167,6 +172,15 @@ class SlidingWindow(HWCustomOp):
             cons = np.concatenate([cons, np.arange(n, n + n_in - len(cons))])
             n = int(cons[-1]) + 1
         return n, cons, prod_
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.swg_spec``)
+    example_name = "swg"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
 
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
@@ -196,3 +210,14 @@ def _gen_swg(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     cyc = SlidingWindow.rtl_cycles(spec)
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_swg", params,
                    _stream(dt, SIMD, ih * iw * CF), _stream(dt, SIMD, oh * ow * kh * kw * CF), [], cyc)
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "swg", ih: int = 8, C: int = 4, SIMD: int = 1, k: int = 3, s: int = 1,
+             dt: str = "UINT4") -> HWNodeSpec:
+    oh = (ih - k) // s + 1
+    return HWNodeSpec(name, "SlidingWindow", dict(ConvKernelDim=[k, k], IFMChannels=C, IFMDim=[ih, ih],
+                                                  OFMDim=[oh, oh], SIMD=SIMD, Stride=[s, s], Dilation=[1, 1],
+                                                  inputDataType=dt, outputDataType=dt))
+

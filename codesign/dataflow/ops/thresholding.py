@@ -10,8 +10,8 @@ from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, bipolar_from_count, param_dt, prod, prod_or_int
-from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int
+from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -106,6 +106,15 @@ class Thresholding(HWCustomOp):
         ff = 32 + P * (_i(p["ibits"]) + _i(p["obits"]))
         return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
 
+    def emits_activation(self) -> bool:
+        return True
+
+    @classmethod
+    def pipeline_depth(cls, p):
+        """codesign_thresholding.v: registered input and threshold word, NT compares, a
+        clog2(NT)-level popcount tree, output register: 4 + clog2(NT) cycles."""
+        return 4 + _clog2(p["n_steps"])
+
     @classmethod
     def io_pattern(cls, p):
         """One word in and one word out on every clock."""
@@ -115,6 +124,15 @@ class Thresholding(HWCustomOp):
     @classmethod
     def op_and_param_counts(cls, p):
         return {f"param_threshold_INT{p['ibits']}": p["C"] * p["n_steps"]}
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.thresholding_spec``)
+    example_name = "thresholding"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (timing, synthesis and RTL tests, the cost-model corpus)."""
+        return _example_node(*args, **kw)
 
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
@@ -164,3 +182,19 @@ def _gen_thresholding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                        core="codesign_thresholding", in_width=in_s.width, out_width=out_s.width,
                        rom_ports=ports, tie_ports=[], params=params)
     return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], Thresholding.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "thr", C: int = 8, PE: int = 1, idt: str = "INT8", odt: str = "UINT4",
+                      nthr: int | None = None, ram_style: str = "auto", seed: int = 0) -> HWNodeSpec:
+    rng = np.random.default_rng(seed)
+    if nthr is None:
+        nthr = (1 << dt_bits(odt)) - 1
+    b = dt_bits(idt)
+    lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if idt.startswith("INT") else (0, (1 << b) - 1)
+    T = np.sort(rng.integers(lo, hi + 1, size=(C, nthr)), axis=1).astype(np.float64)
+    attrs = dict(NumChannels=C, PE=PE, numSteps=nthr, inputDataType=idt, outputDataType=odt, ActVal=0,
+                 numInputVectors=[1], ram_style=ram_style, mem_mode="const")
+    return HWNodeSpec(name, "Thresholding", attrs, {"T": T})
+
