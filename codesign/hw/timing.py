@@ -117,9 +117,9 @@ endmodule
 
 def _node_files(design: RTLDesign, node: NodeRTL) -> list[str]:
     """The Verilog files one node needs: its core, then its generated wrapper (if any)."""
-    from codesign.hw.rtl import CORE_FILES
+    from codesign.dataflow.ops import op_class
 
-    return [CORE_FILES[node.op_type]] + list(node.files)
+    return [op_class(node.op_type).template] + list(node.files)
 
 
 _FMAX_RE = re.compile(r"Max frequency for clock\s+'?([^':]+)'?:\s+([0-9.]+) MHz")

@@ -294,6 +294,11 @@ def _worker(cfg_dict: dict, out: str, strategy: str, storage_url: str, name: str
     except CodesignError as exc:  # one line, as the CLI would print it
         log.error("worker %d: %s", index, exc)
         sys.exit(2)
+    except BaseException:  # SIGTERM (SystemExit), Ctrl-C, a crash: free this worker's designs now
+        from codesign.search.study import fail_own_running_trials
+
+        fail_own_running_trials(storage_url, name)
+        raise
 
 
 def write_study_info(ctx: SearchContext, strategy: str, storage_url: str, name: str, workers: int) -> None:

@@ -627,6 +627,26 @@ class Evaluator:
             self.study.tell(trial, values=values, state=state, skip_if_finished=True)
 
 
+def fail_own_running_trials(storage_url: str, name: str, worker: str | None = None) -> int:
+    """Mark the RUNNING trials this worker (host:pid) created FAIL: a worker stopped by a signal
+    may unwind anywhere (between creating a trial and the try block that would tell it), and a
+    trial left RUNNING would wait for the grace period before another worker retries it."""
+    from optuna.trial import TrialState
+
+    worker = worker or worker_id()
+    try:
+        study = open_study(make_storage(storage_url, reconnect_s=5.0), name, create=False)
+        n = 0
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == worker:
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                n += 1
+        return n
+    except Exception as exc:  # noqa: BLE001 - best effort on the way out; the heartbeat covers the rest
+        log.warning("could not mark this worker's running trials failed: %s", _short(exc))
+        return 0
+
+
 def record_heartbeat(study: Any, trial_id: int) -> None:
     """First heartbeat right at creation: a trial whose process dies before training starts
     must still go stale (optuna only fails trials that have a heartbeat record)."""
