@@ -78,3 +78,62 @@ def test_vvau_rtl(tmp_path, case):
     p = VVAU.params_from_attrs({**VVAU.declared_defaults(), **attrs}, inits)
     assert free.performance(100.0)["stable_cycles_per_frame"] == int(VVAU.cycles(p)) == \
         int(np.prod(nv)) * (K // SIMD) * (C // PE)
+
+
+# ------------------------------------------------------------------ lowering: Brevitas -> QONNX -> compiled, exact
+
+def _dw_net(global_pool: bool):
+    """conv, depthwise 3x3 stride 2 (or 3x1 non-square), pointwise, average pool, act, fc."""
+    import brevitas.nn as qnn
+    from torch import nn
+
+    from test_dataflow_lowering import _act, _inp, _wq
+
+    c = 4
+    dw_k, dw_pad = ((3, 3), 1) if not global_pool else ((3, 1), (1, 0))
+    layers = [_inp(), qnn.QuantConv2d(1, c, 3, stride=2, bias=False, **_wq(4)), nn.BatchNorm2d(c), _act(4),
+              qnn.QuantConv2d(c, c, dw_k, stride=2, padding=dw_pad, groups=c, bias=False, **_wq(4)),
+              nn.BatchNorm2d(c), _act(3),
+              qnn.QuantConv2d(c, 8, 1, bias=False, **_wq(4)), nn.BatchNorm2d(8), _act(4)]
+    layers += [nn.AdaptiveAvgPool2d(1)] if global_pool else [nn.AvgPool2d(2)]
+    side = 1 if global_pool else 3
+    layers += [_act(4), nn.Flatten(), qnn.QuantLinear(8 * side * side, 10, bias=False, **_wq(4))]
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("global_pool", [False, True], ids=["dw3x3s2_avgpool2", "dw3x1s2_globalavg"])
+def test_depthwise_and_avgpool_lowering_exact(tmp_path, global_pool):
+    """Brevitas depthwise conv (stride 2, square or non-square) + average / global average
+    pool: every step bit-exact against the QONNX model (float64 reference), VVAU nodes made."""
+    from test_dataflow_lowering import _compile_and_check
+
+    _, compiled = _compile_and_check(_dw_net(global_pool), tmp_path, n=6, per_step=True)
+    ops = [n.op_type for n in compiled.graph.node]
+    assert ops.count("VVAU") == 2, ops  # the depthwise conv and the pool's exact sum
+    assert "AveragePool" not in ops and "GlobalAveragePool" not in ops
+
+
+def test_grouped_conv_is_refused_by_name(tmp_path):
+    import onnx
+    import onnx.helper as oh
+
+    from codesign.dataflow.compiler import lower_to_hw
+    from codesign.errors import UnsupportedError
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    w = oh.make_tensor("w", onnx.TensorProto.FLOAT, [4, 2, 3, 3], np.ones(72, np.float32))
+    sc = oh.make_tensor("s", onnx.TensorProto.FLOAT, [], [1.0])
+    zp = oh.make_tensor("z", onnx.TensorProto.FLOAT, [], [0.0])
+    b8 = oh.make_tensor("b8", onnx.TensorProto.FLOAT, [], [8.0])
+    b4 = oh.make_tensor("b4", onnx.TensorProto.FLOAT, [], [4.0])
+    nodes = [oh.make_node("Quant", ["x", "s", "z", "b8"], ["xq"], domain="qonnx.custom_op.general", signed=0,
+                          narrow=0, rounding_mode="ROUND", name="inq"),
+             oh.make_node("Quant", ["w", "s", "z", "b4"], ["wq"], domain="qonnx.custom_op.general", signed=1,
+                          narrow=0, rounding_mode="ROUND", name="wq"),
+             oh.make_node("Conv", ["xq", "wq"], ["y"], group=2, kernel_shape=[3, 3], name="grouped_conv")]
+    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
+                      [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4, 4])], [w, sc, zp, b8, b4])
+    model = ModelWrapper(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)]))
+    with pytest.raises(UnsupportedError, match=r"grouped_conv.*op Conv.*group=2") as e:
+        lower_to_hw(model)
+    assert "\n" not in str(e.value)
