@@ -114,26 +114,19 @@ def test_depthwise_and_avgpool_lowering_exact(tmp_path, global_pool):
 
 
 def test_grouped_conv_is_refused_by_name(tmp_path):
-    import onnx
-    import onnx.helper as oh
+    """1 < groups < channels: one line naming the Conv node, its op and the group count."""
+    import brevitas.nn as qnn
+    from torch import nn
 
     from codesign.dataflow.compiler import lower_to_hw
     from codesign.errors import UnsupportedError
-    from qonnx.core.modelwrapper import ModelWrapper
+    from dataflow_helpers import export, images
+    from test_dataflow_lowering import _act, _inp, _wq
 
-    w = oh.make_tensor("w", onnx.TensorProto.FLOAT, [4, 2, 3, 3], np.ones(72, np.float32))
-    sc = oh.make_tensor("s", onnx.TensorProto.FLOAT, [], [1.0])
-    zp = oh.make_tensor("z", onnx.TensorProto.FLOAT, [], [0.0])
-    b8 = oh.make_tensor("b8", onnx.TensorProto.FLOAT, [], [8.0])
-    b4 = oh.make_tensor("b4", onnx.TensorProto.FLOAT, [], [4.0])
-    nodes = [oh.make_node("Quant", ["x", "s", "z", "b8"], ["xq"], domain="qonnx.custom_op.general", signed=0,
-                          narrow=0, rounding_mode="ROUND", name="inq"),
-             oh.make_node("Quant", ["w", "s", "z", "b4"], ["wq"], domain="qonnx.custom_op.general", signed=1,
-                          narrow=0, rounding_mode="ROUND", name="wq"),
-             oh.make_node("Conv", ["xq", "wq"], ["y"], group=2, kernel_shape=[3, 3], name="grouped_conv")]
-    g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 6, 6])],
-                      [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4, 4])], [w, sc, zp, b8, b4])
-    model = ModelWrapper(oh.make_model(g, opset_imports=[oh.make_opsetid("", 13)]))
-    with pytest.raises(UnsupportedError, match=r"grouped_conv.*op Conv.*group=2") as e:
+    net = nn.Sequential(_inp(), qnn.QuantConv2d(1, 4, 3, bias=False, **_wq(4)), _act(4),
+                        qnn.QuantConv2d(4, 4, 3, groups=2, bias=False, **_wq(4)), _act(4))
+    model = export(net, images(2), tmp_path / "grouped.onnx")
+    with pytest.raises(UnsupportedError, match=r"node '[^']*Conv[^']*' \(op Conv\): grouped convolution with "
+                                               r"group=2") as e:
         lower_to_hw(model)
     assert "\n" not in str(e.value)

@@ -27,7 +27,7 @@ from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _h
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
 
-#: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (as for the MVAU)
+#: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (as for the matrix unit)
 DSP_MIN_BITS = 8
 #: pipeline registers between an input word and its output word (codesign_vvau.v stages 1..5 + out)
 PIPE_DEPTH = 6
@@ -59,7 +59,7 @@ def vvau_resources(K: Any, C: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     """Resources of codesign_vvau.v as written.
 
     Weight ROM: depth K*C/(PE*SIMD), width PE*SIMD*W. Per PE lane: SIMD multiplies (LUT
-    shift-and-add as in the MVAU model, none with DSPs), a SIMD-input adder tree, the
+    shift-and-add as in the matrix unit model, none with DSPs), a SIMD-input adder tree, the
     accumulator RAM of C/PE entries x acc bits (LUTRAM: acc*ceil(CF/64) LUTs) and its adder,
     NT comparators. LUT = 200 + 1.1*PE*(mult + adder + 2*acc + acc_mem + thr_cmp) + ROM LUTRAM.
     FF: the input word, PE*SIMD registered products, PE dot/accumulate/sum registers, the
