@@ -130,3 +130,52 @@ def test_grouped_conv_is_refused_by_name(tmp_path):
                                                r"group=2") as e:
         lower_to_hw(model)
     assert "\n" not in str(e.value)
+
+
+def test_vvau_synthesises_with_yosys(tmp_path):
+    """Yosys synth_xilinx of the template: the DSP count is the model's (PE*SIMD with resType
+    dsp at 4+4 bits, none with lut), the LUT variant maps its multiplies to LUTs."""
+    from codesign.hw.synth import synth_design
+
+    rng = np.random.default_rng(5)
+    W = rng.integers(-8, 8, size=(9, 4))
+    T = np.sort(rng.integers(-40, 40, size=(4, 3)), axis=1)
+    specs = []
+    for res, pe, simd in (("dsp", 4, 3), ("lut", 2, 1)):
+        attrs = dict(Channels=4, Kernel=[3, 3], PE=pe, SIMD=simd, inputDataType="UINT4", weightDataType="INT4",
+                     outputDataType="UINT2", ActVal=0, noActivation=0, numInputVectors=[1, 2, 2], resType=res)
+        specs.append(HWNodeSpec(f"dw {res}", "VVAU", attrs, {"W": W, "T": T}))
+    design = render_nodes(specs, tmp_path / "rtl")
+    rep = synth_design(design, "xc7z020clg400-1", tmp_path / "ooc.json")
+    for s in specs:
+        p = VVAU.params_from_attrs({**VVAU.declared_defaults(), **s.attrs}, s.inits)
+        assert rep["nodes"][s.name]["DSP"] == int(VVAU.resources(p)["DSP"]), (s.name, rep["nodes"][s.name])
+        assert rep["nodes"][s.name]["LUT"] > 0 and rep["nodes"][s.name]["FF"] > 0
+    assert rep["nodes"]["dw dsp"]["DSP"] == 12 and rep["nodes"]["dw lut"]["DSP"] == 0
+
+
+def test_residual_add_error_names_the_add(tmp_path):
+    """A residual block is refused with one line naming the Add (not a neighbouring MatMul)."""
+    import brevitas.nn as qnn
+    from torch import nn
+
+    from codesign.dataflow.compiler import lower_to_hw
+    from codesign.errors import UnsupportedError
+    from dataflow_helpers import export, images
+    from test_dataflow_lowering import _act, _inp, _wq
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.c1, self.a1 = _inp(), qnn.QuantConv2d(1, 4, 3, padding=1, bias=False, **_wq(4)), _act(4)
+            self.c2, self.a2 = qnn.QuantConv2d(4, 4, 3, padding=1, bias=False, **_wq(4)), _act(4)
+
+        def forward(self, x):
+            y = self.a1(self.c1(self.inp(x)))
+            return self.a2(self.c2(y) + y)
+
+    model = export(Res(), images(2), tmp_path / "res.onnx")
+    adds = [n.name for n in model.graph.node if n.op_type == "Add"]
+    with pytest.raises(UnsupportedError, match=r"node '([^']*)' \(op Add\): an elementwise join") as e:
+        lower_to_hw(model)
+    assert str(e.value).split("'")[1] in adds and "\n" not in str(e.value)
