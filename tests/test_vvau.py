@@ -66,7 +66,7 @@ def test_vvau_rtl(tmp_path, case):
         T = np.sort(rng.integers(int(acc.min()) - 2, int(acc.max()) + 2, size=(C, nthr)), axis=1) - 0.5
         inits["T"] = T
         exp = vvau(x, W, T, act)
-    attrs = dict(Channels=C, Kernel=[K, 1], PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType=wdt,
+    attrs = dict(Channels=C, Kernel=[K, 1], KernelSize=K, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType=wdt,
                  outputDataType=odt, ActVal=act, noActivation=int(nthr == 0), numInputVectors=nv, resType=res)
     design = render_nodes([HWNodeSpec(f"dw {cid}", "VVAU", attrs, inits)], tmp_path / "rtl")
     out = run_frames(design, x, seed=3, p_bubble=0.3, p_stall=0.35)
@@ -105,12 +105,29 @@ def _dw_net(global_pool: bool):
 def test_depthwise_and_avgpool_lowering_exact(tmp_path, global_pool):
     """Brevitas depthwise conv (stride 2, square or non-square) + average / global average
     pool: every step bit-exact against the QONNX model (float64 reference), VVAU nodes made."""
+    import torch
+
     from test_dataflow_lowering import _compile_and_check
 
-    _, compiled = _compile_and_check(_dw_net(global_pool), tmp_path, n=6, per_step=True)
+    torch.manual_seed(11)  # weights whose avg-pool sums hit exact rounding ties (half-to-even)
+    _, compiled = _compile_and_check(_dw_net(global_pool), tmp_path, n=6)
     ops = [n.op_type for n in compiled.graph.node]
     assert ops.count("VVAU") == 2, ops  # the depthwise conv and the pool's exact sum
     assert "AveragePool" not in ops and "GlobalAveragePool" not in ops
+
+
+def test_activation_thresholds_round_half_to_even():
+    """Ties (x exactly k + 1/2 steps) go to the even code, as qonnx's ROUND (np.round) does,
+    also after an affine map and the integer ceil the streamlining applies."""
+    from codesign.dataflow.transforms.quant import quant_thresholds
+
+    T = quant_thresholds(-4, 3, 0.25)
+    x = np.arange(-24, 25) / 16.0  # many exact ties at 0.125 + k*0.25
+    codes = -4 + (x[:, None] >= T).sum(axis=1)
+    assert np.array_equal(codes, np.clip(np.round(x / 0.25), -4, 3))
+    acc = np.arange(-24, 25)  # x = acc / 16 on an integer accumulator: thresholds 16*T, ceil
+    codes_int = -4 + (acc[:, None] >= np.ceil(T * 16)).sum(axis=1)
+    assert np.array_equal(codes_int, np.clip(np.round(acc / 16 / 0.25), -4, 3))
 
 
 def test_grouped_conv_is_refused_by_name(tmp_path):
@@ -142,7 +159,7 @@ def test_vvau_synthesises_with_yosys(tmp_path):
     T = np.sort(rng.integers(-40, 40, size=(4, 3)), axis=1)
     specs = []
     for res, pe, simd in (("dsp", 4, 3), ("lut", 2, 1)):
-        attrs = dict(Channels=4, Kernel=[3, 3], PE=pe, SIMD=simd, inputDataType="UINT4", weightDataType="INT4",
+        attrs = dict(Channels=4, Kernel=[3, 3], KernelSize=9, PE=pe, SIMD=simd, inputDataType="UINT4", weightDataType="INT4",
                      outputDataType="UINT2", ActVal=0, noActivation=0, numInputVectors=[1, 2, 2], resType=res)
         specs.append(HWNodeSpec(f"dw {res}", "VVAU", attrs, {"W": W, "T": T}))
     design = render_nodes(specs, tmp_path / "rtl")
@@ -179,3 +196,14 @@ def test_residual_add_error_names_the_add(tmp_path):
     with pytest.raises(UnsupportedError, match=r"node '([^']*)' \(op Add\): an elementwise join") as e:
         lower_to_hw(model)
     assert str(e.value).split("'")[1] in adds and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("global_pool", [False, True], ids=["avgpool2", "globalavg"])
+def test_depthwise_network_rtlsim(tmp_path, global_pool):
+    """The depthwise/avg-pool net through the whole build (folding, FIFOs, Verilog) and Verilator:
+    bit-exact on real images, steady-state cycles within 5% of the estimate."""
+    from test_rtlsim_network import _check, _compile
+
+    build = _compile(_dw_net(global_pool), tmp_path, (1, 28, 28), target_fps=20000)
+    perf = _check(build, 8)
+    assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.05, perf

@@ -94,6 +94,8 @@ class VVAU(HWCustomOp):
         return {
             "Channels": ("i", True, 0),
             "Kernel": ("ints", True, []),
+            #: kh*kw (the dimension SIMD folds; a scalar so the folding checks can divide it)
+            "KernelSize": ("i", True, 0),
             "PE": ("i", False, 1),
             "SIMD": ("i", False, 1),
             "inputDataType": ("s", True, ""),
@@ -109,7 +111,7 @@ class VVAU(HWCustomOp):
         }
 
     def _k(self) -> int:
-        return int(np.prod(self.get_nodeattr("Kernel")))
+        return int(self.get_nodeattr("KernelSize"))
 
     def _nv(self) -> list[int]:
         return [int(v) for v in self.get_nodeattr("numInputVectors")]
@@ -143,7 +145,7 @@ class VVAU(HWCustomOp):
     # -- the op's models -----------------------------------------------------------------------
     finn_op_type = "VVAU"
     finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode")
-    fold_dims = {"PE": ("Channels", "C"), "SIMD": ("Kernel", "K")}
+    fold_dims = {"PE": ("Channels", "C"), "SIMD": ("KernelSize", "K")}
     in_fold_attr, out_fold_attr = "PE", "PE"
     layer_role = "weights"
     template = "codesign_vvau.v"
@@ -156,7 +158,7 @@ class VVAU(HWCustomOp):
         idt = param_dt(a, "inputDataType", tensor_dt, "input", what)
         wdt = param_dt(a, "weightDataType", None, "weight", what)
         odt = param_dt(a, "outputDataType", tensor_dt, "output", what)
-        K, C = int(np.prod(a["Kernel"])), int(a["Channels"])
+        K, C = int(a["KernelSize"]), int(a["Channels"])
         W, T = inits.get("W"), inits.get("T")
         noact = int(a.get("noActivation", 0 if T is not None else 1))
         n_thr = int(np.asarray(T).shape[-1]) if T is not None else (0 if noact else 2 ** odt.bitwidth() - 1)
@@ -248,7 +250,7 @@ def acc_range(W: np.ndarray, amin: float, amax: float, T: np.ndarray | None = No
 def _gen_vvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     a = spec.attrs
     C = int(_attr(a, "Channels"))
-    K = _prod(_attr(a, "Kernel"))
+    K = int(_attr(a, "KernelSize"))
     PE, SIMD = int(_attr(a, "PE", 1)), int(_attr(a, "SIMD", 1))
     errs = folding_errors(K, C, PE, SIMD)
     if errs:

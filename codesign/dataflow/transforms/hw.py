@@ -157,7 +157,8 @@ class InferVVAU(Transformation):
                 raise unsupported(mm, "a depthwise layer needs integer (not bipolar) activations and weights")
             lo, hi = acc_range(W2, idt)
             xshape = model.get_tensor_shape(mm.input[0])
-            attrs = dict(Channels=c, Kernel=[int(v) for v in sw.get_nodeattr("ConvKernelDim")], PE=1, SIMD=1,
+            kern = [int(v) for v in sw.get_nodeattr("ConvKernelDim")]
+            attrs = dict(Channels=c, Kernel=kern, KernelSize=kern[0] * kern[1], PE=1, SIMD=1,
                          inputDataType=idt.name, weightDataType=wdt.name,
                          numInputVectors=[int(v) for v in xshape[:-1]], ram_style="auto", resType="lut",
                          mem_mode="internal_embedded")

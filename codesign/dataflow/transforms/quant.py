@@ -334,12 +334,18 @@ class BatchNormToAffine(Transformation):
 
 
 def quant_thresholds(qmin: int, qmax: int, scale: float) -> np.ndarray:
-    """Thresholds of a round-to-nearest quantizer: output >= k iff x >= (k - 1/2) * s.
+    """Thresholds of a round-half-to-even quantizer (qonnx/Brevitas ROUND = np.round): output >= k
+    iff x >= (k - 1/2) * s for even k, x > (k - 1/2) * s for odd k (a tie goes to the even code).
 
+    The strict ">" is held as ">=" at a point nudged up by 2^-20 of a step: the streamlining
+    passes map thresholds affinely (the nudge scales with them) and the final ``ceil`` onto the
+    integer accumulator then gives "> t" exactly where t is an integer (a tie), as the reference
+    does. Ties are common after an average pool (a sum of codes / k*k at an unchanged scale).
     Returned in float64 (k = qmin+1 .. qmax); ``qmin + #{x >= t}`` is then the integer code.
     """
     ks = np.arange(qmin + 1, qmax + 1, dtype=np.float64)
-    return ((ks - 0.5) * float(scale)).reshape(1, -1)
+    nudge = np.where(np.mod(ks, 2) == 1, 2.0 ** -20, 0.0)
+    return ((ks - 0.5 + nudge) * float(scale)).reshape(1, -1)
 
 
 class ConvertQuantActToMultiThreshold(Transformation):
