@@ -207,3 +207,23 @@ def test_depthwise_network_rtlsim(tmp_path, global_pool):
     build = _compile(_dw_net(global_pool), tmp_path, (1, 28, 28), target_fps=20000)
     perf = _check(build, 8)
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.05, perf
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_padded_pool_is_refused_by_name(tmp_path, pool):
+    """Padded max pool (and padded average pool) fail with one line naming the pool node."""
+    import brevitas.nn as qnn
+    from torch import nn
+
+    from codesign.dataflow.compiler import lower_to_hw
+    from codesign.errors import UnsupportedError
+    from dataflow_helpers import export, images
+    from test_dataflow_lowering import _act, _inp, _wq
+
+    p = nn.MaxPool2d(3, stride=2, padding=1) if pool == "max" else nn.AvgPool2d(3, stride=2, padding=1)
+    net = nn.Sequential(_inp(), qnn.QuantConv2d(1, 4, 3, bias=False, **_wq(4)), _act(4), p, _act(4))
+    model = export(net, images(2), tmp_path / "pool.onnx")
+    op = "MaxPool" if pool == "max" else "AveragePool"
+    with pytest.raises(UnsupportedError, match=rf"node '[^']+' \(op {op}\): .*pad") as e:
+        lower_to_hw(model)
+    assert "\n" not in str(e.value)
