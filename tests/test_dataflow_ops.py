@@ -38,7 +38,7 @@ def _exec(m: ModelWrapper, x: np.ndarray) -> np.ndarray:
 
 def test_registry_exposes_every_op():
     assert set(custom_op) == {"MVAU", "Thresholding", "SlidingWindow", "StreamingMaxPool", "FMPadding",
-                              "LabelSelect", "StreamingDataWidthConverter", "StreamingFIFO"}
+                              "LabelSelect", "StreamingDataWidthConverter", "StreamingFIFO", "VVAU"}
 
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (2, 4), (4, 8)])

@@ -227,3 +227,29 @@ def test_padded_pool_is_refused_by_name(tmp_path, pool):
     with pytest.raises(UnsupportedError, match=rf"node '[^']+' \(op {op}\): .*pad") as e:
         lower_to_hw(model)
     assert "\n" not in str(e.value)
+
+
+def test_vvau_node_executes_through_qonnx():
+    """A VVAU node in an ONNX graph runs its golden through qonnx's execute_onnx; shapes, widths
+    and the cycle figure of the node view agree with the class models."""
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.dataflow.ops import make_hw_node
+    from test_dataflow_ops import _single
+
+    rng = np.random.default_rng(3)
+    K, C = 9, 4
+    W = rng.integers(-2, 2, size=(K, C))
+    T = np.sort(rng.integers(-10, 10, size=(C, 3)), axis=1)
+    n = make_hw_node("VVAU", ["x", "W", "T"], ["y"], "VVAU_0", Channels=C, Kernel=[3, 3], KernelSize=K, PE=2,
+                     SIMD=1, inputDataType="UINT4", weightDataType="INT2", outputDataType="UINT2",
+                     accDataType="INT10", noActivation=0, ActVal=0, numInputVectors=[1, 2, 2])
+    m = _single(n, (1, 2, 2, K * C), (1, 2, 2, C), {"W": W, "T": T}, idt="UINT4")
+    x = rng.integers(0, 16, size=(1, 2, 2, K * C))
+    y = execute_onnx(m, {"x": x.astype(np.float32)})["y"]
+    np.testing.assert_array_equal(y, vvau(x, W, T))
+    op = getCustomOp(m.graph.node[0])
+    assert op.verify_node() == ["ok"]
+    assert op.get_folded_input_shape() == (1, 2, 2, K * C // 2, 2) and op.get_instream_width() == 8
+    assert op.get_exp_cycles() == 4 * K * C // 2
