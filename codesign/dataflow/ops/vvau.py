@@ -61,7 +61,10 @@ def vvau_resources(K: Any, C: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     Weight ROM: depth K*C/(PE*SIMD), width PE*SIMD*W. Per PE lane: SIMD multiplies (LUT
     shift-and-add as in the matrix unit model, none with DSPs), a SIMD-input adder tree, the
     accumulator RAM of C/PE entries x acc bits (LUTRAM: acc*ceil(CF/64) LUTs) and its adder,
-    NT comparators. LUT = 200 + 1.1*PE*(mult + adder + 2*acc + acc_mem + thr_cmp) + ROM LUTRAM.
+    NT comparators. LUT = 40 + 0.8*PE*(mult + adder + 2*acc + acc_mem + thr_cmp) + ROM LUTRAM
+    (base and factor fitted to Yosys 0.23 synth_xilinx xc7 of K=9, C=4, UINT4 x INT4, 3 thresholds:
+    PE=1: 122 LUT (model 116), PE=2: 200 (192); the DSP variant PE=4, SIMD=3 maps 181 (model 344,
+    an overestimate kept on the safe side).
     FF: the input word, PE*SIMD registered products, PE dot/accumulate/sum registers, the
     output word and ~48 control bits. DSP: PE*SIMD with resType=dsp when W + A >= 8.
     """
@@ -77,7 +80,7 @@ def vvau_resources(K: Any, C: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     mult = np.where(use_dsp, 0, Q * (2 * cdiv(wa, 6) - 1) * wa)
     adder = acc * np.maximum(Q - 1, 0)
     acc_mem = acc * cdiv(cf, 64)
-    lut = 200 + 1.1 * (P * (mult + adder + 2 * acc + acc_mem + nt * acc)).astype(np.float64) + mem["LUTRAM"]
+    lut = 40 + 0.8 * (P * (mult + adder + 2 * acc + acc_mem + nt * acc)).astype(np.float64) + mem["LUTRAM"]
     out_bits = np.where(nt > 0, _i(obits), acc)
     ff = 48 + Q * P * A_ + P * Q * wa + 3 * P * acc + P * out_bits
     dsp = np.where(use_dsp, P * Q, 0)
