@@ -43,6 +43,7 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
         m.set_initializer(q.output[0], codes * scale)
         weight_codes[q.output[0]] = codes
         g.node.remove(q)
+    _avgpool_as_depthwise_conv(m)
     m = m.transform(ExtractBiasFromConv()).transform(LowerConvsToMatMul()).transform(InferShapes())
     g = m.graph
     for init in list(g.initializer):
@@ -72,3 +73,26 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
     m = m.transform(InferShapes())
     m.weight_codes = weight_codes
     return m
+
+
+def _avgpool_as_depthwise_conv(m: ModelWrapper) -> None:
+    """AveragePool (no padding) / GlobalAveragePool -> depthwise Conv of 1/(kh*kw) weights, so the
+    Conv lowering above runs it in double (onnxruntime has no double AveragePool)."""
+    g = m.graph
+    for n in [n for n in g.node if n.op_type in ("AveragePool", "GlobalAveragePool")]:
+        shape = m.get_tensor_shape(n.input[0])
+        if shape is None or len(shape) != 4:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
+            continue  # left as is: the compiler refuses it by name
+        c, h, w = (int(v) for v in shape[1:])
+        k = [h, w] if n.op_type == "GlobalAveragePool" else [int(v) for v in attrs["kernel_shape"]]
+        strides = [1, 1] if n.op_type == "GlobalAveragePool" else [int(v) for v in attrs.get("strides", [1, 1])]
+        wname = f"{n.name}_avg_w64"
+        m.set_initializer(wname, np.full((c, 1, *k), 1.0 / (k[0] * k[1]), dtype=np.float32))
+        conv = onnx.helper.make_node("Conv", [n.input[0], wname], list(n.output), name=f"{n.name}_conv64",
+                                     kernel_shape=k, strides=strides, group=c, pads=[0, 0, 0, 0])
+        idx = list(g.node).index(n)
+        g.node.remove(n)
+        g.node.insert(idx, conv)

@@ -93,6 +93,7 @@ EXAMPLES = {
     "StreamingDataWidthConverter": [dict(total_bits=96, in_width=8, out_width=24),
                                     dict(total_bits=96, in_width=32, out_width=8)],
     "StreamingFIFO": [dict(depth=4, width=8, words=9, ram_style="auto")],
+    "VVAU": [dict(K=9, C=4, PE=2, SIMD=1, Nv=6, **M), dict(K=9, C=4, PE=4, SIMD=3, Nv=2, **M)],
 }
 
 
@@ -111,6 +112,8 @@ def _words(op: str, p: dict) -> tuple[int, int]:
         return p["H"] * p["W"] * p["C"] // p["SIMD"], oh * ow * p["C"] // p["SIMD"]
     if op == "LabelSelect":
         return p["L"] // p["PE"], p["K"]
+    if op == "VVAU":
+        return p["Nv"] * p["K"] * p["C"] // (p["PE"] * p["SIMD"]), p["Nv"] * p["C"] // p["PE"]
     if op == "StreamingDataWidthConverter":
         return p["total_bits"] // p["in_width"], p["total_bits"] // p["out_width"]
     return p["words"], p["words"]

@@ -22,10 +22,10 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
-from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InsertDWC, InsertFIFO, InsertLabelSelect,
+from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InferVVAU, InsertDWC, InsertFIFO, InsertLabelSelect,
                                              SetDefaultFolding, UpdateHWDatatypes, is_hw_node)
 from codesign.dataflow.transforms.layout import (AbsorbTransposeIntoFlatten, CancelInverseTransposes,
-                                                 LowerConvToSlidingWindow, LowerMaxPoolToStreaming,
+                                                 LowerAvgPoolToDepthwise, LowerConvToSlidingWindow, LowerMaxPoolToStreaming,
                                                  MoveTransposePastChannelwise)
 from codesign.dataflow.transforms.quant import (BatchNormToAffine, CheckSupportedOps, ConvertInputQuantToInteger,
                                                 ConvertQuantActToMultiThreshold, ConvertSubDivToAddMul,
@@ -129,7 +129,7 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
              "BatchNorm -> Mul/Add; Sub/Div -> Add/Mul"),
         Step("convert_act_quant", lambda: [ConvertQuantActToMultiThreshold()],
              "activation quantizers -> MultiThreshold + scale Mul"),
-        Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(),
+        Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(), LowerAvgPoolToDepthwise(),
                                               MoveTransposePastChannelwise(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
              "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
@@ -137,7 +137,7 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
                                     FlipNegativeChannelScales(), AbsorbAddIntoMultiThreshold(),
                                     AbsorbMulIntoMultiThreshold(), UpdateHWDatatypes(), RoundAndClipThresholds()],
              "move scales/biases into thresholds; integer thresholds", finalize=[check_streamlined]),
-        Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferMVAU(), InferThresholding()],
+        Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferVVAU(), InferMVAU(), InferThresholding()],
              "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]
     if label_select_k is not None:

@@ -17,10 +17,11 @@ from codesign.dataflow.ops.maxpool import StreamingMaxPool
 from codesign.dataflow.ops.mvau import MVAU
 from codesign.dataflow.ops.sliding_window import SlidingWindow
 from codesign.dataflow.ops.thresholding import Thresholding
+from codesign.dataflow.ops.vvau import VVAU
 
 #: every registered HW op class (adding an op: one module here plus its Verilog template)
 OPS: tuple[type[HWCustomOp], ...] = (MVAU, Thresholding, SlidingWindow, StreamingMaxPool, FMPadding, LabelSelect,
-                                     StreamingDataWidthConverter, StreamingFIFO)
+                                     StreamingDataWidthConverter, StreamingFIFO, VVAU)
 
 custom_op: dict[str, type[HWCustomOp]] = {cls.__name__: cls for cls in OPS}
 

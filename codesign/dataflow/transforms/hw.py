@@ -11,6 +11,7 @@ from qonnx.custom_op.registry import getCustomOp
 from qonnx.transformation.base import Transformation
 
 from codesign.dataflow.ops.base import DOMAIN, make_hw_node
+from codesign.dataflow.transforms.layout import DEPTHWISE_TAG, depthwise_kernels
 from codesign.dataflow.transforms.quant import _attr
 from codesign.dataflow.transforms.streamline import _mt_channel_axis, threshold_input_range
 from codesign.dataflow.transforms.util import (acc_range, const, const_input, fresh_name, single_consumer,
@@ -70,7 +71,7 @@ class InferMVAU(Transformation):
 
     def apply(self, model: ModelWrapper):
         for mm in model.graph.node:
-            if mm.op_type != "MatMul":
+            if mm.op_type != "MatMul" or mm.name.startswith(DEPTHWISE_TAG):
                 continue
             W = const(model, mm.input[1])
             idt = model.get_tensor_datatype(mm.input[0])
@@ -119,6 +120,77 @@ class InferMVAU(Transformation):
                 remove = [mm]
             if x != mm.input[0]:
                 remove.append(model.find_producer(mm.input[0]))
+            idx = list(model.graph.node).index(mm)
+            model.graph.node.insert(idx, node)
+            for r in remove:
+                model.graph.node.remove(r)
+            model.set_tensor_datatype(node.output[0], DataType[getCustomOp(node).get_nodeattr("outputDataType")])
+            return model, True
+        return model, False
+
+
+class InferVVAU(Transformation):
+    """SlidingWindow -> MatMul(integer, depthwise weights) [-> MultiThreshold]  =>  VVAU.
+
+    Takes the MatMuls a depthwise conv or an average pool lowered to (name tag and the
+    block-of-diagonals weight structure both checked); W becomes (K, C). The thresholds are
+    absorbed as for the MVAU (``ActVal`` the threshold's out_bias, outputDataType its out_dtype);
+    without a threshold the output is the accumulator (noActivation=1)."""
+
+    def apply(self, model: ModelWrapper):
+        for mm in model.graph.node:
+            if mm.op_type != "MatMul" or not mm.name.startswith(DEPTHWISE_TAG):
+                continue
+            W2 = const(model, mm.input[1])
+            idt = model.get_tensor_datatype(mm.input[0])
+            wdt = model.get_tensor_datatype(mm.input[1])
+            swg = model.find_producer(mm.input[0])
+            if W2 is None or not idt.is_integer() or not wdt.is_integer() or swg is None \
+                    or swg.op_type != "SlidingWindow":
+                continue
+            sw = getCustomOp(swg)
+            c = int(sw.get_nodeattr("IFMChannels"))
+            Wkc = depthwise_kernels(np.asarray(W2, np.float64), c)
+            if Wkc is None:
+                continue
+            if idt == DataType["BIPOLAR"] or wdt == DataType["BIPOLAR"]:
+                raise unsupported(mm, "a depthwise layer needs integer (not bipolar) activations and weights")
+            lo, hi = acc_range(W2, idt)
+            xshape = model.get_tensor_shape(mm.input[0])
+            kern = [int(v) for v in sw.get_nodeattr("ConvKernelDim")]
+            attrs = dict(Channels=c, Kernel=kern, KernelSize=kern[0] * kern[1], PE=1, SIMD=1,
+                         inputDataType=idt.name, weightDataType=wdt.name,
+                         numInputVectors=[int(v) for v in xshape[:-1]], ram_style="auto", resType="lut",
+                         mem_mode="internal_embedded")
+            wname = fresh_name(model, "vvau_W")
+            model.set_initializer(wname, Wkc.astype(np.float32))
+            model.set_tensor_datatype(wname, wdt)
+            mt = single_consumer(model, mm.output[0])
+            if mt is not None and mt.op_type == "MultiThreshold" and _mt_channel_axis(model, mt) == -1:
+                T = np.asarray(const(model, mt.input[1]), dtype=np.float64)
+                if T.shape[0] == 1 and c != 1:
+                    T = np.broadcast_to(T, (c, T.shape[1])).copy()
+                if threshold_input_range(model, mt) is None or not np.array_equal(T, np.round(T)):
+                    continue  # not streamlined yet
+                odt = _attr(mt, "out_dtype")
+                scale, bias = float(_attr(mt, "out_scale", 1.0)), float(_attr(mt, "out_bias", 0.0))
+                if odt == "BIPOLAR" or scale != 1.0 or bias != int(bias):
+                    raise unsupported(mt, f"a depthwise layer's threshold must give integer codes (out_scale 1, "
+                                          f"integer out_bias; got {odt}, {scale}, {bias})")
+                acc = smallest_int_dtype(min(lo.min(), T.min()), max(hi.max(), T.max()))
+                tname = fresh_name(model, "vvau_T")
+                model.set_initializer(tname, T.astype(np.float32))
+                model.set_tensor_datatype(tname, acc)
+                node = make_hw_node("VVAU", [mm.input[0], wname, tname], [mt.output[0]], fresh_name(model, "VVAU"),
+                                    outputDataType=odt, accDataType=acc.name, noActivation=0, ActVal=int(bias),
+                                    **attrs)
+                remove = [mm, mt]
+            else:
+                acc = smallest_int_dtype(lo.min(), hi.max())
+                node = make_hw_node("VVAU", [mm.input[0], wname], [mm.output[0]], fresh_name(model, "VVAU"),
+                                    outputDataType=acc.name, accDataType=acc.name, noActivation=1, ActVal=0,
+                                    **attrs)
+                remove = [mm]
             idx = list(model.graph.node).index(mm)
             model.graph.node.insert(idx, node)
             for r in remove:

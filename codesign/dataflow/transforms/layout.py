@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx.helper as helper
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
 
@@ -43,12 +44,15 @@ class LowerConvToSlidingWindow(Transformation):
             W = const(model, n.input[1])
             if W is None:
                 raise unsupported(n, "conv weights must be constant")
-            if int(_attr(n, "group", 1)) != 1:
-                raise unsupported(n, "grouped/depthwise convolution is not supported")
             if W.ndim != 4:
                 raise unsupported(n, "only 2-D convolution is supported")
             cout, cin, kh, kw = W.shape
             _, c, h, w = model.get_tensor_shape(n.input[0])
+            group = int(_attr(n, "group", 1))
+            depthwise = group != 1
+            if depthwise and not (group == c and cin == 1 and cout == c):
+                raise unsupported(n, f"grouped convolution with group={group} (channels {c}, outputs {cout}) is "
+                                     f"not supported: only group = 1 or depthwise (group = channels = outputs)")
             pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
             strides = [int(v) for v in _attr(n, "strides", [1, 1])]
             dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
@@ -73,15 +77,86 @@ class LowerConvToSlidingWindow(Transformation):
                                       ConvKernelDim=[kh, kw], IFMChannels=c, IFMDim=[hp, wp], OFMDim=[oh, ow],
                                       SIMD=1, Stride=strides, Dilation=dil, inputDataType="FLOAT32",
                                       outputDataType="FLOAT32"))
-            W2 = W.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
+            if depthwise:  # (kh*kw*C, C) block of diagonals: the depthwise unit's tag and shape
+                W2 = depthwise_matrix(W[:, 0].transpose(1, 2, 0).reshape(kh * kw, c))
+            else:
+                W2 = W.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
             wname = add_const(model, "conv_w", W2, wdt)
             mm_out = fresh_name(model, "conv_mm")
-            nodes.append(helper.make_node("MatMul", [nxt, wname], [mm_out], name=fresh_name(model, "ConvMatMul")))
+            nodes.append(helper.make_node("MatMul", [nxt, wname], [mm_out],
+                                          name=fresh_name(model, DEPTHWISE_TAG if depthwise else "ConvMatMul")))
             nodes.append(_transpose(model, mm_out, n.output[0], TO_NCHW, "ConvOutTranspose"))
             idx = list(model.graph.node).index(n)
             model.graph.node.remove(n)
             for k, new in enumerate(nodes):
                 model.graph.node.insert(idx + k, new)
+            return model, True
+        return model, False
+
+
+#: name prefix of the MatMul a depthwise conv or an average pool lowers to (the depthwise unit's
+#: inference takes exactly these, after checking the weight structure)
+DEPTHWISE_TAG = "DepthwiseMatMul"
+
+
+def depthwise_matrix(Wkc: np.ndarray) -> np.ndarray:
+    """The (K*C, C) MatMul weight of a depthwise layer with per-channel kernels Wkc (K, C): row
+    k*C + c holds Wkc[k, c] in column c (the sliding window's (kh, kw, c) order), zeros elsewhere.
+    The float/streamlining stages run it as an ordinary MatMul, so every scale pass applies."""
+    K, C = Wkc.shape
+    W2 = np.zeros((K * C, C), dtype=np.float64)
+    for k in range(K):
+        W2[k * C + np.arange(C), np.arange(C)] = Wkc[k]
+    return W2
+
+
+def depthwise_kernels(W2: np.ndarray, C: int) -> np.ndarray | None:
+    """Inverse of ``depthwise_matrix``: Wkc (K, C), or None if W2 is not of that structure."""
+    if W2.ndim != 2 or W2.shape[1] != C or W2.shape[0] % C:
+        return None
+    Wkc = W2.reshape(-1, C, C)[:, np.arange(C), np.arange(C)]
+    if not np.array_equal(depthwise_matrix(Wkc), W2):
+        return None
+    return Wkc
+
+
+class LowerAvgPoolToDepthwise(Transformation):
+    """AveragePool (kernel, strides, no padding) / GlobalAveragePool (NCHW) -> Transpose,
+    SlidingWindow, depthwise MatMul of ones (the exact integer window sum), Mul(1/(kh*kw)),
+    Transpose back. Streamlining moves the 1/(kh*kw) into the next thresholds (or the host
+    post-scale), so the hardware sums exactly; the sum runs on the depthwise unit."""
+
+    def apply(self, model: ModelWrapper):
+        for n in model.graph.node:
+            if n.op_type not in ("AveragePool", "GlobalAveragePool"):
+                continue
+            _, c, h, w = model.get_tensor_shape(n.input[0])
+            if n.op_type == "GlobalAveragePool":
+                k, s = [h, w], [1, 1]
+            else:
+                k = [int(v) for v in _attr(n, "kernel_shape", [])]
+                s = [int(v) for v in _attr(n, "strides", [1, 1])]
+                pads = [int(v) for v in _attr(n, "pads", [0] * 4)]
+                if len(k) != 2 or any(pads) or int(_attr(n, "ceil_mode", 0)) != 0 \
+                        or _attr(n, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+                    raise unsupported(n, f"only 2-D average pooling without padding, floor mode (got kernel {k}, "
+                                         f"pads {pads})")
+            oh, ow = (h - k[0]) // s[0] + 1, (w - k[1]) // s[1] + 1
+            a, win, summed, scaled = (fresh_name(model, t) for t in ("nhwc", "im2col", "pool_sum", "pool_avg"))
+            ones = add_const(model, "avgpool_w", depthwise_matrix(np.ones((k[0] * k[1], c))), DataType["UINT1"])
+            nodes = [_transpose(model, n.input[0], a, TO_NHWC, "PoolInTranspose"),
+                     make_hw_node("SlidingWindow", [a], [win], fresh_name(model, "SlidingWindow"),
+                                  ConvKernelDim=k, IFMChannels=c, IFMDim=[h, w], OFMDim=[oh, ow], SIMD=1, Stride=s,
+                                  Dilation=[1, 1], inputDataType="FLOAT32", outputDataType="FLOAT32"),
+                     helper.make_node("MatMul", [win, ones], [summed], name=fresh_name(model, DEPTHWISE_TAG)),
+                     helper.make_node("Mul", [summed, add_const(model, "avgpool_scale",
+                                                                 np.asarray(1.0 / (k[0] * k[1]), np.float64))],
+                                      [scaled], name=fresh_name(model, "AvgPoolScale")),
+                     _transpose(model, scaled, n.output[0], TO_NCHW, "PoolOutTranspose")]
+            idx = list(model.graph.node).index(n)
+            model.graph.node.remove(n)
+            for i, new in enumerate(nodes):
+                model.graph.node.insert(idx + i, new)
             return model, True
         return model, False
 

@@ -71,6 +71,11 @@ class CheckSupportedOps(Transformation):
         for n in model.graph.node:
             if n.op_type not in SUPPORTED_INPUT_OPS:
                 raise unsupported(n, "op type not supported by the dataflow lowering")
+            if n.op_type in ("Add", "Sub", "Mul", "Div") and len(n.input) == 2 \
+                    and all(model.get_initializer(i) is None and model.find_producer(i) is not None
+                            and model.find_producer(i).op_type not in ("Constant",) for i in n.input):
+                raise unsupported(n, "an elementwise join of two streams (residual/branching graph) is not "
+                                     "supported: the dataflow chain takes single-path models")
         if input_quant_node(model) is None:
             raise unsupported(model.graph.node[0], "no input quantizer (Quant on the graph input) found: "
                               "the accelerator needs an integer input")
