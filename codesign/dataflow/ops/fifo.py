@@ -6,28 +6,56 @@ from typing import Any
 
 import numpy as np
 
-from codesign.dataflow.cost import (FIFO_SRL_MAX_BITS, RAM_AUTO, RAM_DISTRIBUTED, _i, bram18_count, cdiv, ram_code,
+from codesign.dataflow.cost import (RAM_AUTO, _i, cdiv, ram_code,
                                     res_out)
-from codesign.dataflow.ops.base import IdentityStreamOp, param_dt, prod_or_int
+from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import UnsupportedError
 
 
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``fifo_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingFIFO nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [4.0, 1.0, 0.0, 1.0],
+    "FF": [0.0, 1.0, 1.0],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def fifo_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_fifo.v (columns of RESOURCE_COEFFS).
+
+    The memory is read asynchronously (``out = mem[rd]``), so Yosys can only place it in
+    distributed RAM (RAM32M: 32 words x 6 bits per 4 LUTs; deeper: RAM64/128/256 with muxes) or,
+    tiny, in flip-flops; never in block RAM. Read/write pointers of AW = clog2(depth) bits and an
+    occupancy counter of clog2(depth+1) bits.
+    LUT: [1, LUTRAM bits per 32 words (width*ceil(depth/32)), same per 64 words, pointer bits];
+    FF: [1, pointer + counter bits, register words (depth*width when depth <= 2)]."""
+    d, w = _i(p["depth"]), _i(p["width"])
+    aw = np.maximum(_clog2(d), 1)
+    ptr = 2 * aw + _clog2(d + 1)
+    regs = np.where(d <= 2, d * w, 0)
+    one = np.ones_like(d)
+    lram = np.where(d > 2, 1, 0)
+    return {"LUT": [one, lram * w * cdiv(d, 32), lram * w * cdiv(d, 64) * aw, ptr],
+            "FF": [one, ptr, regs]}
+
+
 def fifo_cost(depth: Any, width: Any, words: Any, style: Any = RAM_AUTO) -> dict[str, np.ndarray]:
-    """FIFO: one word per clock (`words` cycles per frame). depth <= 2: plain registers.
-    Up to FIFO_SRL_MAX_BITS bits (or style distributed): SRL32 shift registers,
-    LUT = 10 + width*ceil(depth/32); otherwise BRAM18 by the aspect table plus 30 LUT control.
-    FF = width + 2*ceil(log2(depth+1)) (output register + pointers), registers: depth*width."""
+    """FIFO: one word per clock (`words` cycles per frame). ``fifo_resource_features`` times the
+    fitted RESOURCE_COEFFS; no BRAM18 whatever the style (the asynchronous read of
+    codesign_fifo.v rules block RAM out; ``style`` does not change the count)."""
     d, w = _i(depth), _i(width)
-    st = _i(style)
-    ptr = np.ceil(np.log2(d + 1.0)).astype(np.int64)
-    regs = d <= 2
-    srl = ~regs & ((st == RAM_DISTRIBUTED) | ((st == RAM_AUTO) & (d * w <= FIFO_SRL_MAX_BITS)))
-    bram_ = ~regs & ~srl
-    lut = np.where(regs, 4, np.where(srl, 10 + w * cdiv(d, 32), 30)).astype(np.float64)
-    ff = np.where(regs, d * w, w + 2 * ptr)
-    bram = np.where(bram_, bram18_count(d, w), 0)
-    out = res_out(lut, ff, bram, 0, 0, d * w)
+    f = fifo_resource_features(dict(depth=d, width=w))
+    ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+    zero = np.zeros_like(d * w)
+    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, zero, zero, zero, d * w)
     out["cycles"] = _i(words)
     return out
 
@@ -82,6 +110,8 @@ class StreamingFIFO(IdentityStreamOp):
     @classmethod
     def resources(cls, p, dsp_family=0):
         return fifo_cost(p["depth"], p["width"], p["words"], ram_code(p["ram_style"]))
+
+    resource_features = staticmethod(fifo_resource_features)
 
     @classmethod
     def io_pattern(cls, p):
