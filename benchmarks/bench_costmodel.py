@@ -97,6 +97,11 @@ def corpus() -> list[dict[str, Any]]:
             ram_style=style, seed=7)
     add("MVAU", "mvau_mem", MW=256, MH=8, PE=2, SIMD=1, idt="UINT4", wdt="INT4", odt="UINT2",
         ram_style="auto", seed=8)
+    # where Yosys' own choice (auto) moves a ROM from logic into block RAM: 8 Kib vs 16 Kib
+    add("MVAU", "mvau_mem", MW=256, MH=4, PE=1, SIMD=2, idt="UINT2", wdt="INT8", odt="INT32", nthr=0,
+        ram_style="auto", seed=6)
+    add("MVAU", "mvau_mem", MW=512, MH=4, PE=1, SIMD=2, idt="UINT2", wdt="INT8", odt="INT32", nthr=0,
+        ram_style="auto", seed=5)
     # Thresholding
     for j, (ib, ob, pe, c) in enumerate([(8, 2, 1, 8), (8, 4, 2, 8), (4, 2, 4, 8), (6, 3, 1, 16), (6, 2, 2, 4),
                                          (3, 1, 1, 8), (7, 2, 1, 32), (4, 4, 2, 64)]):
@@ -120,7 +125,7 @@ def corpus() -> list[dict[str, Any]]:
         add("StreamingDataWidthConverter", "dwc", inw=inw, outw=outw, elems=48, dt=_dt(b, j % 2 == 0))
     # StreamingFIFO
     for j, (depth, fold, b) in enumerate([(2, 4, 4), (8, 4, 4), (32, 2, 8), (64, 8, 2), (256, 4, 4), (16, 1, 1),
-                                          (1024, 2, 4)]):
+                                          (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3)]):
         add("StreamingFIFO", "fifo", depth=depth, fold=fold, words=64, dt=_dt(b, False) if b > 1 else "BIPOLAR")
     # LabelSelect
     for j, (L, pe, k, b) in enumerate([(10, 1, 1, 8), (10, 2, 3, 8), (16, 4, 2, 6), (12, 3, 1, 4)]):

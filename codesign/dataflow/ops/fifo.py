@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from codesign.dataflow.cost import (RAM_AUTO, _i, cdiv, ram_code,
+from codesign.dataflow.cost import (RAM_AUTO, _i, bram18_count, cdiv, ram_code,
                                     res_out)
 from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
@@ -17,10 +17,13 @@ from codesign.errors import UnsupportedError
 #: LUT and FF = coefficients . ``fifo_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingFIFO nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [4.0, 1.0, 0.0, 1.0],
-    "FF": [0.0, 1.0, 1.0],
+    "LUT": [0.0, 0.7305, 0.0711, 2.2346],
+    "FF": [0.0, 1.2883, 0.4814],
 }
 # ---- resource coefficients (end) ----
+
+#: fewest bits of a FIFO Yosys puts in block RAM (see _fifo_in_bram)
+FIFO_BRAM_MIN_BITS = 4096
 
 
 def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
@@ -28,34 +31,42 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
     return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
 
 
+def _fifo_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM for
+    FIFOs deeper than 64 words holding at least FIFO_BRAM_MIN_BITS bits (measured: 256 x 16 and
+    1024 x 8 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
+    d = _i(depth)
+    return (d > 64) & (d * _i(width) >= FIFO_BRAM_MIN_BITS)
+
+
 def fifo_resource_features(p: Any) -> dict[str, list[Any]]:
     """Structural LUT / FF features of codesign_fifo.v (columns of RESOURCE_COEFFS).
 
-    The memory is read asynchronously (``out = mem[rd]``), so Yosys can only place it in
-    distributed RAM (RAM32M: 32 words x 6 bits per 4 LUTs; deeper: RAM64/128/256 with muxes) or,
-    tiny, in flip-flops; never in block RAM. Read/write pointers of AW = clog2(depth) bits and an
+    Memory: distributed RAM as Yosys maps it (RAM32M = 32 words x 6 bits in 4 LUTs, RAM64M = 64
+    x 3 in 4, deeper RAM128X1D = 128 x 1 in 4 LUTs), even at depth 2, or block RAM (then the
+    read is registered: width more FFs). Read/write pointers of AW = clog2(depth) bits and an
     occupancy counter of clog2(depth+1) bits.
-    LUT: [1, LUTRAM bits per 32 words (width*ceil(depth/32)), same per 64 words, pointer bits];
-    FF: [1, pointer + counter bits, register words (depth*width when depth <= 2)]."""
+    LUT: [1, LUTRAM LUTs, read-mux bits (width*ceil(depth/64)*AW, deeper LUTRAM), pointer bits];
+    FF: [1, pointer + counter bits, block-RAM read register]."""
     d, w = _i(p["depth"]), _i(p["width"])
     aw = np.maximum(_clog2(d), 1)
     ptr = 2 * aw + _clog2(d + 1)
-    regs = np.where(d <= 2, d * w, 0)
+    bram = _fifo_in_bram(d, w)
+    lram = np.where(bram, 0, np.where(d <= 32, 4 * cdiv(w, 6), np.where(d <= 64, 4 * cdiv(w, 3), 4 * w * cdiv(d, 128))))
+    mux = np.where(bram | (d <= 64), 0, w * cdiv(d, 64) * aw)
     one = np.ones_like(d)
-    lram = np.where(d > 2, 1, 0)
-    return {"LUT": [one, lram * w * cdiv(d, 32), lram * w * cdiv(d, 64) * aw, ptr],
-            "FF": [one, ptr, regs]}
+    return {"LUT": [one, lram, mux, ptr], "FF": [one, ptr, np.where(bram, w, 0)]}
 
 
 def fifo_cost(depth: Any, width: Any, words: Any, style: Any = RAM_AUTO) -> dict[str, np.ndarray]:
     """FIFO: one word per clock (`words` cycles per frame). ``fifo_resource_features`` times the
-    fitted RESOURCE_COEFFS; no BRAM18 whatever the style (the asynchronous read of
-    codesign_fifo.v rules block RAM out; ``style`` does not change the count)."""
+    fitted RESOURCE_COEFFS; BRAM18 by the aspect table where ``_fifo_in_bram``
+    (the template sets no ram_style: ``style`` does not change what Yosys builds)."""
     d, w = _i(depth), _i(width)
     f = fifo_resource_features(dict(depth=d, width=w))
     ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
-    zero = np.zeros_like(d * w)
-    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, zero, zero, zero, d * w)
+    bram = np.where(_fifo_in_bram(d, w), bram18_count(d, w), 0)
+    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, bram, np.zeros_like(bram), np.zeros_like(bram), d * w)
     out["cycles"] = _i(words)
     return out
 

@@ -30,8 +30,8 @@ def fmpadding_cost(H: Any, W: Any, pad_t: Any, pad_l: Any, pad_b: Any, pad_r: An
 #: LUT and FF = coefficients . ``fmpadding_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single FMPadding nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [40.0, 1.0],
-    "FF": [50.0, 1.0],
+    "LUT": [70.4192, 1.0205],
+    "FF": [49.0, 1.0],
 }
 # ---- resource coefficients (end) ----
 

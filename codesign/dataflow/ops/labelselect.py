@@ -29,8 +29,8 @@ def label_select_cost(L: Any, PE: Any, K: Any, vbits: Any) -> dict[str, np.ndarr
 #: LUT and FF = coefficients . ``labelselect_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single LabelSelect nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [40.0, 1.0, 1.0, 1.0],
-    "FF": [40.0, 1.0, 1.0],
+    "LUT": [38.5581, 0.0, 2.5814, 1.3605],
+    "FF": [50.6279, 1.2791, 1.218],
 }
 # ---- resource coefficients (end) ----
 

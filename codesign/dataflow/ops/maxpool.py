@@ -26,8 +26,8 @@ def maxpool(x: np.ndarray, k: int) -> np.ndarray:
 #: LUT and FF = coefficients . ``maxpool_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingMaxPool nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [40.0, 3.0, 1.0, 4.0],
-    "FF": [90.0, 7.0, 4.0],
+    "LUT": [104.0053, 5.9412, 0.0, 6.0766],
+    "FF": [89.0, 7.0, 6.0],
 }
 # ---- resource coefficients (end) ----
 

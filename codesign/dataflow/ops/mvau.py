@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import (LUTRAM_MAX_DEPTH, RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i, bits_for_range, bram18_count,
+from codesign.dataflow.cost import (RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i, bits_for_range, bram18_count,
                                     cdiv, ram_code, res_code, res_out)
 from codesign.dataflow.golden import _int, multithreshold
 from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int
@@ -74,10 +74,13 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
 #: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
 #: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [40.0, 1.0, 0.5, 1.0, 0.6, 1.0, 1.0, 1.0, 0.0],
-    "FF": [30.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    "LUT": [18.4083, 0.889, 1.3164, 0.0, 0.911, 0.5181, 4.2229, 0.0604, 1.8857, 0.3383],
+    "FF": [8.4787, 0.9889, 1.3883, 1.241, 0.0, 0.9982, 0.834],
 }
 # ---- resource coefficients (end) ----
+
+#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
+ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any, acc_bits: Any,
@@ -118,8 +121,9 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     """Structural LUT / FF features of one MVAU (the columns RESOURCE_COEFFS multiplies).
 
     LUT: [1, adder-tree bits, leaf logic bits, accumulator bits, compare bits, popcount bits,
-    input-buffer LUTRAM, weight/threshold ROM LUTs, output bits]; all per PE times PE except the
-    shared input buffer (SIMD*A bits x 2 vectors, 64 words per LUT) and the ROMs.
+    input-buffer LUTRAM, weight/threshold ROM LUTs, output bits, ROM mux-tree LUTs]; all per PE
+    times PE except the shared input buffer (SIMD*A bits x 2 vectors, 64 words per LUT) and the
+    ROMs (in logic: 64 words per LUT6 per bit, times clog2(depth/64) for the mux tree).
     FF: [1, tree registers, accumulators, stage-1/2 data registers (x1, x2, weight and threshold
     words), compare + popcount registers, output register, delay-line control bits]."""
     s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
@@ -129,7 +133,7 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
     one = np.ones_like(P)
     lut = [one, P * s["tree"], P * s["leaf"], P * acc, P * nt * acc, P * s["pop"],
-           Q * A_ * cdiv(s["ibuf_words"], 64), mem["rom_lut"], P * out_bits]
+           Q * A_ * cdiv(s["ibuf_words"], 64), mem["rom_lut"], P * out_bits, mem["rom_mux"]]
     ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + P * nt * acc, P * (nt + s["pop"]),
           P * out_bits, s["dl"] * (3 + s["nfw"]) + 2 * s["sfw"] + s["nfw"]]
     return {"LUT": lut, "FF": ff}
@@ -137,17 +141,22 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
 
 def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Weight ROMs (PE of depth SF*NF, width SIMD*W) and threshold ROMs (PE of depth NF, width
-    NT*ACCW): BRAM18 by the aspect table where the style puts them in block RAM, else logic."""
+    NT*ACCW): BRAM18 by the aspect table where the style puts them in block RAM, else logic.
+    ram_style auto (no attribute in the RTL): Yosys 0.23 keeps a ROM in logic below
+    ROM_AUTO_BRAM_MIN_BITS bits (measured: 1024 x 4 in LUTs, 2048 x 16 in a RAMB36E1)."""
     rs = _i(ram_code(p["ram_style"]))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)  # the generator writes ram_style "block" for ultra
     P = s["P"]
     wd, ww = s["wmem"], s["Q"] * s["W"]
     td, tw = s["tmem"], s["nt"] * s["acc"]
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd > LUTRAM_MAX_DEPTH))
-    in_bt = (s["nt"] > 0) & ((rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (td > LUTRAM_MAX_DEPTH)))
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
+    in_bt = (s["nt"] > 0) & ((rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (td * tw >= ROM_AUTO_BRAM_MIN_BITS)))
     bram = P * (np.where(in_bw, bram18_count(wd, ww), 0) + np.where(in_bt, bram18_count(td, tw), 0))
     rom_lut = P * (_rom_lut(wd, ww, ~in_bw) + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)))
-    return {"BRAM_18K": bram, "rom_lut": rom_lut, "bits": P * (wd * ww + td * tw)}
+    # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
+    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64))
+                   + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)) * _clog2(cdiv(td, 64)))
+    return {"BRAM_18K": bram, "rom_lut": rom_lut, "rom_mux": rom_mux, "bits": P * (wd * ww + td * tw)}
 
 
 def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,

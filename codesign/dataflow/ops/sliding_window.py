@@ -43,8 +43,8 @@ def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any,
 #: LUT and FF = coefficients . ``sliding_window_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single SlidingWindow nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [60.0, 1.0, 1.0, 4.0],
-    "FF": [80.0, 1.0, 2.0],
+    "LUT": [119.8127, 0.0, 1.1181, 6.1477],
+    "FF": [85.0, 1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import RAM_BLOCK, RAM_ULTRA, _i, _memory, ram_code, res_out
+from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
 from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
@@ -32,10 +32,13 @@ def thresholding_cost(C: Any, PE: Any, n_steps: Any, ibits: Any, obits: Any, Nv:
 #: LUT and FF = coefficients . ``thresholding_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single Thresholding nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [20.0, 1.0, 1.0, 1.0, 0.0],
-    "FF": [10.0, 1.0, 1.0, 1.0, 1.0],
+    "LUT": [8.0045, 0.0, 1.3347, 1.3673, 0.0],
+    "FF": [9.362, 0.0, 2.5512, 0.0, 0.0],
 }
 # ---- resource coefficients (end) ----
+
+#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
+ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
@@ -43,10 +46,14 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
     return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
 
 
-def _rtl_style(ram_style: Any) -> np.ndarray:
-    """The generator writes ram_style "block" for ultra (Yosys infers no URAM)."""
+def _rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
+    """Where Yosys puts a threshold ROM: the generator writes ram_style "block" for ultra (Yosys
+    infers no URAM); without a style (auto) Yosys 0.23 keeps ROMs below ROM_AUTO_BRAM_MIN_BITS
+    bits in logic (measured on weight ROMs: 1024 x 4 in LUTs, 1024 x 16 in block RAM)."""
     rs = _i(ram_code(ram_style))
-    return np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
+    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
+    auto_block = _i(depth) * _i(width) >= ROM_AUTO_BRAM_MIN_BITS
+    return np.where(rs == RAM_AUTO, np.where(auto_block, RAM_BLOCK, RAM_DISTRIBUTED), rs)
 
 
 def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
@@ -61,7 +68,7 @@ def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
     P, nt, ib, ob = _i(p["PE"]), _i(p["n_steps"]), _i(p["ibits"]), _i(p["obits"])
     tw = ib + 1
     pop = np.maximum(nt - 1, 0) * (_clog2(np.maximum(nt, 1)) + 1)
-    mem = _memory(_i(p["C"]) // P, nt * tw, _rtl_style(p["ram_style"]))
+    mem = _memory(_i(p["C"]) // P, nt * tw, _rtl_style(p["ram_style"], _i(p["C"]) // P, nt * tw))
     one = np.ones_like(P)
     return {"LUT": [one, P * nt * tw, P * pop, P * mem["LUTRAM"], P * ob],
             "FF": [one, 2 * P * ib, P * nt * tw, P * (nt + pop), P * ob]}
@@ -141,7 +148,8 @@ class Thresholding(HWCustomOp):
         PE threshold ROMs (each depth C/PE, width NT*(ibits+1)) by the aspect table."""
         f = thresholding_resource_features(p)
         P = _i(p["PE"])
-        mem = _memory(_i(p["C"]) // P, _i(p["n_steps"]) * (_i(p["ibits"]) + 1), _rtl_style(p["ram_style"]))
+        depth, width = _i(p["C"]) // P, _i(p["n_steps"]) * (_i(p["ibits"]) + 1)
+        mem = _memory(depth, width, _rtl_style(p["ram_style"], depth, width))
         ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
         return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, P * mem["BRAM_18K"], P * mem["URAM"], 0,
                        P * mem["bits"])
