@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from codesign.dataflow.cost import _i, cdiv, res_out
-from codesign.dataflow.ops.base import IdentityStreamOp, dtype_bits, param_dt, prod_or_int
+from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, dtype_bits, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import UnsupportedError
 
@@ -15,6 +15,35 @@ from codesign.errors import UnsupportedError
 def dwc_cost(total_bits: Any, in_width: Any, out_width: Any) -> dict[str, np.ndarray]:
     """Formula-level entry point: cycles and resources of the width converter."""
     return StreamingDataWidthConverter.cost(dict(total_bits=total_bits, in_width=in_width, out_width=out_width))
+
+
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``dwc_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingDataWidthConverter nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [9.1874, 0.4898, 0.7889],
+    "FF": [3.0, 1.0, 0.0],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def dwc_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_dwc.v (columns of RESOURCE_COEFFS): one
+    BW = in + out bit register shifted out OUTW bits at a time; the input is inserted by a
+    variable shift whose amount (the fill count) takes BW/gcd(in, out) values, so each of the
+    INW input bits feeds that many positions (the mux network), plus a CW = clog2(BW+1) bit count.
+    LUT: [1, BW, INW*BW/gcd]; FF: [1, BW, CW]."""
+    iw, ow = _i(p["in_width"]), _i(p["out_width"])
+    bw = iw + ow
+    cw = _clog2(bw + 1)
+    shifts = iw * (bw // np.gcd(iw, ow))
+    one = np.ones_like(bw)
+    return {"LUT": [one, bw, shifts], "FF": [one, bw, cw]}
 
 
 class StreamingDataWidthConverter(IdentityStreamOp):
@@ -80,10 +109,12 @@ class StreamingDataWidthConverter(IdentityStreamOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        """A shift register of max(in,out) bits plus a mux: LUT = 20 + in + out, FF = max + min."""
-        iw, ow = _i(p["in_width"]), _i(p["out_width"])
-        lo, hi = np.minimum(iw, ow), np.maximum(iw, ow)
-        return res_out(20 + (iw + ow).astype(np.float64), hi + lo, 0, 0, 0, 0)
+        """``dwc_resource_features`` times the fitted RESOURCE_COEFFS (no memories, no DSP)."""
+        f = dwc_resource_features(p)
+        ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, 0, 0, 0, 0)
+
+    resource_features = staticmethod(dwc_resource_features)
 
     @classmethod
     def io_pattern(cls, p):

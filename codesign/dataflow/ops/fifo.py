@@ -6,28 +6,67 @@ from typing import Any
 
 import numpy as np
 
-from codesign.dataflow.cost import (FIFO_SRL_MAX_BITS, RAM_AUTO, RAM_DISTRIBUTED, _i, bram18_count, cdiv, ram_code,
+from codesign.dataflow.cost import (RAM_AUTO, _i, bram18_count, cdiv, ram_code,
                                     res_out)
-from codesign.dataflow.ops.base import IdentityStreamOp, param_dt, prod_or_int
+from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import UnsupportedError
 
 
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``fifo_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingFIFO nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [0.0, 0.7305, 0.0711, 2.2346],
+    "FF": [0.0, 1.2883, 0.4814],
+}
+# ---- resource coefficients (end) ----
+
+#: fewest bits of a FIFO Yosys puts in block RAM (see _fifo_in_bram)
+FIFO_BRAM_MIN_BITS = 4096
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def _fifo_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM for
+    FIFOs deeper than 64 words holding at least FIFO_BRAM_MIN_BITS bits (measured: 256 x 16 and
+    1024 x 8 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
+    d = _i(depth)
+    return (d > 64) & (d * _i(width) >= FIFO_BRAM_MIN_BITS)
+
+
+def fifo_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_fifo.v (columns of RESOURCE_COEFFS).
+
+    Memory: distributed RAM as Yosys maps it (RAM32M = 32 words x 6 bits in 4 LUTs, RAM64M = 64
+    x 3 in 4, deeper RAM128X1D = 128 x 1 in 4 LUTs), even at depth 2, or block RAM (then the
+    read is registered: width more FFs). Read/write pointers of AW = clog2(depth) bits and an
+    occupancy counter of clog2(depth+1) bits.
+    LUT: [1, LUTRAM LUTs, read-mux bits (width*ceil(depth/64)*AW, deeper LUTRAM), pointer bits];
+    FF: [1, pointer + counter bits, block-RAM read register]."""
+    d, w = _i(p["depth"]), _i(p["width"])
+    aw = np.maximum(_clog2(d), 1)
+    ptr = 2 * aw + _clog2(d + 1)
+    bram = _fifo_in_bram(d, w)
+    lram = np.where(bram, 0, np.where(d <= 32, 4 * cdiv(w, 6), np.where(d <= 64, 4 * cdiv(w, 3), 4 * w * cdiv(d, 128))))
+    mux = np.where(bram | (d <= 64), 0, w * cdiv(d, 64) * aw)
+    one = np.ones_like(d)
+    return {"LUT": [one, lram, mux, ptr], "FF": [one, ptr, np.where(bram, w, 0)]}
+
+
 def fifo_cost(depth: Any, width: Any, words: Any, style: Any = RAM_AUTO) -> dict[str, np.ndarray]:
-    """FIFO: one word per clock (`words` cycles per frame). depth <= 2: plain registers.
-    Up to FIFO_SRL_MAX_BITS bits (or style distributed): SRL32 shift registers,
-    LUT = 10 + width*ceil(depth/32); otherwise BRAM18 by the aspect table plus 30 LUT control.
-    FF = width + 2*ceil(log2(depth+1)) (output register + pointers), registers: depth*width."""
+    """FIFO: one word per clock (`words` cycles per frame). ``fifo_resource_features`` times the
+    fitted RESOURCE_COEFFS; BRAM18 by the aspect table where ``_fifo_in_bram``
+    (the template sets no ram_style: ``style`` does not change what Yosys builds)."""
     d, w = _i(depth), _i(width)
-    st = _i(style)
-    ptr = np.ceil(np.log2(d + 1.0)).astype(np.int64)
-    regs = d <= 2
-    srl = ~regs & ((st == RAM_DISTRIBUTED) | ((st == RAM_AUTO) & (d * w <= FIFO_SRL_MAX_BITS)))
-    bram_ = ~regs & ~srl
-    lut = np.where(regs, 4, np.where(srl, 10 + w * cdiv(d, 32), 30)).astype(np.float64)
-    ff = np.where(regs, d * w, w + 2 * ptr)
-    bram = np.where(bram_, bram18_count(d, w), 0)
-    out = res_out(lut, ff, bram, 0, 0, d * w)
+    f = fifo_resource_features(dict(depth=d, width=w))
+    ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+    bram = np.where(_fifo_in_bram(d, w), bram18_count(d, w), 0)
+    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, bram, np.zeros_like(bram), np.zeros_like(bram), d * w)
     out["cycles"] = _i(words)
     return out
 
@@ -82,6 +121,8 @@ class StreamingFIFO(IdentityStreamOp):
     @classmethod
     def resources(cls, p, dsp_family=0):
         return fifo_cost(p["depth"], p["width"], p["words"], ram_code(p["ram_style"]))
+
+    resource_features = staticmethod(fifo_resource_features)
 
     @classmethod
     def io_pattern(cls, p):

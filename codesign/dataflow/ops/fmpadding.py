@@ -26,6 +26,30 @@ def fmpadding_cost(H: Any, W: Any, pad_t: Any, pad_l: Any, pad_b: Any, pad_r: An
     return FMPadding.cost(p)
 
 
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``fmpadding_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single FMPadding nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [70.4192, 1.0205],
+    "FF": [49.0, 1.0],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def fmpadding_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_fmpadding.v (columns of RESOURCE_COEFFS): the
+    output register of SIMD*bits behind a pad-or-pass AND; the three 16-bit position counters
+    and their compares are the constant. LUT: [1, SIMD*bits]; FF: [1, SIMD*bits]."""
+    width = _i(p["SIMD"]) * _i(p["bits"])
+    one = np.ones_like(width)
+    return {"LUT": [one, width], "FF": [one, width]}
+
+
 class FMPadding(HWCustomOp):
     """Zero padding of an NHWC feature map; Padding = [top, left, bottom, right]."""
 
@@ -92,9 +116,12 @@ class FMPadding(HWCustomOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        """A mux per output bit: LUT = 50 + SIMD*b, FF = 32 + SIMD*b."""
-        width = _i(p["SIMD"]) * _i(p["bits"])
-        return res_out(50 + width.astype(np.float64), 32 + width, 0, 0, 0, 0)
+        """``fmpadding_resource_features`` times the fitted RESOURCE_COEFFS (no memories)."""
+        f = fmpadding_resource_features(p)
+        ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, 0, 0, 0, 0)
+
+    resource_features = staticmethod(fmpadding_resource_features)
 
     @classmethod
     def io_pattern(cls, p):

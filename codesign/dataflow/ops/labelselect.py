@@ -8,7 +8,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import _i, res_out
-from codesign.dataflow.ops.base import HWCustomOp, param_dt
+from codesign.dataflow.ops.base import _clog2, HWCustomOp, param_dt
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -23,6 +23,34 @@ def label_select(x: np.ndarray, k: int) -> np.ndarray:
 def label_select_cost(L: Any, PE: Any, K: Any, vbits: Any) -> dict[str, np.ndarray]:
     """Formula-level entry point: cycles and resources of the top-K op."""
     return LabelSelect.cost(dict(L=L, PE=PE, K=K, vbits=vbits))
+
+
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``labelselect_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single LabelSelect nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [38.5581, 0.0, 2.5814, 1.3605],
+    "FF": [50.6279, 1.2791, 1.218],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def labelselect_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_labelselect.v (columns of RESOURCE_COEFFS): K
+    sorted (value, index) registers of VB = vbits + 1 and IB = clog2(L) bits, each new lane
+    compared with all K (K compares of VB bits) and shifted in (K muxes of VB + IB bits); the
+    word being inserted is a PE*vbits shift register.
+    LUT: [1, compare bits K*VB, insert-mux bits K*(VB+IB), shift bits PE*vbits];
+    FF: [1, K*(VB+IB), PE*vbits]."""
+    Li, P, Ki, vb = _i(p["L"]), _i(p["PE"]), _i(p["K"]), _i(p["vbits"])
+    ib = np.maximum(_clog2(Li), 1)
+    one = np.ones_like(P)
+    return {"LUT": [one, Ki * (vb + 1), Ki * (vb + 1 + ib), P * vb], "FF": [one, Ki * (vb + 1 + ib), P * vb]}
 
 
 class LabelSelect(HWCustomOp):
@@ -86,12 +114,12 @@ class LabelSelect(HWCustomOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        """K sorted (value, index) registers, each new lane compared with all K:
-        LUT = 100 + 1.1*(PE*K*vb + K*(vb+ib)), FF = K*(vb+ib) + PE*vb, ib = ceil(log2 L)."""
-        Li, P, Ki, vb = _i(p["L"]), _i(p["PE"]), _i(p["K"]), _i(p["vbits"])
-        ib = np.maximum(np.ceil(np.log2(np.maximum(Li, 2))).astype(np.int64), 1)
-        lut = 100 + 1.1 * (P * Ki * vb + Ki * (vb + ib)).astype(np.float64)
-        return res_out(lut, Ki * (vb + ib) + P * vb, 0, 0, 0, 0)
+        """``labelselect_resource_features`` times the fitted RESOURCE_COEFFS (no memories)."""
+        f = labelselect_resource_features(p)
+        ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, 0, 0, 0, 0)
+
+    resource_features = staticmethod(labelselect_resource_features)
 
     @classmethod
     def io_pattern(cls, p):

@@ -8,7 +8,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import _i, _memory, ram_code, res_out
-from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
+from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -22,15 +22,48 @@ def maxpool(x: np.ndarray, k: int) -> np.ndarray:
     return x.max(axis=(2, 4))
 
 
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``maxpool_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingMaxPool nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [104.0053, 5.9412, 0.0, 6.0766],
+    "FF": [89.0, 7.0, 6.0],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def maxpool_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_maxpool.v (columns of RESOURCE_COEFFS).
+
+    One row buffer of BD = (W/k)*(C/PE) words of PE*b bits (running maxima); per lane a
+    compare and select against the row word or one of the two forwarded words; registers
+    rd1, rd2, x1, x2, two forwarded words and the output (7 words).
+    LUT: [1, word bits (compare + select + forwarding muxes), row-buffer LUTRAM, address bits];
+    FF: [1, word bits, address bits] (the 16-bit position counters are in the constant)."""
+    depth = (_i(p["W"]) // _i(p["k"])) * (_i(p["C"]) // _i(p["PE"]))
+    width = _i(p["PE"]) * _i(p["bits"])
+    baw = np.maximum(_clog2(depth), 1)
+    mem = _memory(depth, width, 0)
+    one = np.ones_like(width)
+    return {"LUT": [one, width, mem["LUTRAM"], baw], "FF": [one, width, baw]}
+
+
 def maxpool_cost(H: Any, W: Any, k: Any, C: Any, PE: Any, bits: Any, ram_style: Any = 0) -> dict[str, np.ndarray]:
-    """One output row of running maxima: depth (W//k)*C/PE, width PE*b.
-    LUT = 100 + 2.2*PE*b (compare + select) + LUTRAM; FF = 32 + 2*PE*b."""
+    """Cycles and resources of codesign_maxpool.v: ``maxpool_resource_features`` times the
+    fitted RESOURCE_COEFFS; BRAM18 of the row buffer by the aspect table (the template leaves
+    the RAM style to Yosys, so ``ram_style`` does not change the count)."""
     P = _i(PE)
     depth = (_i(W) // _i(k)) * (_i(C) // P)
     width = P * _i(bits)
-    mem = _memory(depth, width, ram_style)
-    lut = 100 + 2.2 * width.astype(np.float64) + mem["LUTRAM"]
-    out = res_out(lut, 32 + 2 * width, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+    mem = _memory(depth, width, 0)
+    f = maxpool_resource_features(dict(W=W, k=k, C=C, PE=PE, bits=bits))
+    ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
     out["cycles"] = _i(H) * _i(W) * (_i(C) // P)
     return out
 
@@ -107,6 +140,8 @@ class StreamingMaxPool(HWCustomOp):
     @classmethod
     def resources(cls, p, dsp_family=0):
         return maxpool_cost(p["H"], p["W"], p["k"], p["C"], p["PE"], p["bits"], ram_code(p["ram_style"]))
+
+    resource_features = staticmethod(maxpool_resource_features)
 
     @classmethod
     def pipeline_depth(cls, p):

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import (RES_DSP, _i, _memory, bits_for_range, cdiv, ram_code, res_code,
-                                    res_out)
+from codesign.dataflow.cost import (RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i, bits_for_range, bram18_count,
+                                    cdiv, ram_code, res_code, res_out)
 from codesign.dataflow.golden import _int, multithreshold
 from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int
 from codesign.dataflow.ops.rtlgen import (dt_bits, rand_values, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
@@ -70,44 +70,118 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
     return int(bits_for_range(math.floor(lo_v), math.ceil(hi_v)))
 
 
-def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,
-                   acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
-                   xnor: Any = 0, dsp_family: Any = 0) -> dict[str, np.ndarray]:
-    """Resources of the matrix-vector(-activation) unit.
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
+#: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [18.4083, 0.889, 1.3164, 0.0, 0.911, 0.5181, 4.2229, 0.0604, 1.8857, 0.3383],
+    "FF": [8.4787, 0.9889, 1.3883, 1.241, 0.0, 0.9982, 0.834],
+}
+# ---- resource coefficients (end) ----
 
-    Weight memory: depth WMEM = MW*MH/(PE*SIMD), width PE*SIMD*W (finn-reference §3).
-    LUT (FINN-R): 300 + 1.1*PE*(mult + addertree + acc + thr_mem + thr_cmp) + weight LUTRAM,
-      mult = SIMD*(2*ceil((W+A)/6)-1)*(W+A) (0 with resType=dsp), addertree = (W+A)*(2*SIMD-1),
-      acc = accumulator bits, thr_mem = n_thr*acc*ceil(TMEM/64), thr_cmp = n_thr*acc.
-    FF (not in FINN): input word SIMD*A + weight word PE*SIMD*W + PE accumulators + PE outputs + 64
-      control bits.
-    DSP (resType=dsp): what Yosys maps from codesign_mvau.v, which writes one signed multiply of
-      (A+1) x (W+1) bits per (PE, SIMD) lane and packs nothing: PE*SIMD DSP48E1 when
-      A + W >= 8 (Yosys' synth_xilinx leaves narrower products in LUTs), none with a bipolar
-      (1-bit) operand (no multiply: a negation). Measured with Debian yosys 0.23
-      `synth_xilinx -family xc7` on PE x SIMD in {2x2, 4x2, 2x3, 3x2, 4x4} at A/W = 4/4, 8/8,
-      2/8 (all PE*SIMD) and 2/2, 3/3, 4/3, 3/4, 5/2, 8/bipolar (all 0); the same count is
-      assumed on DSP58.
-    """
+#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
+ROM_AUTO_BRAM_MIN_BITS = 16384
+
+
+def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any, acc_bits: Any,
+                 n_thr: Any, res_type: Any, xnor: Any) -> dict[str, np.ndarray]:
+    """What codesign_mvau.v builds, counted stage by stage (arrays broadcast)."""
     P, Q = _i(PE), _i(SIMD)
     W_, A_ = _i(wbits), _i(abits)
     acc = _i(acc_bits)
     nt = _i(n_thr)
-    wmem = (_i(MW) * _i(MH)) // (P * Q)
-    tmem = _i(MH) // P
-    width = P * Q * W_
-    mem = _memory(wmem, width, ram_style)
-    wa = W_ + A_
-    use_dsp = (_i(res_type) == RES_DSP) & (_i(xnor) == 0) & (W_ >= 2) & (A_ >= 2) & (wa >= DSP_MIN_BITS)
-    mult = np.where(use_dsp, 0, Q * (2 * cdiv(wa, 6) - 1) * wa)
-    adder = wa * (2 * Q - 1)
-    thr_mem = nt * acc * cdiv(tmem, 64)
-    thr_cmp = nt * acc
-    lut = 300 + 1.1 * (P * (mult + adder + acc + thr_mem + thr_cmp)).astype(np.float64) + mem["LUTRAM"]
-    out_bits = np.where(nt > 0, _i(obits), acc)
-    ff = 64 + Q * A_ + width + P * acc + P * out_bits
-    dsp = np.where(use_dsp, P * Q, 0)
-    return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], dsp, mem["bits"])
+    xn = (_i(xnor) != 0) | ((W_ == 1) & (A_ == 1))
+    wbip, ibip = (W_ == 1) & ~xn, (A_ == 1) & ~xn
+    use_dsp = (_i(res_type) == RES_DSP) & ~xn & ~wbip & ~ibip & (W_ >= 2) & (A_ >= 2) & (W_ + A_ >= DSP_MIN_BITS)
+    npp = np.where(xn | wbip | ibip | use_dsp, 1, W_)
+    nleaf = Q * npp
+    pw = np.where(xn, 1, A_ + W_ + 2)                       # leaf width (EIW + EWW)
+    tl = _clog2(nleaf)
+    tow = np.minimum(pw + tl, acc)                           # tree width (mod 2^ACCW)
+    tree = (nleaf - 1) * tow                                 # adder bits = register bits per PE
+    # leaf logic: AND of the extended input with a weight bit (LUT mult), +-x (bipolar), xnor
+    leaf = np.where(use_dsp, 0, np.where(xn, nleaf, np.where(wbip | ibip, nleaf * pw, nleaf * (A_ + 1))))
+    cw = _clog2(np.maximum(nt, 1)) + 1
+    pop = np.maximum(nt - 1, 0) * cw                         # popcount tree of the compare bits
+    sf = _i(MW) // Q
+    nf = _i(MH) // P
+    sfw = np.maximum(_clog2(sf), 1)
+    nfw = np.maximum(_clog2(nf), 1)
+    dl = 1 + use_dsp.astype(np.int64) + tl
+    return dict(P=P, Q=Q, W=W_, A=A_, acc=acc, nt=nt, use_dsp=use_dsp, tree=tree, leaf=leaf, pop=pop,
+                ibuf_words=2 * (1 << sfw), sfw=sfw, nfw=nfw, dl=dl, wmem=sf * nf, tmem=nf)
+
+
+def _rom_lut(depth: Any, width: Any, in_lut: Any) -> np.ndarray:
+    """LUTs of a ROM Yosys leaves in logic: one LUT6 per 64 words per output bit."""
+    return np.where(in_lut & (_i(depth) > 0), _i(width) * cdiv(depth, 64), 0)
+
+
+def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
+    """Structural LUT / FF features of one MVAU (the columns RESOURCE_COEFFS multiplies).
+
+    LUT: [1, adder-tree bits, leaf logic bits, accumulator bits, compare bits, popcount bits,
+    input-buffer LUTRAM, weight/threshold ROM LUTs, output bits, ROM mux-tree LUTs]; all per PE
+    times PE except the shared input buffer (SIMD*A bits x 2 vectors, 64 words per LUT) and the
+    ROMs (in logic: 64 words per LUT6 per bit, times clog2(depth/64) for the mux tree).
+    FF: [1, tree registers, accumulators, stage-1/2 data registers (x1, x2, weight and threshold
+    words), compare + popcount registers, output register, delay-line control bits]."""
+    s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
+                     p["n_thr"], res_code(p["resType"]), p.get("xnor", 0))
+    P, Q, A_, W_, acc, nt = s["P"], s["Q"], s["A"], s["W"], s["acc"], s["nt"]
+    mem = _mvau_memories(p, s)
+    out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
+    one = np.ones_like(P)
+    lut = [one, P * s["tree"], P * s["leaf"], P * acc, P * nt * acc, P * s["pop"],
+           Q * A_ * cdiv(s["ibuf_words"], 64), mem["rom_lut"], P * out_bits, mem["rom_mux"]]
+    ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + P * nt * acc, P * (nt + s["pop"]),
+          P * out_bits, s["dl"] * (3 + s["nfw"]) + 2 * s["sfw"] + s["nfw"]]
+    return {"LUT": lut, "FF": ff}
+
+
+def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Weight ROMs (PE of depth SF*NF, width SIMD*W) and threshold ROMs (PE of depth NF, width
+    NT*ACCW): BRAM18 by the aspect table where the style puts them in block RAM, else logic.
+    ram_style auto (no attribute in the RTL): Yosys 0.23 keeps a ROM in logic below
+    ROM_AUTO_BRAM_MIN_BITS bits (measured: 1024 x 4 in LUTs, 2048 x 16 in a RAMB36E1)."""
+    rs = _i(ram_code(p["ram_style"]))
+    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)  # the generator writes ram_style "block" for ultra
+    P = s["P"]
+    wd, ww = s["wmem"], s["Q"] * s["W"]
+    td, tw = s["tmem"], s["nt"] * s["acc"]
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
+    in_bt = (s["nt"] > 0) & ((rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (td * tw >= ROM_AUTO_BRAM_MIN_BITS)))
+    bram = P * (np.where(in_bw, bram18_count(wd, ww), 0) + np.where(in_bt, bram18_count(td, tw), 0))
+    rom_lut = P * (_rom_lut(wd, ww, ~in_bw) + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)))
+    # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
+    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64))
+                   + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)) * _clog2(cdiv(td, 64)))
+    return {"BRAM_18K": bram, "rom_lut": rom_lut, "rom_mux": rom_mux, "bits": P * (wd * ww + td * tw)}
+
+
+def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,
+                   acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
+                   xnor: Any = 0, dsp_family: Any = 0) -> dict[str, np.ndarray]:
+    """Resources of codesign_mvau.v as Yosys maps it (model of the RTL, not of FINN's HLS unit).
+
+    LUT / FF: ``mvau_resource_features`` (the adder tree of SIMD*NPP leaves per PE with a
+    register after every level, the accumulator, NT compares of ACCW bits and the popcount tree,
+    the input buffer and the data registers) times the fitted RESOURCE_COEFFS.
+    BRAM18: weight and threshold ROMs per PE by the aspect table when in block RAM.
+    DSP (resType=dsp): one registered signed (A+1) x (W+1) multiply per (PE, SIMD) lane, packed
+    nothing: PE*SIMD DSP48E1 when A + W >= 8 (Yosys' synth_xilinx leaves narrower products in
+    LUTs), none with a bipolar operand (no multiply: a negation). Checked against Yosys 0.23 by
+    benchmarks/bench_dsp_map.py and bench_costmodel.py; the same count is assumed on DSP58.
+    """
+    p = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, wbits=wbits, abits=abits, obits=obits, acc_bits=acc_bits,
+             n_thr=n_thr, ram_style=ram_style, resType=res_type, xnor=xnor)
+    s = _mvau_struct(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, res_code(res_type), xnor)
+    f = mvau_resource_features(p)
+    lut = sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["LUT"], f["LUT"]))
+    ff = np.rint(sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["FF"], f["FF"]))).astype(np.int64)
+    mem = _mvau_memories(p, s)
+    dsp = np.where(s["use_dsp"], s["P"] * s["Q"], 0)
+    return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
 
 
 def mvau_cost(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any, wbits: Any, abits: Any, obits: Any,
@@ -285,6 +359,9 @@ class MVAU(HWCustomOp):
         return mvau_resources(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"],
                               p["acc_bits"], p["n_thr"], ram_code(p["ram_style"]), res_code(p["resType"]),
                               p["xnor"], dsp_family)
+
+    #: the structural features the fitted RESOURCE_COEFFS multiply (bench_costmodel.py fits them)
+    resource_features = staticmethod(mvau_resource_features)
 
     @classmethod
     def pipeline_depth(cls, p):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from codesign.dataflow.cost import _i, _memory, ram_code, res_out
-from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
+from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -39,16 +39,59 @@ def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any,
     return buf + _i(OH) * np.maximum(_i(OW) * _i(kw) * _i(kh) * CF, _i(sw) * _i(IW) * CF)
 
 
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``sliding_window_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single SlidingWindow nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [148.1605, 0.0, 1.0658],
+    "FF": [85.0, 1.0, 1.0],
+}
+# ---- resource coefficients (end) ----
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def _swg_buffer(C: Any, SIMD: Any, IW: Any, kh: Any, sh: Any, abits: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """codesign_swg.v's line buffer: BR = 2^clog2(KH+SH) row slots of 2^RWB words (RWB =
+    clog2(IW*C/SIMD)) of SIMD*bits; returns (depth, width, RWB)."""
+    rwb = np.maximum(_clog2(_i(IW) * (_i(C) // _i(SIMD))), 1)
+    br = np.left_shift(1, _clog2(_i(kh) + _i(sh)))
+    return br * np.left_shift(1, rwb), _i(SIMD) * _i(abits), rwb
+
+
+def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_swg.v (columns of RESOURCE_COEFFS).
+
+    LUT: [1, output-word bits (read mux / register), line-buffer LUTRAM (64 words per LUT per
+    bit, none when in block RAM)]; FF: [1, output-word bits, address bits] (the window counters
+    are fixed 16-bit registers: in the constant). Address bits are left out of the LUT columns on
+    purpose: fitted, they made a wider SIMD look cheaper (fewer words), which no synthesis showed
+    beyond noise and which would pull the folding off its consumer's SIMD."""
+    depth, width, rwb = _swg_buffer(p["C"], p["SIMD"], p["IW"], p["kh"], p["sh"], p["abits"])
+    mem = _swg_memory(depth, width)
+    one = np.ones_like(width)
+    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, width, rwb]}
+
+
+def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:
+    """The template sets no ram_style: Yosys' own choice (block RAM above LUTRAM_MAX_DEPTH)."""
+    return _memory(depth, width, 0)
+
+
 def sliding_window_cost(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any, kh: Any, kw: Any,
                         sh: Any, sw: Any, dh: Any, dw: Any, abits: Any, ram_style: Any = 0) -> dict[str, np.ndarray]:
-    """Line buffer of ((kh-1)*dh+1) image rows: depth ((kh-1)*dh+1)*IW*C/SIMD words of SIMD*A
-    bits. LUT = 300 + 2*SIMD*A (read/write data path) + LUTRAM; FF = 64 + 2*SIMD*A."""
-    Q = _i(SIMD)
-    depth = ((_i(kh) - 1) * _i(dh) + 1) * _i(IW) * (_i(C) // Q)
-    width = Q * _i(abits)
-    mem = _memory(depth, width, ram_style)
-    lut = 300 + 2.0 * width.astype(np.float64) + mem["LUTRAM"]
-    out = res_out(lut, 64 + 2 * width, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+    """Cycles and resources of codesign_swg.v: ``sliding_window_resource_features`` times the
+    fitted RESOURCE_COEFFS; BRAM18 of the line buffer by the aspect table (the template leaves
+    the RAM style to Yosys, so ``ram_style`` does not change the count)."""
+    p = dict(C=C, SIMD=SIMD, IW=IW, kh=kh, sh=sh, abits=abits)
+    f = sliding_window_resource_features(p)
+    depth, width, _ = _swg_buffer(C, SIMD, IW, kh, sh, abits)
+    mem = _swg_memory(depth, width)
+    ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+    out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
     out["cycles"] = sliding_window_cycles(C, SIMD, IH, IW, OH, OW, kh, kw, sh, sw, dh, dw)
     return out
 
@@ -136,6 +179,8 @@ class SlidingWindow(HWCustomOp):
     def resources(cls, p, dsp_family=0):
         return sliding_window_cost(p["C"], p["SIMD"], p["IH"], p["IW"], p["OH"], p["OW"], p["kh"], p["kw"],
                                    p["sh"], p["sw"], p["dh"], p["dw"], p["abits"], ram_code(p["ram_style"]))
+
+    resource_features = staticmethod(sliding_window_resource_features)
 
     @classmethod
     def input_buffer_words(cls, p):

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import _i, _memory, ram_code, res_out
+from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
 from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
@@ -26,6 +26,52 @@ def thresholding_cost(C: Any, PE: Any, n_steps: Any, ibits: Any, obits: Any, Nv:
     """Formula-level entry point: cycles and resources of the threshold op."""
     return Thresholding.cost(dict(C=C, PE=PE, n_steps=n_steps, ibits=ibits, obits=obits, Nv=Nv,
                                   ram_style=ram_style))
+
+
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``thresholding_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single Thresholding nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [8.0045, 0.0, 1.3347, 1.3673, 0.0],
+    "FF": [9.362, 0.0, 2.5512, 0.0, 0.0],
+}
+# ---- resource coefficients (end) ----
+
+#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
+ROM_AUTO_BRAM_MIN_BITS = 16384
+
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def _rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
+    """Where Yosys puts a threshold ROM: the generator writes ram_style "block" for ultra (Yosys
+    infers no URAM); without a style (auto) Yosys 0.23 keeps ROMs below ROM_AUTO_BRAM_MIN_BITS
+    bits in logic (measured on weight ROMs: 1024 x 4 in LUTs, 1024 x 16 in block RAM)."""
+    rs = _i(ram_code(ram_style))
+    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
+    auto_block = _i(depth) * _i(width) >= ROM_AUTO_BRAM_MIN_BITS
+    return np.where(rs == RAM_AUTO, np.where(auto_block, RAM_BLOCK, RAM_DISTRIBUTED), rs)
+
+
+def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_thresholding.v (columns of RESOURCE_COEFFS).
+
+    Per PE: NT registered compares of TW = ibits + 1 bits, a registered popcount tree of NT
+    bits (NT - 1 adders of clog2(NT) + 1 bits), the output register; shared: the two input word
+    registers, the threshold-word register (PE*NT*TW) and the threshold ROM (logic LUTs, 64 words
+    per LUT per bit, unless in block RAM).
+    LUT: [1, compare bits, popcount bits, ROM LUTs, output bits]; FF: [1, input registers,
+    threshold-word registers, compare + popcount registers, output bits]."""
+    P, nt, ib, ob = _i(p["PE"]), _i(p["n_steps"]), _i(p["ibits"]), _i(p["obits"])
+    tw = ib + 1
+    pop = np.maximum(nt - 1, 0) * (_clog2(np.maximum(nt, 1)) + 1)
+    mem = _memory(_i(p["C"]) // P, nt * tw, _rtl_style(p["ram_style"], _i(p["C"]) // P, nt * tw))
+    one = np.ones_like(P)
+    return {"LUT": [one, P * nt * tw, P * pop, P * mem["LUTRAM"], P * ob],
+            "FF": [one, 2 * P * ib, P * nt * tw, P * (nt + pop), P * ob]}
 
 
 class Thresholding(HWCustomOp):
@@ -98,13 +144,17 @@ class Thresholding(HWCustomOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        """PE lanes of n_steps comparators of ibits; threshold memory depth C/PE, width
-        PE*n_steps*ibits. LUT = 100 + 1.1*PE*n_steps*ibits + LUTRAM; FF = 32 + PE*(ibits+obits)."""
+        """``thresholding_resource_features`` times the fitted RESOURCE_COEFFS; BRAM18 of the
+        PE threshold ROMs (each depth C/PE, width NT*(ibits+1)) by the aspect table."""
+        f = thresholding_resource_features(p)
         P = _i(p["PE"])
-        mem = _memory(_i(p["C"]) // P, P * _i(p["n_steps"]) * _i(p["ibits"]), ram_code(p["ram_style"]))
-        lut = 100 + 1.1 * (P * _i(p["n_steps"]) * _i(p["ibits"])).astype(np.float64) + mem["LUTRAM"]
-        ff = 32 + P * (_i(p["ibits"]) + _i(p["obits"]))
-        return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
+        depth, width = _i(p["C"]) // P, _i(p["n_steps"]) * (_i(p["ibits"]) + 1)
+        mem = _memory(depth, width, _rtl_style(p["ram_style"], depth, width))
+        ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, P * mem["BRAM_18K"], P * mem["URAM"], 0,
+                       P * mem["bits"])
+
+    resource_features = staticmethod(thresholding_resource_features)
 
     def emits_activation(self) -> bool:
         return True
