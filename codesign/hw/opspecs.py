@@ -13,8 +13,9 @@ from typing import Any, Callable
 
 from codesign.dataflow.ops import OPS
 
-BUILDERS: dict[str, Callable[..., Any]] = {c.__name__: c.example_node for c in OPS}
-for _c in OPS:
+_WITH_EXAMPLE = [c for c in OPS if c.example_name]
+BUILDERS: dict[str, Callable[..., Any]] = {c.__name__: c.example_node for c in _WITH_EXAMPLE}
+for _c in _WITH_EXAMPLE:
     globals()[f"{_c.example_name}_spec"] = _c.example_node
 
-__all__ = ["BUILDERS"] + [f"{c.example_name}_spec" for c in OPS]
+__all__ = ["BUILDERS"] + [f"{c.example_name}_spec" for c in _WITH_EXAMPLE]

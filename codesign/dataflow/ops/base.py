@@ -302,6 +302,16 @@ class HWCustomOp(CustomOp):
         change the output's meaning (then the sizes must agree)."""
         return None
 
+    #: short name of the single-node example builder (``codesign.hw.opspecs.<name>_spec``);
+    #: None: the op has no example builder yet
+    example_name: ClassVar[str | None] = None
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> Any:
+        """One node of this op with seeded random weights at a chosen folding and bit width
+        (``HWNodeSpec``), for timing, synthesis and RTL tests and the cost-model corpus."""
+        raise NotImplementedError(f"{cls.__name__} has no example node builder")
+
     def emits_activation(self) -> bool:
         """Whether this node's output is a quantized activation (the codes of a source Quant):
         the verifier pairs such nodes with the source model's activation quantizers."""

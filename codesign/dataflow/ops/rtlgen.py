@@ -155,7 +155,9 @@ def _prod(xs: Any) -> int:
 
 def _ram_style(attrs: dict[str, Any]) -> str | None:
     style = str(_attr(attrs, "ram_style", "auto"))
-    return {"auto": None, "block": "block", "distributed": "distributed", "ultra": "block"}.get(style)
+    # "distributed": a ROM in LUT logic ("logic"); Yosys 0.23 finds no LUTRAM mapping for a
+    # synchronously read ROM marked "distributed" and stops
+    return {"auto": None, "block": "block", "distributed": "logic", "ultra": "block"}.get(style)
 
 
 def _rom_port(prefix: str, roms: list[dict[str, Any]], addr_width: int) -> dict[str, Any]:
