@@ -215,7 +215,8 @@ def _hash_dir(d: Path, files: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def run_config(cfg: tuple, work: Path, do_timing: bool = True) -> dict[str, Any]:
+def run_config(cfg: tuple, work: Path, do_timing: bool = True, use_cache: bool = True) -> dict[str, Any]:
+    """One configuration end to end; cached under CACHE by a hash of both RTL sources."""
     name, MW, MH, PE, SIMD, wdt, idt, nthr, note = cfg
     t0 = time.time()
     L = make_layer(cfg)
@@ -227,7 +228,7 @@ def run_config(cfg: tuple, work: Path, do_timing: bool = True) -> dict[str, Any]
     key = hashlib.sha256((_hash_dir(ours.out_dir, ours.verilog_files + ours.data_files) + layer.source_hash()
                           + json.dumps(cfg) + str(do_timing) + BENCH_VERSION).encode()).hexdigest()[:20]
     cpath = CACHE / f"{name}_{key}.json"
-    if cpath.is_file():
+    if use_cache and cpath.is_file():
         log.info("%s: cached (%s)", name, cpath.name)
         return json.loads(cpath.read_text())
     res: dict[str, Any] = {"config": dict(name=name, MW=MW, MH=MH, PE=PE, SIMD=SIMD, wdt=wdt, idt=idt, n_thr=nthr,
@@ -249,7 +250,8 @@ def run_config(cfg: tuple, work: Path, do_timing: bool = True) -> dict[str, Any]
         s["LUT_eq"] = s["LUT"] + s["DSP"] * rate["lut_per_dsp"]
     res["ratios_ours_over_finn"] = _ratios(res)
     res["seconds"] = round(time.time() - t0, 1)
-    write_json(cpath, res)
+    if use_cache:
+        write_json(cpath, res)
     return res
 
 

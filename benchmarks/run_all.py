@@ -21,6 +21,7 @@ QUICK = [
     ["bench_rtlsim.py"],
     ["bench_codesign.py", "--quick"],
     ["bench_finn.py", "--quick"],
+    ["bench_vs_finn_rtl.py", "--quick"],
 ]
 FULL = [
     ["bench_foundation.py"],
@@ -29,6 +30,7 @@ FULL = [
     ["bench_rtlsim.py"],
     ["bench_codesign.py"],
     ["bench_finn.py"],
+    ["bench_vs_finn_rtl.py", "--resume"],
     ["../scripts/paper_experiments.py"],
 ]
 

@@ -78,16 +78,26 @@ class FinnRTLError(CodesignError):
 
 
 def finn_python(explicit: str | Path | None = None) -> Path:
-    """The FINN+ interpreter (explicit > $CODESIGN_FINN_PYTHON > <repo>/.venv-finn > /work/main/.venv-finn)."""
-    cands = [Path(explicit)] if explicit else []
-    env = os.environ.get("CODESIGN_FINN_PYTHON")
-    if env:
-        cands.append(Path(env))
-    cands += [HERE.parents[1] / ".venv-finn" / "bin" / "python", Path("/work/main/.venv-finn/bin/python")]
-    for c in cands:
-        if c.is_file():
-            return c
-    raise ToolMissingError("FINN+ environment not found; run `bash tools/setup_finn.sh` or set CODESIGN_FINN_PYTHON")
+    """The FINN+ interpreter, located by FinnConfig (explicit > $CODESIGN_FINN_PYTHON >
+    <repo>/.venv-finn), falling back to the main worktree's .venv-finn when this checkout is a
+    git worktree (the setup script installs it once, in the main checkout)."""
+    from codesign.backends.finn_plus import FinnConfig
+
+    cfg = FinnConfig.from_env(explicit)
+    if cfg.python.is_file():
+        return cfg.python
+    if explicit is None:
+        try:
+            common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                    cwd=HERE, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            common = ""
+        if common:
+            cand = Path(common).parent / ".venv-finn" / "bin" / "python"
+            if cand.is_file():
+                return cand
+    raise ToolMissingError(f"FINN+ environment not found ({cfg.python}); run `bash tools/setup_finn.sh` "
+                           "or set CODESIGN_FINN_PYTHON")
 
 
 def finn_rtllib(python: Path) -> Path:
