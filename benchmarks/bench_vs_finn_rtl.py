@@ -56,7 +56,7 @@ log = logging.getLogger("bench_vs_finn_rtl")
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = RESULTS / "vs_finn_rtl.json"
 CACHE = RESULTS / "vs_finn_rtl_cache"
-BENCH_VERSION = "3"  # bump when the measurement itself changes (part of the cache key)
+BENCH_VERSION = "4"  # bump when the measurement itself changes (part of the cache key)
 NEXTPNR_ARGS = ["--85k", "--package", "CABGA381", "--freq", "100", "--out-of-context", "--timing-allow-fail",
                 "--seed", "1"]
 
@@ -149,13 +149,13 @@ def finn_elaborate(layer: finn_rtl.FinnLayer, work: Path, defines: list[str], sc
 
 
 # read_slang stores string-valued attributes such as RAM_STYLE = "auto" as integers, and
-# write_verilog prints them so (32'd1635087471); Yosys 0.23 then does not see a ram_style and
+# write_verilog prints them so (32'd1635087471 or 88'h...6175746f); Yosys 0.23 then does not see a ram_style and
 # maps FINN's weight memory to logic. The integer is the string's bytes: decode it back.
-_STR_ATTR = re.compile(r"\(\* (RAM_STYLE|ram_style|DONT_TOUCH|rom_style|ROM_STYLE) = (\d+)'d(\d+) \*\)")
+_STR_ATTR = re.compile(r"\(\* (RAM_STYLE|ram_style|DONT_TOUCH|rom_style|ROM_STYLE) = (\d+)'([dh])([0-9a-fA-F]+) \*\)")
 
 
 def _decode_attr(m: re.Match) -> str:
-    n, v = int(m.group(2)), int(m.group(3))
+    n, v = int(m.group(2)), int(m.group(4), 10 if m.group(3) == "d" else 16)
     raw = v.to_bytes((n + 7) // 8, "big").lstrip(b"\0")
     try:
         txt = raw.decode("ascii")
