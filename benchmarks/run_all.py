@@ -23,6 +23,7 @@ QUICK = [
     ["bench_finn.py", "--quick"],
     ["bench_workers.py", "--quick"],
     ["bench_timing.py", "--quick"],
+    ["bench_vs_finn_rtl.py", "--quick"],
 ]
 FULL = [
     ["bench_foundation.py"],
@@ -33,6 +34,7 @@ FULL = [
     ["bench_finn.py"],
     ["bench_workers.py"],
     ["bench_timing.py"],
+    ["bench_vs_finn_rtl.py", "--resume"],
     ["../scripts/paper_experiments.py"],
 ]
 
