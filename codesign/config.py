@@ -105,6 +105,7 @@ class SearchSettings:
     heartbeat_s: Pos = 10
     grace_s: Pos = 30
     reconnect_s: Pos = 60  # how long a worker retries a lost study database before it stops
+    cost_model: str = "embedded"  # "finn": FINN+'s estimates re-rank the full-QAT finalists too
     rank: RankSettings = field(default_factory=RankSettings)
     relevance: RelevanceSettings = field(default_factory=RelevanceSettings)
 
@@ -182,6 +183,7 @@ def validate_names(cfg: "RunConfig", where: str = "config") -> None:
     one_of("dataset", cfg.dataset, DATASETS)
     one_of("search.strategy", cfg.search.strategy, STRATEGIES)
     one_of("search.sampler", cfg.search.sampler, ("nsga2", "nsgaii", "nsga-ii", "tpe", "random"))
+    one_of("search.cost_model", cfg.search.cost_model, ("embedded", "finn"))
     one_of("search.relevance.method", cfg.search.relevance.method, METHODS)
     one_of("search.relevance.baseline", cfg.search.relevance.baseline, BASELINES)
     try:

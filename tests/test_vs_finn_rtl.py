@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 @pytest.fixture(scope="module")
 def finn_python():
-    from codesign.backends.finn_rtl import finn_python as locate
+    from finn_rtl import finn_python as locate
 
     try:
         return locate()
@@ -27,7 +27,7 @@ def finn_python():
 
 
 def test_adaptations_apply_once_and_change_the_source(finn_python):
-    from codesign.backends.finn_rtl import ADAPTATIONS, LIB_FILES, finn_rtllib
+    from finn_rtl import ADAPTATIONS, LIB_FILES, finn_rtllib
 
     lib = finn_rtllib(finn_python)
     where = {name: sub for sub, name in LIB_FILES}

@@ -446,6 +446,10 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promot
         rows.append(_row(ctx, cand, summ))
         log.info("finalist %s: full-QAT val %.4f test %.4f", cand.describe(), rows[-1]["val_acc"] or 0,
                  rows[-1]["test_acc"] or 0)
+    if s.cost_model == "finn":  # FINN+'s estimates re-rank the finalists (too slow for every trial)
+        from codesign.search.finn_rerank import rerank
+
+        rerank(ctx, rows, _final_key(cfg))
     secs = {"finalists": time.time() - t0}
     t0 = time.time()
     chosen = max(rows, key=lambda r: (r["feasible"], r["val_acc"] or 0, -r["LUT"]))  # val, never test
