@@ -55,8 +55,12 @@ def _study_trials(out: Path, name: str):
     db = out / "search" / "study.db"
     if not db.exists():
         return []
-    try:
-        st = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    from codesign.search.study import _init_lock
+
+    url = f"sqlite:///{db}"
+    try:  # under the project's schema lock: the worker may be creating the tables right now
+        with _init_lock(url):
+            st = optuna.load_study(study_name=name, storage=url)
     except KeyError:  # the worker has created the file but not the study yet
         return []
     return [t for t in st.get_trials(states=(TrialState.COMPLETE,)) if "plan_hash" in t.user_attrs]
