@@ -123,7 +123,14 @@ def cnv_design(out: Path):
     return _compile(spec, uniform_plan(spec, 2, 2), (3, 32, 32), "Pynq-Z2", 1000, out), "CNV w2a2 @ 1000 FPS"
 
 
+WORK = ROOT / "build" / "bench_timing"
+
+
 def bench_design(which: str, cfg: TimingConfig) -> dict[str, Any]:
+    """Compile the design, then place and route every node and the top in build/bench_timing/<which>:
+    each finished run stays there keyed by its inputs, so an interrupted run resumes node by node."""
+    work = WORK / which
+    work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="btd.") as tmp:
         res, label = (demo_design if which == "demo" else cnv_design)(Path(tmp))
         from qonnx.core.modelwrapper import ModelWrapper
@@ -140,7 +147,7 @@ def bench_design(which: str, cfg: TimingConfig) -> dict[str, Any]:
                 if k in spec.attrs:
                     folding[n.node_name][k] = str(spec.attrs[k])
         t0 = time.time()
-        t = timing_design(design, cfg, keep_dir=Path(tmp) / "pnr")
+        t = timing_design(design, cfg, keep_dir=work / "pnr")
     for name, r in t["nodes"].items():
         r.update(folding.get(name, {}))
     return {"design": label, "estimated_fps": res.performance["estimated_throughput_fps"],
@@ -176,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="parallel place-and-route runs inside a design")
     ap.add_argument("--only", choices=("ops", "demo", "cnv"), action="append", default=None)
     ap.add_argument("--clock-mhz", type=float, default=100.0)
-    ap.add_argument("--resume", action="store_true", help="keep the op cases of an interrupted run (.partial.json)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the op cases of an interrupted run (.partial.json); designs always resume "
+                         "from build/bench_timing/ (finished node runs are keyed by their inputs)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = TimingConfig(clock_mhz=args.clock_mhz, jobs=max(1, args.jobs))

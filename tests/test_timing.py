@@ -37,14 +37,20 @@ CHAIN = [
 
 
 @pytest.fixture(scope="module")
-def timing(tmp_path_factory):
+def timing_run(tmp_path_factory):
     try:
         TimingTools.find()
     except ToolMissingError as exc:
         pytest.skip(str(exc))
     d = tmp_path_factory.mktemp("timing")
     design = render_nodes([spec for _, spec in CHAIN], d / "rtl")
-    return timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ), keep_dir=d / "pnr")
+    res = timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ), keep_dir=d / "pnr")
+    return design, d / "pnr", res
+
+
+@pytest.fixture(scope="module")
+def timing(timing_run):
+    return timing_run[2]
 
 
 def _check(res):
@@ -70,6 +76,18 @@ def test_stitched_top_meets_100mhz(timing):
     _check(timing["top"])
     assert timing["met"] and timing["slow"] == []
     assert timing["fmax_mhz"] == min([r["fmax_mhz"] for r in timing["nodes"].values()] + [timing["top"]["fmax_mhz"]])
+
+
+def test_kept_runs_resume_without_the_tools(timing_run, tmp_path):
+    """A second call on the same keep_dir reuses every finished run (keyed by the sources), so
+    an interrupted design resumes; programs that do not exist prove nothing is run again."""
+    design, pnr, timing = timing_run
+    absent = TimingTools(tmp_path / "no-yosys", tmp_path / "no-nextpnr")
+    again = timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ, tools=absent), keep_dir=pnr)
+    assert again["nodes"] == timing["nodes"] and again["top"] == timing["top"]
+    # a changed clock is a different run: the kept results are not reused for it
+    with pytest.raises(ToolMissingError):
+        timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ + 1, tools=absent), keep_dir=pnr)
 
 
 def test_merge_into_synth_report(timing):

@@ -17,6 +17,7 @@ cells and the logic vs routing split are taken.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import json
 import logging
 import re
@@ -31,6 +32,7 @@ from typing import Any
 
 import jinja2
 
+from codesign.atomic import write_json
 from codesign.errors import CodesignError, ToolMissingError
 from codesign.hw.rtl import NodeRTL, RTLDesign
 
@@ -218,6 +220,9 @@ def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
                   keep_dir: str | Path | None = None) -> dict[str, Any]:
     """Post-route Fmax of every node (alone) and of the stitched top.
 
+    With `keep_dir`, every finished run leaves `result.json` (keyed by its inputs) in its folder,
+    and a later call on the same folder keeps those runs: an interrupted design resumes.
+
     Returns {"tool", "device", "target_mhz", "nodes": {node: result}, "top": result | None,
     "fmax_mhz": min over everything measured, "met": bool, "slow": [names below target]}."""
     cfg = cfg or TimingConfig()
@@ -250,8 +255,15 @@ def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
 
         def one(job: tuple[str, list[str], str, str]) -> tuple[str, dict[str, Any]]:
             name, files, top, work = job
+            key = _run_key(src, files, top, cfg)
+            cached = _cached_result(src / work, key)
+            if cached is not None:
+                log.info("timing %s: kept the finished run in %s (same sources, tools and clock)", name, work)
+                return name, cached
             try:
-                return name, place_and_route(files, src, top, work, cfg, tools, name)
+                res = place_and_route(files, src, top, work, cfg, tools, name)
+                write_json(src / work / "result.json", {"key": key, "result": res})
+                return name, res
             except ToolMissingError:
                 raise
             except CodesignError as exc:
@@ -290,6 +302,29 @@ def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
         log.warning("TIMING NOT MET: %s reaches %s MHz < target %g MHz on %s%s", name, r.get("fmax_mhz"),
                     cfg.clock_mhz, cfg.target.name, f" ({r['error']})" if r.get("error") else "")
     return out
+
+
+def _run_key(src: Path, files: list[str], top: str, cfg: TimingConfig) -> str:
+    """What a place-and-route run depends on: its sources and data files (their bytes), the top,
+    the clock, the device and the tool pins. Equal key = the same result (nextpnr runs seeded)."""
+    h = hashlib.sha256()
+    h.update(f"{top}|{cfg.clock_mhz:g}|{cfg.target}|{YOSYS_PIN}|{NEXTPNR_PIN}".encode())
+    for f in sorted(set(files)) + sorted(p.name for p in src.iterdir() if p.suffix in (".dat", ".mem", ".hex")):
+        h.update(f.encode())
+        h.update((src / f).read_bytes())
+    return h.hexdigest()
+
+
+def _cached_result(wdir: Path, key: str) -> dict[str, Any] | None:
+    """The result of an earlier run in `wdir` with the same key (a kept `keep_dir` resumes)."""
+    f = wdir / "result.json"
+    if not f.is_file():
+        return None
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc.get("result") if doc.get("key") == key else None
 
 
 def _progress(done: int, total: int, name: str, r: dict[str, Any], t0: float) -> None:
