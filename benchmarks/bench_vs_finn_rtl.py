@@ -68,7 +68,8 @@ CONFIGS: list[tuple[str, int, int, int, int, str, str, int, str]] = [
     ("demo_MVAU_2", 64, 64, 8, 8, "INT4", "UINT3", 7, "the demo's third layer"),
     ("cnv_conv_w2a2", 288, 64, 4, 16, "INT2", "UINT2", 3, "CNV-like 3x3x32 -> 64 conv as MVAU"),
     ("w8a8", 128, 32, 4, 8, "INT8", "UINT8", 15, "8-bit weights and activations"),
-    ("w2a1", 64, 32, 4, 16, "INT2", "UINT1", 1, "1-bit activations"),
+    ("w2a2_o1", 64, 32, 4, 16, "INT2", "UINT2", 1, "2-bit layer with 1-bit output (FINN's RTL MVU refuses "
+     "1-bit inputs: mvu.sv needs >= 2 bits)"),
     ("narrow_p1s1", 64, 16, 1, 1, "INT4", "UINT4", 15, "narrowest folding"),
     ("wide_p16s32", 32, 16, 16, 32, "INT4", "UINT4", 3, "wide folding (one cycle per vector)"),
 ]

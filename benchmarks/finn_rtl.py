@@ -254,6 +254,11 @@ def build_finn_layer(out_dir: Path, *, MW: int, MH: int, PE: int, SIMD: int, idt
                      in_stream: StreamSpec, out_stream: StreamSpec, exp_cycles: int,
                      python: Path | None = None, timeout: int = 600) -> FinnLayer:
     """Generate FINN's layer with FINN+'s code generation, adapt the library copy, stitch a top."""
+    for what, dt in (("weights", wdt), ("input activations", idt)):
+        bits = int(dt.lstrip("UINT").lstrip("INT") or 1)
+        if bits < 2:  # mvu.sv's elaboration check: WEIGHT_WIDTH / ACTIVATION_WIDTH >= 2
+            raise FinnRTLError(f"FINN's RTL MVU needs >= 2-bit weights and activations (finn-rtllib mvu.sv); "
+                               f"{what} are {dt}: FINN builds such a layer as MVAU_hls, not MVAU_rtl")
     python = python or finn_python()
     lib = finn_rtllib(python)
     out_dir = Path(out_dir).resolve()

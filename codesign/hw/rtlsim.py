@@ -184,7 +184,8 @@ def simulate_words(design: RTLDesign, in_words: list[int], n_out: int, *, seed: 
                repr(float(p_bubble)), repr(float(p_stall)), str(max_cycles)]
         res = subprocess.run(cmd, cwd=design.out_dir, capture_output=True, text=True)
         if res.returncode != 0:
-            raise RTLSimError(f"simulator failed (rc {res.returncode}): {res.stderr[-2000:]}")
+            # Verilator prints $error/$stop/assertion messages on stdout: both streams name the cause
+            raise RTLSimError(f"simulator failed (rc {res.returncode}): {(res.stdout + res.stderr)[-2000:]}")
         summary = json.loads(res.stdout.strip().splitlines()[-1])
         out_words, out_cycles = [], []
         for line in (tdp / "out.txt").read_text().splitlines():
