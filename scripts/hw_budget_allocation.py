@@ -31,8 +31,8 @@ from codesign.data import load_dataset, sample_batch  # noqa: E402
 from codesign.flow import train_float  # noqa: E402
 from codesign.models import build_float  # noqa: E402
 from codesign.relevance import compute_relevance  # noqa: E402
-from codesign.search.hw import HwEstimator  # noqa: E402
-from codesign.search.space import Candidate, SearchSpace  # noqa: E402
+from codesign.designspace.estimate import HwEstimator  # noqa: E402
+from codesign.designspace.space import Candidate, SearchSpace  # noqa: E402
 from codesign.train import TrainConfig, load_checkpoint  # noqa: E402
 
 log = logging.getLogger("hw_budget_allocation")

@@ -53,7 +53,7 @@ def sweep(args: argparse.Namespace) -> int:
     from codesign.dataflow.boards import get_board
     from codesign.relevance import load_relevance
     from codesign.search.feedback import InfeasibleBudgetError, RelevanceFeedback, check_achievable
-    from codesign.search.hw import HwEstimator
+    from codesign.designspace.estimate import HwEstimator
     from codesign.search.loop import SearchContext, build_space, train_candidate
     from codesign.search.strategies import boundary_seeds
     from codesign.train import load_checkpoint

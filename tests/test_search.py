@@ -16,7 +16,7 @@ import yaml
 from codesign.config import RunConfig, _build
 from codesign.search.feedback import InfeasibleBudgetError, RelevanceFeedback, check_achievable
 from codesign.search.pareto import pareto_front
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.space import Candidate, SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_FPS = 1_000_000
@@ -111,7 +111,7 @@ def test_loop_trains_only_fitting_designs_and_stops(ctx, tmp_path):
 
 
 def test_impossible_budget_reports_smallest_design(ctx):
-    from codesign.search.hw import HwEstimator
+    from codesign.designspace.estimate import HwEstimator
 
     hw = HwEstimator(ctx.space, "Pynq-Z2", TARGET_FPS, 10.0, limits={"LUT": 500})
     with pytest.raises(InfeasibleBudgetError) as ei:

@@ -119,8 +119,8 @@ def _mlp_table() -> SensitivityTable:
 
 
 def test_ilp_is_optimal_against_brute_force_over_the_full_cost_model():
-    from codesign.search.hw import HwEstimator
-    from codesign.search.space import SearchSpace
+    from codesign.designspace.estimate import HwEstimator
+    from codesign.designspace.space import SearchSpace
 
     table = _mlp_table()
     sp = SearchSpace(MLP3, weight_bits=(2, 4, 8), act_bits=(2, 4), prune_levels=(0.0,))
@@ -159,8 +159,8 @@ def _skewed(hot: str, names, act_names) -> SensitivityTable:
 
 def test_compress_and_search_decide_from_the_same_table(trained):
     from codesign.search.feedback import RelevanceFeedback
-    from codesign.search.hw import HwEstimator
-    from codesign.search.space import SearchSpace
+    from codesign.designspace.estimate import HwEstimator
+    from codesign.designspace.space import SearchSpace
 
     names = ["conv0", "conv1", "fc0", "fc1"]
     t_fc0, t_conv1 = _skewed("fc0", names, names[:3]), _skewed("conv1", names, names[:3])
@@ -224,8 +224,8 @@ def test_iterative_bits_on_the_quantized_model(trained, tmp_path):
 def test_cli_relevance_sensitivity_then_compress_under_a_lut_budget(trained, tmp_path):
     from codesign.cli import main
     from codesign.models.plan import load_plan
-    from codesign.search.hw import HwEstimator
-    from codesign.search.space import Candidate, SearchSpace
+    from codesign.designspace.estimate import HwEstimator
+    from codesign.designspace.space import Candidate, SearchSpace
 
     _, _, folder, _, _ = trained
     rel_path = tmp_path / "relevance.json"

@@ -19,7 +19,7 @@ The model (docs/compression.md, "ILP allocation"):
   binaries ``x_{l,k}`` (one item per layer) and pair variables ``y_{l,i,j}`` with
   ``sum_j y_{l,i,j} = x_{l-1,i}``, ``sum_i y_{l,i,j} = x_{l,j}`` (so ``y = x_{l-1,i} x_{l,j}``),
   and ``sum C^r y <= limit_r`` for every resource r.
-* ``C_l`` is measured with the project's own estimator (`codesign.search.hw.HwEstimator`,
+* ``C_l`` is measured with the project's own estimator (`codesign.designspace.estimate.HwEstimator`,
   i.e. the compiler's ``auto_fold`` + cost model, per-layer breakdown): designs that set
   disjoint layer pairs at once, ``2 x |interfaces| x |items|`` estimates in all.
 * Assumption checked, not trusted: after solving, the chosen design is estimated with the full
@@ -221,7 +221,7 @@ def item_damage(table: SensitivityTable, layer: str, it: Item, units: Mapping[st
 
 
 def _candidate(space: Any, layers: list[str], items: Mapping[str, Item]) -> Any:
-    from codesign.search.space import Candidate
+    from codesign.designspace.space import Candidate
 
     return Candidate.make({n: items[n].w for n in layers},
                           {n: items[n].a for n in layers if items[n].a is not None},
@@ -294,7 +294,7 @@ def ilp_allocate(space: Any, hw: Any, table: SensitivityTable, units: Mapping[st
                  k_best: int = 1, max_rounds: int = 12) -> IlpResult:
     """Minimum-relevance-lost designs of ``space`` that fit ``hw``'s limits at its target FPS.
 
-    ``hw``: a `codesign.search.hw.HwEstimator` with a target FPS. Returns up to ``k_best``
+    ``hw``: a `codesign.designspace.estimate.HwEstimator` with a target FPS. Returns up to ``k_best``
     designs (no-good cuts between them), each checked with the full cost model (module doc).
     Raises CodesignError when no design fits.
     """

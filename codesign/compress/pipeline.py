@@ -126,8 +126,8 @@ def hessian_sensitivity(spec: Spec, state: Mapping[str, torch.Tensor], x: torch.
 def _hw_setup(spec: Spec, cfg: CompressConfig, opts: dict) -> tuple[Any, Any]:
     """(SearchSpace, HwEstimator) for a hardware budget: the compression's bit bounds, no pruning
     (structured pruning has already been applied to ``spec``)."""
-    from codesign.search.hw import HwEstimator
-    from codesign.search.space import SearchSpace
+    from codesign.designspace.estimate import HwEstimator
+    from codesign.designspace.space import SearchSpace
 
     lo, hi = cfg.bit_bounds
     acts = (cfg.act_bits,) if cfg.act_bits is not None else tuple(range(max(2, lo), hi + 1))
@@ -141,7 +141,7 @@ def hw_budget_plan(spec: Spec, cfg: CompressConfig, text: str, table: Any, rel: 
     """Bits under a hardware budget: the exact ILP (``ilp:``), the greedy walk (``greedy:``), or
     the widest uniform plan that fits (``allocator=uniform``), all at the same LUT/BRAM/FPS."""
     from codesign.compress.ilp import ilp_allocate, parse_hw_budget
-    from codesign.search.feedback import binding
+    from codesign.designspace.estimate import binding
 
     opts = parse_hw_budget(text)
     space, hw = _hw_setup(spec, cfg, opts)
@@ -149,7 +149,7 @@ def hw_budget_plan(spec: Spec, cfg: CompressConfig, text: str, table: Any, rel: 
 
     def util(plan: Plan) -> float:
         """Binding used/limit of the plan at the target FPS (a large penalty if it misses it)."""
-        from codesign.search.space import Candidate
+        from codesign.designspace.space import Candidate
 
         c = Candidate.make({n: e["weight_bits"] for n, e in plan["layers"].items()},
                            {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e},

@@ -29,12 +29,10 @@ import numpy as np
 
 from codesign.compress.sensitivity import SensitivityTable
 from codesign.errors import CodesignError
-from codesign.search.hw import RESOURCES, HwEstimate, HwEstimator
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.estimate import RESOURCES, THROUGHPUT_PENALTY, HwEstimate, HwEstimator, binding
+from codesign.designspace.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
-
-THROUGHPUT_PENALTY = 1e3  # binding utilisation assigned to a design that misses the target FPS
 
 
 class InfeasibleBudgetError(CodesignError):
@@ -43,13 +41,6 @@ class InfeasibleBudgetError(CodesignError):
     def __init__(self, message: str, smallest: dict):
         super().__init__(message)
         self.smallest = smallest
-
-
-def binding(est: HwEstimate, limits: Mapping[str, float]) -> float:
-    """Highest used/limit over the resources (THROUGHPUT_PENALTY when the FPS target fails)."""
-    if est.max_cycles == 0 and not est.feasible:
-        return THROUGHPUT_PENALTY
-    return max((est.totals[r] / limits[r]) if limits[r] else (math.inf if est.totals[r] else 0.0) for r in RESOURCES)
 
 
 class RelevanceFeedback:

@@ -204,7 +204,7 @@ def write_html_report(run: str | Path, summary: dict | None = None) -> Path:
     pareto = _read(sd / "pareto.json") or {}
     records = pareto.get("all") or []
     front = summary.get("front") or pareto.get("front") or []
-    from codesign.search.space import Candidate
+    from codesign.designspace.space import Candidate
 
     for r in records:
         if "describe" not in r and r.get("candidate"):

@@ -17,8 +17,8 @@ import numpy as np
 
 from codesign.compress.ilp import ilp_allocate
 from codesign.compress.sensitivity import SensitivityTable
-from codesign.search.hw import HwEstimator
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.estimate import HwEstimator
+from codesign.designspace.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 

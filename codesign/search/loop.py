@@ -26,8 +26,8 @@ from codesign.atomic import read_json, write_json
 from codesign.config import RunConfig
 from codesign.errors import CodesignError
 from codesign.search.feedback import RelevanceFeedback, check_achievable
-from codesign.search.hw import HwEstimator
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.estimate import HwEstimator
+from codesign.designspace.space import Candidate, SearchSpace
 from codesign.search.strategies import (STRATEGIES, StrategyResult, boundary_seeds, make_sampler, run_optuna,
                                         run_random, run_relevance, run_uniform)
 from codesign.search.study import (Evaluator, completed_records, default_storage_url, make_storage, masked_url,

@@ -63,7 +63,7 @@ def study_status(storage_url: str, name: str, budget: int | None = None) -> dict
         if stamp is not None and (row["last"] is None or stamp.isoformat() > row["last"]):
             row["last"] = stamp.isoformat(timespec="seconds")
     if best and best.get("design"):
-        from codesign.search.space import Candidate
+        from codesign.designspace.space import Candidate
 
         best["describe"] = Candidate.from_json(best["design"]).describe()
     return {"storage": masked_url(storage_url), "study": name, "budget": budget,

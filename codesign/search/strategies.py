@@ -23,7 +23,7 @@ from typing import Any
 
 from codesign.errors import CodesignError
 from codesign.search.feedback import RelevanceFeedback
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.space import Candidate, SearchSpace
 from codesign.search.study import Evaluation, Evaluator, record_heartbeat
 
 log = logging.getLogger(__name__)

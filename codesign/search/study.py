@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from codesign.errors import CodesignError
-from codesign.search.hw import HwEstimate, HwEstimator
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.estimate import HwEstimate, HwEstimator
+from codesign.designspace.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 

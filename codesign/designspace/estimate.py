@@ -13,17 +13,19 @@ Every result is cached by plan hash; the feedback rules ask for many neighbours 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from codesign.errors import CodesignError
-from codesign.search.space import Candidate, SearchSpace
+from codesign.designspace.space import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
+THROUGHPUT_PENALTY = 1e3  # binding utilisation assigned to a design that misses the target FPS
 
 
 @dataclass
@@ -182,3 +184,10 @@ class HwEstimator:
 
     def limits_text(self) -> str:
         return ", ".join(f"{r} <= {v:,.0f}" for r, v in self.limits.items() if v)
+
+
+def binding(est: HwEstimate, limits: Mapping[str, float]) -> float:
+    """Highest used/limit over the resources (THROUGHPUT_PENALTY when the FPS target fails)."""
+    if est.max_cycles == 0 and not est.feasible:
+        return THROUGHPUT_PENALTY
+    return max((est.totals[r] / limits[r]) if limits[r] else (math.inf if est.totals[r] else 0.0) for r in RESOURCES)
