@@ -57,7 +57,7 @@ log = logging.getLogger("bench_vs_finn_rtl")
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = RESULTS / "vs_finn_rtl.json"
 CACHE = RESULTS / "vs_finn_rtl_cache"
-BENCH_VERSION = "4"  # bump when the measurement itself changes (part of the cache key)
+BENCH_VERSION = "5"  # bump when the measurement itself changes (part of the cache key)
 NEXTPNR_ARGS = ["--85k", "--package", "CABGA381", "--freq", "100", "--out-of-context", "--timing-allow-fail",
                 "--seed", "1"]
 
@@ -168,7 +168,11 @@ def _decode_attr(m: re.Match) -> str:
 
 def synth_finn(layer: finn_rtl.FinnLayer) -> dict[str, Any]:
     src = layer.design.out_dir
-    finn_elaborate(layer, src / "elab_xc7", ["SYNTHESIS"], "proc\nwrite_verilog elab_xc7/finn_elab.v")
+    # `opt` before writing: read_slang gives every bit of the weight memory's write port its own
+    # (identical) enable, write_verilog then prints one write per bit, and Yosys 0.23's frontend
+    # turns a bit-sliced memory write into a list of registers -- FINN's weights landed in LUTs
+    # instead of BRAM. opt merges the enables (one write statement) and changes no behaviour.
+    finn_elaborate(layer, src / "elab_xc7", ["SYNTHESIS"], "proc\nopt\nwrite_verilog elab_xc7/finn_elab.v")
     text = (src / "elab_xc7" / "finn_elab.v").read_text()
     (src / "finn_elab.v").write_text(_STR_ATTR.sub(_decode_attr, text))
     d = RTLDesign(src, finn_rtl.FINN_TOP, ["finn_elab.v"], [], layer.design.nodes)
