@@ -14,7 +14,9 @@ benchmarks/finn_rtl.py) and ours (codesign.hw.rtl of a one-node graph) are
 LUT-equivalents: LUT + DSP x rate, rate = LUTs Yosys needs for the MACs one DSP48E1 does in
 FINN's packing (4 MACs for <= 4-bit operands, else 2) built without DSPs (`synth_xilinx -nodsp`
 of a registered multiply-accumulate of the layer's widths), so a design that trades DSPs for
-LUTs is charged what the DSP replaced.
+LUTs is charged what the DSP replaced. Ours is built both ways (resType dsp: a DSP48 per product
+where the widths warrant one; resType lut: every product in LUTs) and the cheaper in
+LUT-equivalents is compared, as the compiler's resType choice would be; both are in the JSON.
 
 Results: benchmarks/results/vs_finn_rtl.json (+ .md table). Per configuration the result is
 cached in benchmarks/results/vs_finn_rtl_cache/ keyed by a hash of both RTL sources (and the
@@ -57,7 +59,7 @@ log = logging.getLogger("bench_vs_finn_rtl")
 RESULTS = ROOT / "benchmarks" / "results"
 OUT_JSON = RESULTS / "vs_finn_rtl.json"
 CACHE = RESULTS / "vs_finn_rtl_cache"
-BENCH_VERSION = "5"  # bump when the measurement itself changes (part of the cache key)
+BENCH_VERSION = "6"  # bump when the measurement itself changes (part of the cache key)
 NEXTPNR_ARGS = ["--85k", "--package", "CABGA381", "--freq", "100", "--out-of-context", "--timing-allow-fail",
                 "--seed", "1"]
 
@@ -101,10 +103,10 @@ def make_layer(cfg: tuple, seed: int = 0) -> dict[str, Any]:
     return dict(W=W, T=T, x=x, exp=exp, accdt=f"INT{accw}", odt=f"UINT{out_bits}" if nthr else f"INT{accw}")
 
 
-def ours_design(cfg: tuple, L: dict[str, Any], out: Path) -> RTLDesign:
+def ours_design(cfg: tuple, L: dict[str, Any], out: Path, res_type: str = "dsp") -> RTLDesign:
     name, MW, MH, PE, SIMD, wdt, idt, nthr, _ = cfg
     attrs = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType=wdt, outputDataType=L["odt"],
-                 noActivation=int(nthr == 0), ActVal=0, numInputVectors=[1], resType="dsp", ram_style="auto",
+                 noActivation=int(nthr == 0), ActVal=0, numInputVectors=[1], resType=res_type, ram_style="auto",
                  mem_mode="const")
     inits = {"W": L["W"]} if not nthr else {"W": L["W"], "T": L["T"]}
     return render_nodes([HWNodeSpec(f"MVAU_{name}", "MVAU", attrs, inits)], out)
@@ -245,11 +247,13 @@ def run_config(cfg: tuple, work: Path, do_timing: bool = True, use_cache: bool =
     t0 = time.time()
     L = make_layer(cfg)
     ours = ours_design(cfg, L, work / "ours")
+    ours_lut = ours_design(cfg, L, work / "ours_lut", res_type="lut")
     layer = finn_rtl.build_finn_layer(
         work / "finn", MW=MW, MH=MH, PE=PE, SIMD=SIMD, idt=idt, wdt=wdt, accdt=L["accdt"],
         odt=L["odt"] if nthr else None, W=L["W"], T=L["T"], act_val=0, in_stream=ours.in_stream,
         out_stream=ours.out_stream, exp_cycles=ours.nodes[0].exp_cycles)
-    key = hashlib.sha256((_hash_dir(ours.out_dir, ours.verilog_files + ours.data_files) + layer.source_hash()
+    key = hashlib.sha256((_hash_dir(ours.out_dir, ours.verilog_files + ours.data_files)
+                          + _hash_dir(ours_lut.out_dir, ours_lut.verilog_files + ours_lut.data_files) + layer.source_hash()
                           + json.dumps(cfg) + str(do_timing) + BENCH_VERSION).encode()).hexdigest()[:20]
     cpath = CACHE / f"{name}_{key}.json"
     if use_cache and cpath.is_file():
@@ -257,21 +261,28 @@ def run_config(cfg: tuple, work: Path, do_timing: bool = True, use_cache: bool =
         return json.loads(cpath.read_text())
     res: dict[str, Any] = {"config": dict(name=name, MW=MW, MH=MH, PE=PE, SIMD=SIMD, wdt=wdt, idt=idt, n_thr=nthr,
                                           accdt=L["accdt"], odt=L["odt"], note=note), "key": key}
-    for side, design in (("ours", ours), ("finn", layer.design)):
+    for side, design in (("ours", ours), ("ours_lut", ours_lut), ("finn", layer.design)):
         res[side] = {"sim": simulate(design, L)}
         log.info("%s %s: sim %s", name, side, res[side]["sim"])
     res["ours"]["synth"] = _counts(synth_design(ours, "xc7"))
+    res["ours_lut"]["synth"] = _counts(synth_design(ours_lut, "xc7"))
     res["finn"]["synth"] = _counts(synth_finn(layer))
     if do_timing:
         res["ours"]["timing"] = timing_ours(ours)
+        res["ours_lut"]["timing"] = timing_ours(ours_lut)
         res["finn"]["timing"] = timing_finn(layer)
     wb = int(wdt.lstrip("UINT").lstrip("INT"))
     ab = int(idt.lstrip("UINT").lstrip("INT"))
     rate = lut_per_dsp(wb, ab, int(L["accdt"][3:]))
     res["lut_per_dsp"] = rate
-    for side in ("ours", "finn"):
+    for side in ("ours", "ours_lut", "finn"):
         s = res[side]["synth"]
         s["LUT_eq"] = s["LUT"] + s["DSP"] * rate["lut_per_dsp"]
+    # ours = the cheaper of our two MVAU variants in LUT-equivalents (resType dsp: one DSP48 per
+    # product; resType lut: products in LUTs), as the compiler's resType choice would be
+    res["ours_variants"] = {"dsp": res.pop("ours"), "lut": res.pop("ours_lut")}
+    best = min(res["ours_variants"], key=lambda k: res["ours_variants"][k]["synth"]["LUT_eq"])
+    res["ours"] = {**res["ours_variants"][best], "resType": best}
     res["ratios_ours_over_finn"] = _ratios(res)
     res["seconds"] = round(time.time() - t0, 1)
     if use_cache:
@@ -313,11 +324,12 @@ def markdown(results: dict[str, Any]) -> str:
         fo = o.get("timing", {}).get("fmax_mhz")
         ff = f.get("timing", {}).get("fmax_mhz")
         rows.append(
-            f"| {name} | {c['MW']}x{c['MH']}, {c['PE']}/{c['SIMD']}, {c['wdt']} x {c['idt']} | {so['LUT']} / {sf['LUT']} "
+            f"| {name} | {c['MW']}x{c['MH']}, {c['PE']}/{c['SIMD']}, {c['wdt']} x {c['idt']}, ours resType "
+            f"{o.get('resType', 'dsp')} | {so['LUT']} / {sf['LUT']} "
             f"| {so['FF']} / {sf['FF']} | {so['DSP']} / {sf['DSP']} | {so['BRAM_18K']} / {sf['BRAM_18K']} "
             f"| {so['LUT_eq']} / {sf['LUT_eq']} ({q['LUT_eq']}) | {fo} / {ff} "
             f"| {o['sim']['latency_cycles']} / {f['sim']['latency_cycles']} "
-            f"| {'yes' if o['sim']['bit_exact'] and f['sim']['bit_exact'] else 'NO'} |")
+            f"| {'yes' if all(v['sim']['bit_exact'] for v in [*r.get('ours_variants', {'x': o}).values(), f]) else 'NO'} |")
     return "\n".join(rows) + "\n"
 
 
@@ -352,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                "adaptations": finn_rtl.__doc__}
         write_json(out, doc)
         write_text(out.with_suffix(".md"), markdown(results))
-    bad = [k for k, r in results.items() if "error" in r or not (r["ours"]["sim"]["bit_exact"] and r["finn"]["sim"]["bit_exact"])]
+    bad = [k for k, r in results.items() if "error" in r or not all(
+        v["sim"]["bit_exact"] for v in [*r.get("ours_variants", {"x": r["ours"]}).values(), r["finn"]])]
     print(markdown(results))
     return 1 if bad else 0
 

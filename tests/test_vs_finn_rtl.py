@@ -43,6 +43,9 @@ def test_tiny_layer_both_rtls(finn_python, tmp_path):
 
     tiny = next(c for c in bench.CONFIGS if c[0] == "tiny")
     res = bench.run_config(tiny, tmp_path, do_timing=False, use_cache=False)
+    assert set(res["ours_variants"]) == {"dsp", "lut"}
+    assert res["ours"]["synth"]["LUT_eq"] == min(v["synth"]["LUT_eq"] for v in res["ours_variants"].values())
+    assert res["ours_variants"]["lut"]["synth"]["DSP"] == 0
     for side in ("ours", "finn"):
         sim = res[side]["sim"]
         assert sim["bit_exact"], (side, sim["mismatch"])
