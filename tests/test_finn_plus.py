@@ -211,4 +211,7 @@ def test_finn_examples_cnv_folding_through_finn_plus(tmp_path, finn_cfg):
     assert round(cmp["network"]["finn"]["estimated_throughput_fps"]) == 3052
     out = Path(cmp["finn_output"])
     written = json.loads((build / "finn" / "folding_config.json").read_text())
-    assert finn.check_applied_folding(out / "intermediate_models" / "step_apply_folding_config.onnx", written) == []
+    # every entry lands on a node of FINN+'s folded model, except the top-k node --label-select adds
+    # here (the QONNX export has no TopK for FINN+ to turn into its LabelSelect)
+    missing = finn.check_applied_folding(out / "intermediate_models" / "step_apply_folding_config.onnx", written)
+    assert len(missing) == 1 and missing[0].startswith("LabelSelect"), missing
