@@ -12,7 +12,10 @@ Why it looks like this:
   then BRAM, DSP, parallelism) choice that meets the target — a superset of the choices FINN's
   greedy walk visits, so never more expensive than it.
 - `max_fps_fold` searches over the finite set of achievable bottleneck cycle counts, so the
-  answer is exact for the cost model (given that cost grows as the target tightens).
+  answer is exact for the cost model (given that cost grows as the target tightens); its fit
+  check includes the width converters and FIFOs the build will insert (`adapter_cost`).
+- FINN's own folding files are read as written (`map_finn_folding`): FINN names map onto ours
+  by order and type, FINN-only keys are noted, derived attributes are checked, not applied.
 """
 
 from __future__ import annotations
@@ -724,7 +727,7 @@ def adapter_cost(model: Any, folding: Mapping[str, Mapping[str, Any]], calibrati
     return out
 
 
-#: folding -> cost of the adapters it implies (``adapter_cost`` bound to a model)
+#: a callable folding -> {adapter node: cost} (``adapter_cost`` bound to a model), or None
 Adapters = Any
 
 
