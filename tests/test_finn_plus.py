@@ -183,3 +183,35 @@ def test_finn_rerank_of_finalists(tmp_path, tfc_onnx, finn_cfg):
         f = r["finn"]
         assert f["ok"] and f["max_cycles"] == ours["max_cycles"] and f["LUT"] > 100
         assert not f["feasible"] and "LUT" in f["reason"] and r["feasible_embedded"] and not r["feasible"]
+
+
+def test_finn_examples_cnv_folding_through_finn_plus(tmp_path, finn_cfg):
+    """FINN's published cnv_1w1a folding (finn-examples' file, FINN names) compiled here, then the
+    folding JSON this project writes for FINN+ (`--backend finn`): FINN+ applies every entry and
+    its own estimate equals ours and FINN's published figure (32,768 cycles, 3,052 FPS)."""
+    from test_dataflow_folding import FINN_CNV_W1A1
+
+    from codesign.export import export_qonnx
+    from codesign.models import make_spec, uniform_plan
+    from codesign.models.build import build_quant
+
+    spec = make_spec("cnv", (3, 32, 32))
+    torch.manual_seed(0)
+    m = build_quant(spec, uniform_plan(spec, 1, 1, input_bits=8)).eval()
+    qonnx = export_qonnx(m, torch.rand(1, 3, 32, 32), tmp_path / "cnv_w1a1.onnx")
+    fold = tmp_path / "cnv-w1a1_folding_config.json"
+    fold.write_text(json.dumps(FINN_CNV_W1A1))
+    build = tmp_path / "BUILD"
+    assert main(["compile", str(qonnx), "--board", "Pynq-Z2", "--clock-ns", "10", "--folding", str(fold),
+                 "--label-select", "1", "--out", str(build), "--verify", "0", "--backend", "finn",
+                 "--finn-python", str(finn_cfg.python)]) == 0
+    cmp = json.loads((build / "report" / "finn_vs_embedded.json").read_text())
+    assert cmp["folding_names_mismatched"] == []
+    assert cmp["network"]["ours"]["max_cycles"] == cmp["network"]["finn"]["max_cycles"] == 32768
+    assert round(cmp["network"]["finn"]["estimated_throughput_fps"]) == 3052
+    out = Path(cmp["finn_output"])
+    written = json.loads((build / "finn" / "folding_config.json").read_text())
+    # every entry lands on a node of FINN+'s folded model, except the top-k node --label-select adds
+    # here (the QONNX export has no TopK for FINN+ to turn into its LabelSelect)
+    missing = finn.check_applied_folding(out / "intermediate_models" / "step_apply_folding_config.onnx", written)
+    assert len(missing) == 1 and missing[0].startswith("LabelSelect"), missing

@@ -91,3 +91,23 @@ def test_per_node_mode(tmp_path):
     assert {r["op_type"] for r in res.values()} >= {"MVAU"}
     for name, r in res.items():
         assert r["cycles_per_frame"] == r["exp_cycles"], (name, r)
+
+
+def test_simd_not_dividing_window_channels_bit_exact(tmp_path):
+    """FINN's SetFolding lets an MVAU's SIMD divide only MW: MVAU_1 (MW 72 = 9 x 8 channels) at
+    SIMD 12 is fed by its sliding window at SIMD 8 through a width converter (8 -> 12 elements
+    per word), and the max pool takes all 8 channels per word (FINN's 2-D pool). The whole network
+    stays bit-exact in Verilator, at the estimated cycles per frame."""
+    model = cnn([4, 2, 3, 2], [3, 2, 4])
+    x = images(64, (1, 28, 28))
+    calibrate_and_randomise_bn(model, x)
+    export(model, x, tmp_path / "model.onnx")
+    build = tmp_path / "BUILD"
+    folding = {"MVAU_0": {"PE": 8, "SIMD": 9}, "SlidingWindow_1": {"SIMD": 8}, "FMPadding_1": {"SIMD": 8},
+               "MVAU_1": {"PE": 4, "SIMD": 12}, "MVAU_2": {"PE": 4, "SIMD": 12}}
+    res = build_dataflow(str(tmp_path / "model.onnx"), BuildConfig(output_dir=build, folding=folding))
+    ops = [n.op_type for n in res.model.graph.node]
+    i = ops.index("MVAU", ops.index("SlidingWindow", ops.index("StreamingMaxPool")))
+    assert "StreamingDataWidthConverter" in ops[i - 2:i]  # window (8) -> converter -> MVAU_1 (12)
+    perf = _check(build, 6)
+    assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.05, perf

@@ -107,6 +107,25 @@ def host_nodes_finn_puts_in_hw(dataflow_onnx: Path | None) -> tuple[list[str], l
     return before, after
 
 
+def _node_attrs(dataflow_onnx: Path | None) -> dict[str, dict[str, Any]]:
+    """Our HW nodes' attributes by name (empty without the graph)."""
+    if dataflow_onnx is None or not dataflow_onnx.is_file():
+        return {}
+    import onnx
+    from onnx import helper
+
+    g = onnx.load(str(dataflow_onnx), load_external_data=False).graph
+    out: dict[str, dict[str, Any]] = {}
+    for n in g.node:
+        if n.domain == HW_DOMAIN:
+            a = {}
+            for at in n.attribute:
+                v = helper.get_attribute_value(at)
+                a[at.name] = v.decode() if isinstance(v, bytes) else v
+            out[n.name] = a
+    return out
+
+
 def _op_order(folding: dict[str, Any], dataflow_onnx: Path | None) -> list[tuple[str, str]]:
     """(our node name, our op type) for the folding's entries, in graph order."""
     if dataflow_onnx is not None and dataflow_onnx.is_file():
@@ -135,9 +154,12 @@ def translate_folding(folding: dict[str, Any], dataflow_onnx: Path | None = None
     input quantizer, a max pool's sliding window), so those advance the counters
     too; each entry is written under the plain and the _hls/_rtl names (FINN ignores the others).
     """
+    from codesign.dataflow.ops import op_class
+
     finn_cfg: dict[str, Any] = {"Defaults": {}}
     name_map: dict[str, list[str]] = {}
     counters: dict[str, int] = {}
+    graph_attrs = _node_attrs(dataflow_onnx)
     for fop in host_nodes_finn_puts_in_hw(dataflow_onnx)[0]:
         counters[fop] = counters.get(fop, 0) + 1
     for ours, op in _op_order(folding, dataflow_onnx):
@@ -150,13 +172,11 @@ def translate_folding(folding: dict[str, Any], dataflow_onnx: Path | None = None
             log.warning("folding entry %s (%s) has no FINN counterpart; skipped", ours, op)
             continue
         name_map[ours] = []
-        for fop, rename in lowering:
+        # the op says what FINN+'s node(s) need, from the node's attributes and its folding
+        per_step = op_class(op).finn_folding_for({**graph_attrs.get(ours, {}), **folding[ours]})
+        for (fop, _), attrs in zip(lowering, per_step):
             idx = counters.get(fop, 0)
             counters[fop] = idx + 1
-            if rename is None:
-                attrs = {k: v for k, v in folding[ours].items() if k in FINN_FOLDING_ATTRS[fop]}
-            else:
-                attrs = {rename[k]: v for k, v in folding[ours].items() if k in rename}
             names = [f"{fop}{suffix}_{idx}" for suffix in FINN_STYLE_SUFFIXES]
             for n in names:
                 finn_cfg[n] = dict(attrs)

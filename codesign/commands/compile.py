@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clock-ns", type=float, default=None, help="clock period (default: the board's)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--target-fps", type=float, default=None, help="auto-fold to reach this throughput")
-    g.add_argument("--folding", type=Path, default=None, help="FINN-format folding config JSON")
+    g.add_argument("--folding", type=Path, default=None,
+                   help="folding config JSON keyed by our node names or FINN's (<Op>_hls_<i>, ...: FINN's and "
+                        "finn-examples' files are accepted as written, mapped by order and type)")
     g.add_argument("--max-fps", action="store_true", help="highest FPS that fits the board under --util")
     p.add_argument("--util", type=float, default=0.8, help="utilisation cap per resource for --max-fps (0.8)")
     p.add_argument("--out", type=Path, default=Path("BUILD"), help="build folder (default BUILD/)")

@@ -135,10 +135,14 @@ def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
         fold = auto_fold(model, cfg.target_fps, clock_ns, cfg.mvau_wwidth_max, cfg.two_pass, cal,
                          board.dsp_family).to_dict()
     elif mode == "max_fps":
-        fold = max_fps_fold(model, board, clock_ns, cfg.util, cfg.mvau_wwidth_max, cal).to_dict()
+        # the fit check costs the width converters and FIFOs this build will insert (report = search)
+        fold = max_fps_fold(model, board, clock_ns, cfg.util, cfg.mvau_wwidth_max, cal,
+                            cost_adapters=cfg.insert_adapters, fifo_depth=cfg.fifo_depth).to_dict()
     else:
-        apply_folding_config(model, cfg.folding)
+        notes: list[str] = []
+        apply_folding_config(model, cfg.folding, notes)
         fold = folding_summary(model, clock_ns, cal, board.dsp_family).to_dict()
+        fold["notes"] = notes
     # width converters first (FIFO sizing needs matching words), then the FIFO depths into the
     # nodes' inFIFODepths/outFIFODepths; the folding config leaves the inserted plumbing out, so
     # it applies to any fresh lowering of the same model

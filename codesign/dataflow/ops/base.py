@@ -169,6 +169,23 @@ class HWCustomOp(CustomOp):
         return []
 
     @classmethod
+    def finn_folding_for(cls, attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """FINN's folding attributes for each node of this op's FINN+ lowering (stream order),
+        from our node's attributes and folding entry ``attrs``: the declared renames, or FINN's
+        folding attributes passed through."""
+        out: list[dict[str, Any]] = []
+        for _, rename in cls.finn_lowering_steps() or ():
+            if rename is None:
+                out.append({k: v for k, v in attrs.items() if k in cls.finn_folding_attrs})
+            else:
+                out.append({rename[k]: v for k, v in attrs.items() if k in rename})
+        return out
+
+    #: FINN's older names of this op (FINN < 0.10, e.g. ``MatrixVectorActivation``), accepted
+    #: in folding configs written by those versions
+    finn_legacy_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
     def finn_lowering_steps(cls) -> tuple[tuple[str, dict[str, str] | None], ...] | None:
         """FINN+'s node types for this op in stream order (None: FINN inserts it itself)."""
         if cls.finn_inserts_itself:

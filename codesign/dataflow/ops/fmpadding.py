@@ -93,6 +93,8 @@ class FMPadding(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("SIMD",)
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("FMPadding_Batch",)
     fold_dims = {"SIMD": ("NumChannels", "C")}
     in_fold_attr, out_fold_attr = "SIMD", "SIMD"
     follows_consumer = True

@@ -96,6 +96,8 @@ class LabelSelect(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE",)
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("LabelSelect_Batch",)
     fold_dims = {"PE": ("Labels", "L")}
     in_fold_attr, out_fold_attr = "PE", None
     template = "codesign_labelselect.v"

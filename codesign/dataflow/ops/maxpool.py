@@ -1,4 +1,13 @@
-"""StreamingMaxPool (kernel = stride, NHWC): everything about the op in one place."""
+"""StreamingMaxPool (kernel = stride, NHWC): everything about the op in one place.
+
+Same attribute, same meaning as FINN: FINN's StreamingMaxPool folds channels (``PE``) only in
+its 1-D variant; the 2-D pool (the only one this project builds: square windows) takes all
+``NumChannels`` channels in one stream word whatever ``PE`` says, one pixel per cycle. So a
+FINN folding that leaves the pool at its default (``PE`` 1, as finn-examples' CNV foldings do)
+gets the same pool here: ``H*W`` cycles, a ``NumChannels``-wide stream, no width converter to a
+fully parallel producer. The template is parametric in its lanes; the generator instantiates it
+with ``NumChannels`` lanes.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from qonnx.core.datatype import DataType
 from codesign.dataflow.cost import _i, _memory, ram_code, res_out
 from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
-from codesign.errors import FoldingError, UnsupportedError
+from codesign.errors import UnsupportedError
 
 
 def maxpool(x: np.ndarray, k: int) -> np.ndarray:
@@ -96,18 +105,16 @@ class StreamingMaxPool(HWCustomOp):
         return (1, h // kh, w // kw, self.get_nodeattr("NumChannels"))
 
     def get_folded_input_shape(self, ind: int = 0) -> tuple[int, ...]:
+        """FINN's 2-D pool: one word of all channels per pixel (``PE`` does not fold it)."""
         n, h, w, c = self.get_normal_input_shape()
-        pe = self.get_nodeattr("PE")
-        return (n, h, w, c // pe, pe)
+        return (n, h, w, 1, c)
 
     def get_folded_output_shape(self, ind: int = 0) -> tuple[int, ...]:
         n, h, w, c = self.get_normal_output_shape()
-        pe = self.get_nodeattr("PE")
-        return (n, h, w, c // pe, pe)
+        return (n, h, w, 1, c)
 
     def verify_folding(self) -> list[str]:
-        c, pe = self.get_nodeattr("NumChannels"), self.get_nodeattr("PE")
-        msgs = [] if c % pe == 0 else [f"NumChannels={c} is not divisible by PE={pe}"]
+        msgs: list[str] = []
         kh, kw = self.get_nodeattr("PoolDim")
         if kh != kw:
             msgs.append(f"PoolDim must be square, got {[kh, kw]}")
@@ -117,24 +124,43 @@ class StreamingMaxPool(HWCustomOp):
         return maxpool(x, int(self.get_nodeattr("PoolDim")[0]))
 
     # -- the op's models -----------------------------------------------------------------------
+    #: FINN's folding attribute of the op (it folds only FINN's 1-D pool; see the module docstring)
     finn_folding_attrs = ("PE",)
-    #: FINN+ 1.6.1 maps a max pool to a sliding window plus `Pool` (the window's SIMD is our PE)
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("StreamingMaxPool_Batch",)
+    #: FINN+ 1.6.1 maps a max pool to a sliding window plus `Pool`; both take all channels per
+    #: word, as our pool does (``finn_folding_for``)
     finn_lowering = (("ConvolutionInputGenerator", {"PE": "SIMD"}), ("Pool", {"PE": "PE"}))
-    fold_dims = {"PE": ("NumChannels", "C")}
-    in_fold_attr, out_fold_attr = "PE", "PE"
+    #: nothing to fold: the 2-D pool is channel-parallel (FINN's semantics)
+    fold_dims: dict[str, tuple[str, str]] = {}
+    in_fold_attr, out_fold_attr = None, None
     template = "codesign_maxpool.v"
 
     @classmethod
+    def finn_folding_for(cls, attrs):
+        """FINN+'s sliding window and Pool for this pool take NumChannels per word (our pool's
+        lanes), so FINN+ builds the same channel-parallel pool."""
+        c = attrs.get("NumChannels")
+        if c is None:
+            return super().finn_folding_for(attrs)
+        return [{"SIMD": int(c)}, {"PE": int(c)}]
+
+    @classmethod
     def params_from_attrs(cls, a, inits=None, tensor_dt=None):
+        """``PE`` in the parameters is the template's lanes: NumChannels (FINN's 2-D pool
+        ignores the ``PE`` attribute, so does this one)."""
         dt = param_dt(a, "dataType", tensor_dt, "input", str(a.get("name", "StreamingMaxPool node")))
         h, w = as_pair(a["ImgDim"])
-        return dict(H=h, W=w, k=as_pair(a["PoolDim"])[0], C=int(a["NumChannels"]), PE=int(a.get("PE", 1)),
+        c = int(a["NumChannels"])
+        return dict(H=h, W=w, k=as_pair(a["PoolDim"])[0], C=c, PE=c,
                     bits=dt.bitwidth(), ram_style=str(a.get("ram_style", "auto")))
 
     @classmethod
     def cycles(cls, p):
-        """H*W*C/PE: every input word is read once, one per clock; a window's maximum leaves
-        with its last input word (the RTL never stalls its input to emit)."""
+        """H*W*C/lanes (H*W: all channels per word): every input word is read once, one per
+        clock; a window's maximum leaves with its last input word (the RTL never stalls its
+        input to emit). FINN's HLS estimate, H*W*(1 + 1/k^2), adds the output words; ours
+        overlaps them with the input."""
         return _i(p["H"]) * _i(p["W"]) * (_i(p["C"]) // _i(p["PE"]))
 
     @classmethod
@@ -182,9 +208,8 @@ def _gen_maxpool(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     kh, kw = [int(v) for v in _attr(a, "PoolDim")]
     if kh != kw:
         raise UnsupportedError(f"{spec.name}: StreamingMaxPool RTL needs a square PoolDim, got {[kh, kw]}")
-    C, PE = int(_attr(a, "NumChannels")), int(_attr(a, "PE", 1))
-    if C % PE:
-        raise FoldingError(f"{spec.name}: NumChannels={C} % PE={PE} must be 0")
+    C = int(_attr(a, "NumChannels"))
+    PE = C  # FINN's 2-D pool: all channels per word, whatever the PE attribute says
     dt = dtype(_attr(a, "dataType"))
     CF = C // PE
     params = _p({"IH": ih, "IW": iw, "C": C, "PE": PE, "K": kh, "BITS": dt.bits, "SIGNED": dt.signed})

@@ -288,6 +288,8 @@ class MVAU(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights")
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("MatrixVectorActivation", "StreamingFCLayer_Batch")
 
     def emits_activation(self) -> bool:
         """With thresholds (a third input) the MVAU emits the next layer's activation codes."""

@@ -121,6 +121,8 @@ class Thresholding(HWCustomOp):
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("PE", "ram_style", "mem_mode", "runtime_writeable_weights")
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("Thresholding_Batch",)
     #: FINN+ 1.6.1 puts the float input quantizer in hardware as a Thresholding node
     finn_host_ops_before = ("Quant",)
     fold_dims = {"PE": ("NumChannels", "C")}

@@ -148,6 +148,8 @@ class VVAU(HWCustomOp):
     # -- the op's models -----------------------------------------------------------------------
     finn_op_type = "VVAU"
     finn_folding_attrs = ("PE", "SIMD", "ram_style", "resType", "mem_mode")
+    #: FINN's names before 0.10 (folding configs of older FINN releases)
+    finn_legacy_names = ("VectorVectorActivation", "Vector_Vector_Activation_Batch")
     fold_dims = {"PE": ("Channels", "C"), "SIMD": ("KernelSize", "K")}
     in_fold_attr, out_fold_attr = "PE", "PE"
     layer_role = "weights"

@@ -31,7 +31,7 @@ def spec_chain(spec: Mapping[str, Any], weight_bits: Mapping[str, Any], act_bits
     """The HW node chain of ``spec``: conv -> [FMPadding] -> SlidingWindow -> MVAU (with
     thresholds when the layer has an activation), pool -> StreamingMaxPool, fc -> MVAU, last
     fc -> MVAU without activation, optional LabelSelect. Fold attributes not given (followers,
-    max-pool / top-k PE unless in ``aux_pe``) are None for the caller to choose."""
+    top-k PE unless in ``aux_pe``; a max pool takes all channels per word) are None for the caller to choose."""
     channels = channels or {}
     aux_pe = aux_pe or {}
     n = n_of((weight_bits, act_bits, pe, simd, channels, input_bits, aux_pe))
@@ -75,7 +75,7 @@ def spec_chain(spec: Mapping[str, Any], weight_bits: Mapping[str, Any], act_bits
             kp = int(layer["kernel"])
             nm = name("StreamingMaxPool")
             layers.append({"op_type": "StreamingMaxPool", "name": nm, "H": h, "W": w,
-                           "k": kp, "C": C, "PE": aux_pe.get(nm), "bits": cur_bits, "ram_style": "auto"})
+                           "k": kp, "C": C, "PE": C, "bits": cur_bits, "ram_style": "auto"})  # all channels per word
             h, w = h // kp, w // kp
             continue
         elif t == "flatten":
@@ -159,7 +159,7 @@ def spec_graph(layers: list[dict[str, Any]], index: int, input_shape: Any, input
                                       NumChannels=at(p["C"]), SIMD=at(p["SIMD"]), inputDataType=cur))
         elif op == "StreamingMaxPool":
             nodes.append(make_hw_node(op, [tin], [tout], nm, ImgDim=[p["H"], p["W"]], PoolDim=[p["k"], p["k"]],
-                                      NumChannels=at(p["C"]), PE=at(p["PE"]), dataType=cur))
+                                      NumChannels=at(p["C"]), PE=1, dataType=cur))  # FINN's 2-D pool ignores PE
         elif op == "LabelSelect":
             nodes.append(make_hw_node(op, [tin], [tout], nm, Labels=at(p["L"]), PE=at(p["PE"]),
                                       K=int(p["K"]), inputDataType=cur, outputDataType="UINT32"))
