@@ -22,7 +22,7 @@
 // -> [NT registered compares -> registered popcount tree] -> output register. Every register
 // advances on adv, so backpressure stays exact at any depth (a stall freezes the whole pipe).
 //
-// Latency: DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
+// Latency: DEPTH = 4 + (WROM_LAT - 1) + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
 // result in the output register, where TL = clog2(SIMD * NPP) (0 if SIMD * NPP = 1), NPP = WBITS
 // for LUT multiplies of non-bipolar operands, else 1, and DSPL = 1 for USE_DSP (non-bipolar).
 // The last word of an input vector accepted at cycle t gives the first output word (fold 0) at
@@ -45,6 +45,9 @@ module codesign_mvau #(
     parameter integer USE_DSP = 0,
     parameter integer NT = 0,
     parameter integer ACTVAL = 0,
+    // weight ROM read latency: 1 (q one cycle after addr/en), or 2 when the wrapper registers
+    // the ROM output twice (a block-RAM ROM split in depth: the read mux after a flip-flop)
+    parameter integer WROM_LAT = 1,
     // derived (do not override)
     parameter integer SF = MW / SIMD,
     parameter integer NF = MH / PE,
@@ -60,7 +63,7 @@ module codesign_mvau #(
     output reg  [PE*OBITS-1:0]       out_V_TDATA,
     output reg                       out_V_TVALID,
     input  wire                      out_V_TREADY,
-    // weight ROM port: q is valid one cycle after (addr, en)
+    // weight ROM port: q is valid WROM_LAT cycles after (addr, en)
     output wire [WAW-1:0]            wmem_addr,
     output wire                      wmem_en,
     input  wire [PE*SIMD*WBITS-1:0]  wmem_q,
@@ -177,7 +180,8 @@ module codesign_mvau #(
     // stage 1 -> stage 2: x1 and the weight ROM word are registered once more in the core, so
     // a block-RAM output (slow clock-to-out on ECP5 / Xilinx without its output register)
     // drives only a flip-flop
-    localparam integer DL = 1 + DSPL + TL;                      // stages between stage 1 and the accumulator
+    localparam integer RL = WROM_LAT - 1;                       // extra ROM stage: x1 waits for it
+    localparam integer DL = 1 + RL + DSPL + TL;                 // stages between stage 1 and the accumulator
     localparam integer PL = (NT > 1) ? $clog2(NT) : 0;          // popcount tree levels
     // cycles from a step's issue (fire) to its result in the output register
     localparam integer DEPTH = 3 + DL + ((NT > 0) ? 1 + PL : 0);
@@ -217,9 +221,17 @@ module codesign_mvau #(
     reg [PE*NTW*ACCW-1:0] tq2;
     reg [SIMD*IBITS-1:0] x2;
     reg [PE*SIMD*WBITS-1:0] wq2;
+    wire [SIMD*IBITS-1:0] x1w;  // x1, delayed by the ROM's extra stage when there is one
+    if (RL > 0) begin : g_x1r
+        reg [SIMD*IBITS-1:0] x1r;
+        always @(posedge ap_clk) if (adv) x1r <= x1;
+        assign x1w = x1r;
+    end else begin : g_x1
+        assign x1w = x1;
+    end
     always @(posedge ap_clk) begin
         if (adv) begin
-            x2 <= x1;
+            x2 <= x1w;
             wq2 <= wmem_q;
             if (NT > 0) tq2 <= tmem_q;
         end

@@ -229,3 +229,36 @@ def test_deep_pipelines_long_stalls(tmp_path, op):
         x = _rand(rng, "UINT2", (6, 12))
         exp = golden.label_select(x, 4)
     _run(tmp_path, [spec], x, exp, seed=11, p_bubble=0.4, p_stall=0.9)
+
+
+@pytest.mark.parametrize("ram_style", ["block", "distributed"])
+def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style):
+    """A 2048 x 16 weight ROM in block RAM is deeper than one BRAM at its width, so it gets a
+    second output register (timing: the split's read mux must follow a flip-flop); the same
+    layer in logic does not. Both are bit-exact under backpressure, and the first output comes
+    exactly `pipeline_depth` cycles after the last input word, with one more stage for the
+    registered ROM."""
+    from codesign.dataflow.cost import RAM_STYLES
+    from codesign.dataflow.ops.mvau import MVAU, wrom_out_reg
+
+    rng = np.random.default_rng(11)
+    MW, MH, PE, SIMD = 128, 64, 1, 4
+    attrs = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType="UINT2", weightDataType="INT4",
+                 outputDataType="UINT2", ActVal=0, noActivation=0, numInputVectors=[1], resType="lut",
+                 ram_style=ram_style, mem_mode="const")
+    x = rng.integers(0, 4, size=(3, MW))
+    W = rng.integers(-8, 8, size=(MW, MH))
+    acc = golden.mvau(x, W)
+    T = _thresholds(rng, int(acc.min()), int(acc.max()), MH, 3)
+    spec = HWNodeSpec("deep", "MVAU", attrs, {"W": W, "T": T})
+    registered = ram_style == "block"
+    assert bool(wrom_out_reg(MW, MH, PE, SIMD, 4, RAM_STYLES[ram_style])) is registered
+    design, _ = _run(tmp_path / "bp", [spec], x, golden.mvau(x, W, T, 0))
+    text = (design.out_dir / design.nodes[0].files[0]).read_text() if design.nodes[0].files else ""
+    assert ("wrom0_q2" in text) is registered
+    free = run_frames(design, x, seed=0)
+    sim = free.sim
+    words = len(sim.in_cycles) // x.shape[0]
+    latency = int(sim.out_cycles[0] - sim.in_cycles[words - 1])
+    p = MVAU.params_from_attrs(attrs, {"W": W, "T": T})
+    assert latency == int(MVAU.pipeline_depth(p)), (latency, MVAU.pipeline_depth(p))

@@ -112,6 +112,27 @@ def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
                 ibuf_words=2 * (1 << sfw), sfw=sfw, nfw=nfw, dl=dl, wmem=sf * nf, tmem=nf)
 
 
+def bram_depth(width: Any) -> np.ndarray:
+    """Words one BRAM18 (and one ECP5 DP16KD) holds at this width: 16Kx1, 8Kx2, 4Kx4, 2Kx9, 1Kx18."""
+    w = _i(width)
+    return np.where(w <= 1, 16384, np.where(w == 2, 8192, np.where(w <= 4, 4096, np.where(w <= 9, 2048, 1024))))
+
+
+def wrom_out_reg(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: Any) -> np.ndarray:
+    """Whether each weight ROM gets a second (fabric) output register: a block-RAM ROM deeper
+    than one BRAM at its width is split in depth by synthesis, and the split's read mux sits
+    after the BRAM's slow clock-to-out (5.6 ns on ECP5: 93 MHz measured on CNV's MVAU_4, a
+    9216 x 16 ROM). The extra register (FINN's memstream reads through two as well) takes the
+    mux off that path, costs one pipeline stage of latency and PE x SIMD x W flip-flops, and
+    maps onto the BRAM's own output register where the primitive has one (Xilinx DOA_REG)."""
+    rs = _i(ram_style)
+    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
+    wd = (_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE))
+    ww = _i(SIMD) * _i(wbits)
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
+    return in_bw & (wd > bram_depth(ww))
+
+
 def _rom_lut(depth: Any, width: Any, in_lut: Any) -> np.ndarray:
     """LUTs of a ROM Yosys leaves in logic: one LUT6 per 64 words per output bit."""
     return np.where(in_lut & (_i(depth) > 0), _i(width) * cdiv(depth, 64), 0)
@@ -181,6 +202,10 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     ff = np.rint(sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["FF"], f["FF"]))).astype(np.int64)
     mem = _mvau_memories(p, s)
     dsp = np.where(s["use_dsp"], s["P"] * s["Q"], 0)
+    # counted exactly, outside the fit: the weight ROMs' second output register, the input
+    # word's matching stage and one more delay-line stage (valid, first, last, fold index)
+    ff = ff + np.where(wrom_out_reg(MW, MH, PE, SIMD, wbits, ram_style),
+                       s["P"] * s["Q"] * s["W"] + s["Q"] * s["A"] + 3 + s["nfw"], 0)
     return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
 
 
@@ -370,7 +395,8 @@ class MVAU(HWCustomOp):
         """codesign_mvau.v: the output register holds a fold's result 1 + DEPTH cycles after its
         last step, DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0); TL = clog2(SIMD*NPP)
         registered adder-tree levels, NPP = WBITS partial products per LUT multiply (1 for
-        bipolar/XNOR/DSP products), DSPL = 1 registered DSP multiply."""
+        bipolar/XNOR/DSP products), DSPL = 1 registered DSP multiply; + 1 where the weight ROM
+        has a second output register (``wrom_out_reg``)."""
         def bipolar(dt_key: str, bits_key: str) -> np.ndarray:  # 1-bit operands are bipolar in the zoo
             return np.asarray(p[dt_key]) == "BIPOLAR" if dt_key in p else _i(p[bits_key]) == 1
 
@@ -380,7 +406,8 @@ class MVAU(HWCustomOp):
         tl = _clog2(_i(p["SIMD"]) * npp)
         nt = _i(p["n_thr"])
         thr = np.where(nt > 0, 1 + _clog2(nt), 0)
-        return 1 + 4 + dsp.astype(np.int64) + tl + thr
+        rom = wrom_out_reg(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], ram_code(p["ram_style"]))
+        return 1 + 4 + dsp.astype(np.int64) + tl + thr + rom.astype(np.int64)
 
     @classmethod
     def io_pattern(cls, p):
@@ -501,7 +528,8 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         rows = [wcodes[sf * SIMD:(sf + 1) * SIMD, nf * PE + p] for nf in range(NF) for sf in range(SF)]
         fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), wdt.bits, SIMD * wdt.bits))
         wroms.append({"name": f"wrom{p}", "width": SIMD * wdt.bits, "depth": NF * SF, "file": fn, "style": style})
-    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1)]
+    wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, wdt.bits, ram_code(str(_attr(a, "ram_style", "auto")))))
+    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1, wrom_reg)]
     ties = []
     if NT:
         troms = []
@@ -517,7 +545,7 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "IBITS": idt.bits, "WBITS": wdt.bits, "OBITS": odt.bits,
         "ACCW": accw, "I_SIGNED": idt.signed, "I_BIPOLAR": idt.bipolar, "W_SIGNED": wdt.signed,
         "W_BIPOLAR": wdt.bipolar, "XNOR": xnor, "USE_DSP": str(_attr(a, "resType", "lut")).lower() == "dsp",
-        "NT": NT, "ACTVAL": act_param,
+        "NT": NT, "ACTVAL": act_param, "WROM_LAT": 2 if wrom_reg else 1,
     })
     in_s = _stream(idt, SIMD, nv * SF)
     out_s = _stream(odt, PE, nv * NF)
