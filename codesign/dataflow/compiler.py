@@ -22,6 +22,8 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
+from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorJoinScale, InferAddStreams,
+                                                 InsertDuplicateStreams, check_joins_lowered)
 from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InferVVAU, InsertDWC, InsertFIFO, InsertLabelSelect,
                                              SetDefaultFolding, UpdateHWDatatypes, is_hw_node)
 from codesign.dataflow.transforms.layout import (AbsorbTransposeIntoFlatten, CancelInverseTransposes,
@@ -133,16 +135,19 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
                                               MoveTransposePastChannelwise(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
              "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
-        Step("streamline", lambda: [CollapseConsecutiveMulAdd(), MoveAddPastMul(), MoveScalarMulPastLinear(),
-                                    FlipNegativeChannelScales(), AbsorbAddIntoMultiThreshold(),
-                                    AbsorbMulIntoMultiThreshold(), UpdateHWDatatypes(), RoundAndClipThresholds()],
-             "move scales/biases into thresholds; integer thresholds", finalize=[check_streamlined]),
+        Step("streamline", lambda: [DuplicateForkedScale(), CollapseConsecutiveMulAdd(), MoveAddPastMul(),
+                                    MoveScalarMulPastLinear(), FlipNegativeChannelScales(),
+                                    AbsorbAddIntoMultiThreshold(), AbsorbMulIntoMultiThreshold(), FactorJoinScale(),
+                                    InferAddStreams(), UpdateHWDatatypes(), RoundAndClipThresholds()],
+             "move scales/biases into thresholds (one copy per branch of a fork; a residual join's common "
+             "scale past the add); integer thresholds", finalize=[check_streamlined, check_joins_lowered]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferVVAU(), InferMVAU(), InferThresholding()],
              "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]
     if label_select_k is not None:
         steps.append(Step("label_select", lambda: [InsertLabelSelect(label_select_k)], "top-k on chip"))
-    steps.append(Step("finalize", lambda: [SetDefaultFolding()], "names, PE=SIMD=1, chain check",
+    steps.append(Step("finalize", lambda: [InsertDuplicateStreams(), SetDefaultFolding()],
+                      "a fork where a stream feeds two HW nodes; names, PE=SIMD=1, dataflow graph check",
                       finalize=[_check_chain, _name_nodes]))
     return steps
 
@@ -249,10 +254,12 @@ def insert_fifos(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
 
 
 def hw_nodes(model: ModelWrapper) -> list:
-    """The contiguous chain of HW nodes (domain ``codesign.dataflow.ops``), in order.
+    """The HW nodes (domain ``codesign.dataflow.ops``) in topological order: a chain, or a
+    branching graph (forks and joins) with one input and one output stream.
 
     Raises UnsupportedError if a non-HW node sits between HW nodes (something the lowering
-    could not turn into hardware), naming it."""
+    could not turn into hardware), naming it, or if the HW nodes are not one connected dataflow
+    graph fed by one stream and read out at one."""
     nodes = list(model.graph.node)
     idx = [i for i, n in enumerate(nodes) if is_hw_node(n)]
     if not idx:
@@ -264,10 +271,23 @@ def hw_nodes(model: ModelWrapper) -> list:
                                  "thresholds or turned into a HW op)",
                               supported=SUPPORTED_INPUT_OPS)
     chain = nodes[idx[0]: idx[-1] + 1]
-    for a, b in zip(chain, chain[1:]):
-        if a.output[0] not in b.input:
-            raise UnsupportedError(f"HW nodes {a.name} ({a.op_type}) and {b.name} ({b.op_type}) are not "
-                                   "connected: the dataflow chain must be linear")
+    from codesign.dataflow.ops import op_class
+
+    made = {t for n in chain for t in n.output}
+    read = {t for n in chain for t in n.input}
+    feeds = []
+    for n in chain:
+        for t in list(n.input)[: op_class(n.op_type, n.name).n_stream_inputs]:
+            if t not in made and t not in feeds:
+                feeds.append(t)
+    outs = [t for n in chain for t in n.output if t not in read]
+    if len(feeds) != 1 or len(outs) != 1:
+        what = (f"{len(feeds)} input streams ({', '.join(feeds)})" if len(feeds) != 1
+                else f"{len(outs)} output streams ({', '.join(outs)})")
+        raise UnsupportedError(f"the HW nodes form a dataflow graph with {what}; it must have one input and "
+                               "one output stream (connected nodes, no dangling branch)")
+    if chain[0].input[0] != feeds[0] or outs[0] not in chain[-1].output:
+        raise UnsupportedError("the HW nodes are not in topological order from the input to the output stream")
     return chain
 
 
