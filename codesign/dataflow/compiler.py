@@ -22,7 +22,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
-from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorJoinScale, InferAddStreams,
+from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorJoinScale, FactorJoinTranspose, InferAddStreams,
                                                  InsertDuplicateStreams, check_joins_lowered)
 from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InferVVAU, InsertDWC, InsertFIFO, InsertLabelSelect,
                                              SetDefaultFolding, UpdateHWDatatypes, is_hw_node)
@@ -132,7 +132,8 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
         Step("convert_act_quant", lambda: [ConvertQuantActToMultiThreshold()],
              "activation quantizers -> MultiThreshold + scale Mul"),
         Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(), LowerAvgPoolToDepthwise(),
-                                              MoveTransposePastChannelwise(), CancelInverseTransposes(),
+                                              DuplicateForkedScale(), MoveTransposePastChannelwise(),
+                                              FactorJoinTranspose(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
              "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
         Step("streamline", lambda: [DuplicateForkedScale(), CollapseConsecutiveMulAdd(), MoveAddPastMul(),

@@ -41,29 +41,65 @@ def is_stream_join(model: ModelWrapper, node) -> bool:
 
 
 class DuplicateForkedScale(Transformation):
-    """A host ``Mul``/``Add`` by a constant whose output feeds several nodes: one copy per
-    consumer, so each branch streamlines its own copy into its own thresholds."""
+    """A host ``Mul``/``Add`` by a constant (or a layout ``Transpose``) whose output feeds
+    several nodes: one copy per consumer, so each branch streamlines (or cancels) its own copy."""
 
     def apply(self, model: ModelWrapper):
         graph_outs = {o.name for o in model.graph.output}
         for n in model.graph.node:
-            if n.op_type not in ("Mul", "Add") or n.domain not in ("", "ai.onnx"):
+            if n.domain not in ("", "ai.onnx"):
+                continue
+            if n.op_type in ("Mul", "Add"):
+                if const_input(model, n) is None:
+                    continue
+            elif n.op_type != "Transpose":
                 continue
             consumers = model.find_consumers(n.output[0]) or []
-            if len(consumers) < 2 or n.output[0] in graph_outs or const_input(model, n) is None:
+            if len(consumers) < 2 or n.output[0] in graph_outs:
                 continue
-            idx, c = const_input(model, n)
             idx_node = list(model.graph.node).index(n)
             for k, cons in enumerate(consumers[1:], 1):
                 out = fresh_name(model, f"{n.output[0]}_fork{k}")
-                cname = fresh_name(model, f"{n.name}_fork{k}_param")
-                set_const(model, cname, c)
-                inputs = [n.input[idx], cname] if idx == 0 else [cname, n.input[idx]]
+                inputs = list(n.input)
+                if n.op_type != "Transpose":
+                    idx, c = const_input(model, n)
+                    cname = fresh_name(model, f"{n.name}_fork{k}_param")
+                    set_const(model, cname, c)
+                    inputs[1 - idx] = cname
                 copy = helper.make_node(n.op_type, inputs, [out], name=fresh_name(model, f"{n.name}_fork{k}"))
+                copy.attribute.extend(n.attribute)
                 model.graph.node.insert(idx_node + k, copy)
                 for i, v in enumerate(cons.input):
                     if v == n.output[0]:
                         cons.input[i] = out
+            return model, True
+        return model, False
+
+
+class FactorJoinTranspose(Transformation):
+    """``Add(Transpose_p(a), Transpose_p(b))`` -> ``Transpose_p(Add(a, b))``: the two branches of
+    a convolutional residual block come back to NCHW before the add; the add moves into NHWC
+    (where the streams are) and the one Transpose travels on to cancel or meet a Flatten."""
+
+    def apply(self, model: ModelWrapper):
+        for n in model.graph.node:
+            if n.op_type not in JOIN_OPS or not is_stream_join(model, n):
+                continue
+            ta, tb = (model.find_producer(i) for i in n.input)
+            if ta is None or tb is None or ta.op_type != "Transpose" or tb.op_type != "Transpose":
+                continue
+            pa, pb = (list(helper.get_attribute_value(a)) for t in (ta, tb) for a in t.attribute if a.name == "perm")
+            if pa != pb or single_consumer(model, ta.output[0]) is None or single_consumer(model, tb.output[0]) is None:
+                continue
+            out = n.output[0]
+            mid = fresh_name(model, f"{n.name}_nhwc")
+            n.input[0], n.input[1] = ta.input[0], tb.input[0]
+            n.output[0] = mid
+            model.set_tensor_shape(mid, list(model.get_tensor_shape(ta.input[0])))
+            t = helper.make_node("Transpose", [mid], [out], name=fresh_name(model, f"{n.name}_transpose"), perm=pa)
+            model.graph.node.insert(list(model.graph.node).index(n) + 1, t)
+            model.graph.node.remove(ta)
+            model.graph.node.remove(tb)
             return model, True
         return model, False
 
@@ -134,6 +170,8 @@ class InferAddStreams(Transformation):
             da, db = (model.get_tensor_datatype(i) for i in n.input)
             if not (da.is_integer() and db.is_integer()):
                 continue
+            if any(p is not None and p.op_type == "Transpose" for p in map(model.find_producer, n.input)):
+                continue  # still NCHW: the layout passes move the add to channels last first
             sa, sb = (list(model.get_tensor_shape(i)) for i in n.input)
             if sa != sb:
                 raise unsupported(n, f"the two branches have shapes {sa} and {sb}; the join adds streams of one "
