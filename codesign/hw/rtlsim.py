@@ -371,6 +371,7 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     from qonnx.core.modelwrapper import ModelWrapper
 
     from codesign.dataflow.compiler import hw_input_tensor, hw_output_tensor
+    from codesign.dataflow.fifo_sizing import check_deadlock
     from codesign.hw.rtl import render_model
 
     build_dir = Path(build_dir)
@@ -378,6 +379,9 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     if not onnx_path.is_file():
         raise CodesignError(f"{onnx_path} not found: run `codesign compile` first")
     model = ModelWrapper(str(onnx_path))
+    # FIFOs too shallow for a branching graph's reconvergent paths would stall the simulation
+    # until its cycle limit: refuse them first, naming the FIFO and the depth it needs
+    check_deadlock(model)
     if inputs is None:
         inputs = default_inputs(model, frames, seed)
     inputs = np.asarray(inputs)
