@@ -26,12 +26,14 @@ def add_streams(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(a, dtype=np.float64) + np.asarray(b, dtype=np.float64)
 
 
-# ---- resource coefficients (structural, not yet fitted against Yosys; begin) ----
+# ---- resource coefficients (structural, not a corpus fit; begin) ----
 #: LUT and FF = coefficients . ``addstreams_resource_features``. Structural counts of
-#: codesign_addstreams.v: one carry-chain LUT per output bit of each of the PE adders, the output
-#: register (PE * OBITS FFs) and the valid bit plus handshake logic (about 3 LUTs)
+#: codesign_addstreams.v: about one carry-chain LUT per output bit of each of the PE adders
+#: (Yosys shares a few with the narrower input), the output register (PE * OBITS FFs), the valid
+#: bit and the handshake logic. Set from Yosys 0.23 ``synth_xilinx -family xc7`` at PE * OBITS =
+#: 5, 10, 72 (8 / 12 / 68 LUTs, 6 / 11 / 73 FFs); not yet in the bench_costmodel corpus
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [3.0, 1.0],
+    "LUT": [3.5, 0.9],
     "FF": [1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
