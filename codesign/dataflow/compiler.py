@@ -141,7 +141,7 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
                                     AbsorbAddIntoMultiThreshold(), AbsorbMulIntoMultiThreshold(), FactorJoinScale(),
                                     InferAddStreams(), UpdateHWDatatypes(), RoundAndClipThresholds()],
              "move scales/biases into thresholds (one copy per branch of a fork; a residual join's common "
-             "scale past the add); integer thresholds", finalize=[check_streamlined, check_joins_lowered]),
+             "scale past the add); integer thresholds", finalize=[check_joins_lowered, check_streamlined]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferVVAU(), InferMVAU(), InferThresholding()],
              "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]

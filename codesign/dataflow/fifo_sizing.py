@@ -421,9 +421,10 @@ def deadlock_message(stages: list[Stage], edges: list[Edge], depths: list[int], 
                 hi = mid
             else:
                 lo = mid + 1
-        return (f"FIFO {where(k)} holds {depths[k]} words, but the branches of the graph deadlock below "
-                f"{hi}: the join waits for the longer branch while the fork waits for room on this one; set its "
-                f"depth >= {hi} (analytic FIFO sizing, the default without --fifo-depth, gives {need[k]})")
+        return (f"FIFO {where(k)} holds {depths[k]} words, but the reconvergent branches deadlock below {hi} "
+                f"(the ops' stream models: the join waits for the longer branch while the fork waits for room "
+                f"on this one); set its depth >= {hi} (analytic FIFO sizing, the default without --fifo-depth, "
+                f"gives {need[k]})")
     names = ", ".join(f"{where(k)} depth {depths[k]} (sized {need[k]})" for k in short) or "(no FIFO below its size)"
     return (f"the branches of the graph deadlock with these FIFO depths: {names}; use analytic FIFO sizing "
             "(the default without --fifo-depth)")

@@ -195,9 +195,14 @@ def check_joins_lowered(model: ModelWrapper) -> ModelWrapper:
     """After streamlining every join is an AddStreams: name one that is not (one clear line)."""
     for n in model.graph.node:
         if n.domain != DOMAIN and is_stream_join(model, n):
+            producers = [model.find_producer(i) for i in n.input]
             if n.op_type not in JOIN_OPS:
                 why = (f"an elementwise {n.op_type} of two streams is not supported (only the residual Add of "
                        "two branches)")
+            elif sum(p is not None and p.op_type == "Transpose" for p in producers) == 1:
+                why = ("the two branches reach the join in different layouts (only one comes back from NHWC "
+                       "through a Transpose), e.g. a skip connection straight from the network input; start "
+                       "the residual block after a first conv/FC layer")
             else:
                 why = ("the two branches of the join do not both reach integer codes at one common scale "
                        "(a bias or an unquantized tensor before the add); requantise both with one shared "
@@ -212,14 +217,12 @@ class InsertDuplicateStreams(Transformation):
 
     def apply(self, model: ModelWrapper):
         for prod in model.graph.node:
-            if prod.domain != DOMAIN:
-                continue
             for t in prod.output:
-                readers = model.find_consumers(t) or []
+                readers = [r for r in model.find_consumers(t) or [] if r.domain == DOMAIN]
                 if len(readers) < 2:
-                    continue
-                host = [r for r in readers if r.domain != DOMAIN]
-                if host:
+                    continue  # (the accelerator's input may be read by two HW nodes too)
+                host = [r for r in model.find_consumers(t) or [] if r.domain != DOMAIN]
+                if host and prod.domain == DOMAIN:
                     raise unsupported(host[0], f"reads {t}, a stream that also feeds hardware; a host node may "
                                                "only read the accelerator's output")
                 dt = model.get_tensor_datatype(t)
