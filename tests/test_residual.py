@@ -23,6 +23,7 @@ from torch import nn
 
 from codesign.dataflow.build import BuildConfig, build_dataflow
 from codesign.dataflow.compiler import hw_nodes, lower_to_hw
+from codesign.dataflow.fast import FastNet
 from codesign.dataflow.fifo_sizing import (Edge, FifoDeadlockError, Stage, check_deadlock, find_deadlock,
                                            required_depths, simulate)
 from codesign.errors import UnsupportedError
@@ -286,6 +287,9 @@ def test_conv_residual_rtlsim_bit_exact_at_estimate(tmp_path):
     cp = _longest_path(m, res.cost)
     assert res.performance["critical_path_cycles"] == cp
     assert cp < sum(c["cycles"] + c["pipeline_depth"] for c in res.cost["nodes"].values())
+    fast = FastNet.from_model(m).evaluate()  # the vectorised search path agrees
+    assert int(np.asarray(fast["critical_path_cycles"]).reshape(-1)[0]) == cp
+    assert int(np.asarray(fast["max_cycles"]).reshape(-1)[0]) == res.performance["max_cycles"]
     perf = rtlsim_build(build, images(8, (1, 8, 8), offset=30), backpressure=True)
     assert perf["bit_exact_frames"] == 8 and perf["checked_against"] == ["dataflow.onnx", "source.onnx"]
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.02, perf
