@@ -105,7 +105,8 @@ _MUST_BE_LOWERED = ("MatMul", "Conv", "MultiThreshold", "Relu", "MaxPool", "Batc
 
 
 def _check_chain(model: ModelWrapper) -> ModelWrapper:
-    """Every compute op became hardware; the HW nodes form one contiguous chain."""
+    """Every compute op became hardware; the HW nodes form one contiguous dataflow graph (a chain or
+    branches between forks and joins) with one input and one output stream."""
     for n in model.graph.node:
         if n.op_type in _MUST_BE_LOWERED and not is_hw_node(n):
             why = {"MatMul": "weights are not quantized integers (no weight Quant) or its input is not an "
@@ -226,8 +227,8 @@ def _strict_shape_check(model: ModelWrapper) -> None:
 def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = None) -> ModelWrapper:
     """Lower a Brevitas-exported QONNX model to the dataflow graph of docs/contracts.md.
 
-    Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous chain of HW nodes at
-    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
+    Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous block of HW nodes (a chain,
+    or forks and residual joins) at PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
     Raises UnsupportedError naming the node and op for anything it cannot lower.
     """
     model = load_model(qonnx_model)
