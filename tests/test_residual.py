@@ -293,3 +293,29 @@ def test_conv_residual_rtlsim_bit_exact_at_estimate(tmp_path):
     perf = rtlsim_build(build, images(8, (1, 8, 8), offset=30), backpressure=True)
     assert perf["bit_exact_frames"] == 8 and perf["checked_against"] == ["dataflow.onnx", "source.onnx"]
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.02, perf
+
+
+def test_fork_and_join_golden_in_an_onnx_graph():
+    """The two ops' golden execution inside a qonnx graph built with onnx.helper (shape and
+    datatype inference through the two-output fork included): y = x + x, exactly."""
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from codesign.dataflow.ops import make_hw_node
+
+    nodes = [make_hw_node("DuplicateStreams", ["x"], ["a", "b"], "fork", NumChannels=6, PE=3, NumOutputStreams=2,
+                          inputDataType="INT3", numInputVectors=[1, 2, 2]),
+             make_hw_node("AddStreams", ["a", "b"], ["y"], "join", NumChannels=6, PE=3,
+                          inputDataTypes=["INT3", "INT3"], outputDataType="INT4", numInputVectors=[1, 2, 2])]
+    g = oh.make_graph(nodes, "fj", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 6])],
+                      [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 6])])
+    m = ModelWrapper(qonnx_make_model(g))
+    m.set_tensor_datatype("x", DataType["INT3"])
+    m = m.transform(InferShapes()).transform(InferDataTypes())
+    assert m.get_tensor_shape("b") == [1, 2, 2, 6] and m.get_tensor_datatype("b") == DataType["INT3"]
+    assert m.get_tensor_datatype("y") == DataType["INT4"]
+    x = np.random.default_rng(0).integers(-4, 4, size=(1, 2, 2, 6)).astype(np.float32)
+    y = execute_onnx(m, {"x": x})["y"]
+    np.testing.assert_array_equal(y, 2 * x)
+    assert getCustomOp(nodes[0]).get_exp_cycles() == getCustomOp(nodes[1]).get_exp_cycles() == 8

@@ -90,10 +90,14 @@ class DuplicateStreams(HWCustomOp):
         return msgs
 
     def make_shape_compatible_op(self, model: Any):
-        node = self.make_const_shape_op(list(self.get_normal_output_shape()))
-        del node.output[:]
-        node.output.extend(self.onnx_node.output)
-        return node
+        """ONNX shape inference sees one stand-in node per custom node, and no single standard op
+        has two float outputs of the input's shape; so output 0 gets the usual constant of the
+        output shape and the further outputs are annotated on ``model`` directly (the model
+        qonnx's InferShapes is about to run ONNX shape inference on)."""
+        shape = list(self.get_normal_output_shape())
+        for o in self.onnx_node.output[1:]:
+            model.set_tensor_shape(o, shape)
+        return self.make_const_shape_op(shape)
 
     def infer_node_datatype(self, model: Any) -> None:
         for o in self.onnx_node.output:
