@@ -94,6 +94,8 @@ EXAMPLES = {
                                     dict(total_bits=96, in_width=32, out_width=8)],
     "StreamingFIFO": [dict(depth=4, width=8, words=9, ram_style="auto")],
     "VVAU": [dict(K=9, C=4, PE=2, SIMD=1, Nv=6, **M), dict(K=9, C=4, PE=4, SIMD=3, Nv=2, **M)],
+    "DuplicateStreams": [dict(C=8, PE=2, bits=4, Nv=6)],
+    "AddStreams": [dict(C=8, PE=4, abits=2, bbits=4, obits=5, Nv=3)],
 }
 
 
@@ -114,6 +116,8 @@ def _words(op: str, p: dict) -> tuple[int, int]:
         return p["L"] // p["PE"], p["K"]
     if op == "VVAU":
         return p["Nv"] * p["K"] * p["C"] // (p["PE"] * p["SIMD"]), p["Nv"] * p["C"] // p["PE"]
+    if op in ("DuplicateStreams", "AddStreams"):  # per stream: one word per Nv * C / PE
+        return (p["Nv"] * p["C"] // p["PE"],) * 2
     if op == "StreamingDataWidthConverter":
         return p["total_bits"] // p["in_width"], p["total_bits"] // p["out_width"]
     return p["words"], p["words"]

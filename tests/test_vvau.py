@@ -172,7 +172,8 @@ def test_vvau_synthesises_with_yosys(tmp_path):
 
 
 def test_residual_add_error_names_the_add(tmp_path):
-    """A residual block is refused with one line naming the Add (not a neighbouring MatMul)."""
+    """A residual block whose branches reach the add at different scales (no shared quantizer
+    before the add) is refused with one line naming the Add (not a neighbouring MatMul)."""
     import brevitas.nn as qnn
     from torch import nn
 
@@ -193,7 +194,7 @@ def test_residual_add_error_names_the_add(tmp_path):
 
     model = export(Res(), images(2), tmp_path / "res.onnx")
     adds = [n.name for n in model.graph.node if n.op_type == "Add"]
-    with pytest.raises(UnsupportedError, match=r"node '([^']*)' \(op Add\): an elementwise join") as e:
+    with pytest.raises(UnsupportedError, match=r"node '([^']*)' \(op Add\): the two branches reach the join at different scales") as e:
         lower_to_hw(model)
     assert str(e.value).split("'")[1] in adds and "\n" not in str(e.value)
 

@@ -22,6 +22,8 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
+from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorJoinScale, FactorJoinTranspose, InferAddStreams,
+                                                 InsertDuplicateStreams, check_joins_lowered)
 from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InferVVAU, InsertDWC, InsertFIFO, InsertLabelSelect,
                                              SetDefaultFolding, UpdateHWDatatypes, is_hw_node)
 from codesign.dataflow.transforms.layout import (AbsorbTransposeIntoFlatten, CancelInverseTransposes,
@@ -103,7 +105,8 @@ _MUST_BE_LOWERED = ("MatMul", "Conv", "MultiThreshold", "Relu", "MaxPool", "Batc
 
 
 def _check_chain(model: ModelWrapper) -> ModelWrapper:
-    """Every compute op became hardware; the HW nodes form one contiguous chain."""
+    """Every compute op became hardware; the HW nodes form one contiguous dataflow graph (a chain or
+    branches between forks and joins) with one input and one output stream."""
     for n in model.graph.node:
         if n.op_type in _MUST_BE_LOWERED and not is_hw_node(n):
             why = {"MatMul": "weights are not quantized integers (no weight Quant) or its input is not an "
@@ -130,19 +133,23 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
         Step("convert_act_quant", lambda: [ConvertQuantActToMultiThreshold()],
              "activation quantizers -> MultiThreshold + scale Mul"),
         Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(), LowerAvgPoolToDepthwise(),
-                                              MoveTransposePastChannelwise(), CancelInverseTransposes(),
+                                              DuplicateForkedScale(), MoveTransposePastChannelwise(),
+                                              FactorJoinTranspose(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
              "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
-        Step("streamline", lambda: [CollapseConsecutiveMulAdd(), MoveAddPastMul(), MoveScalarMulPastLinear(),
-                                    FlipNegativeChannelScales(), AbsorbAddIntoMultiThreshold(),
-                                    AbsorbMulIntoMultiThreshold(), UpdateHWDatatypes(), RoundAndClipThresholds()],
-             "move scales/biases into thresholds; integer thresholds", finalize=[check_streamlined]),
+        Step("streamline", lambda: [DuplicateForkedScale(), CollapseConsecutiveMulAdd(), MoveAddPastMul(),
+                                    MoveScalarMulPastLinear(), FlipNegativeChannelScales(),
+                                    AbsorbAddIntoMultiThreshold(), AbsorbMulIntoMultiThreshold(), FactorJoinScale(),
+                                    InferAddStreams(), UpdateHWDatatypes(), RoundAndClipThresholds()],
+             "move scales/biases into thresholds (one copy per branch of a fork; a residual join's common "
+             "scale past the add); integer thresholds", finalize=[check_joins_lowered, check_streamlined]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferVVAU(), InferMVAU(), InferThresholding()],
              "MatMul(+MultiThreshold) -> matrix-vector unit; MultiThreshold -> threshold node"),
     ]
     if label_select_k is not None:
         steps.append(Step("label_select", lambda: [InsertLabelSelect(label_select_k)], "top-k on chip"))
-    steps.append(Step("finalize", lambda: [SetDefaultFolding()], "names, PE=SIMD=1, chain check",
+    steps.append(Step("finalize", lambda: [InsertDuplicateStreams(), SetDefaultFolding()],
+                      "a fork where a stream feeds two HW nodes; names, PE=SIMD=1, dataflow graph check",
                       finalize=[_check_chain, _name_nodes]))
     return steps
 
@@ -220,8 +227,8 @@ def _strict_shape_check(model: ModelWrapper) -> None:
 def lower_to_hw(qonnx_model: ModelWrapper | str, label_select_k: int | None = None) -> ModelWrapper:
     """Lower a Brevitas-exported QONNX model to the dataflow graph of docs/contracts.md.
 
-    Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous chain of HW nodes at
-    PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
+    Host pre-nodes (input Div/Quant, NCHW->NHWC Transpose), a contiguous block of HW nodes (a chain,
+    or forks and residual joins) at PE = SIMD = 1, host post-nodes (output scale Mul / bias Add) or a top-k label selection node.
     Raises UnsupportedError naming the node and op for anything it cannot lower.
     """
     model = load_model(qonnx_model)
@@ -249,10 +256,12 @@ def insert_fifos(model: ModelWrapper, fifo_depth: int = 2) -> ModelWrapper:
 
 
 def hw_nodes(model: ModelWrapper) -> list:
-    """The contiguous chain of HW nodes (domain ``codesign.dataflow.ops``), in order.
+    """The HW nodes (domain ``codesign.dataflow.ops``) in topological order: a chain, or a
+    branching graph (forks and joins) with one input and one output stream.
 
     Raises UnsupportedError if a non-HW node sits between HW nodes (something the lowering
-    could not turn into hardware), naming it."""
+    could not turn into hardware), naming it, or if the HW nodes are not one connected dataflow
+    graph fed by one stream and read out at one."""
     nodes = list(model.graph.node)
     idx = [i for i, n in enumerate(nodes) if is_hw_node(n)]
     if not idx:
@@ -264,10 +273,23 @@ def hw_nodes(model: ModelWrapper) -> list:
                                  "thresholds or turned into a HW op)",
                               supported=SUPPORTED_INPUT_OPS)
     chain = nodes[idx[0]: idx[-1] + 1]
-    for a, b in zip(chain, chain[1:]):
-        if a.output[0] not in b.input:
-            raise UnsupportedError(f"HW nodes {a.name} ({a.op_type}) and {b.name} ({b.op_type}) are not "
-                                   "connected: the dataflow chain must be linear")
+    from codesign.dataflow.ops import op_class
+
+    made = {t for n in chain for t in n.output}
+    read = {t for n in chain for t in n.input}
+    feeds = []
+    for n in chain:
+        for t in list(n.input)[: op_class(n.op_type, n.name).n_stream_inputs]:
+            if t not in made and t not in feeds:
+                feeds.append(t)
+    outs = [t for n in chain for t in n.output if t not in read]
+    if len(feeds) != 1 or len(outs) != 1:
+        what = (f"{len(feeds)} input streams ({', '.join(feeds)})" if len(feeds) != 1
+                else f"{len(outs)} output streams ({', '.join(outs)})")
+        raise UnsupportedError(f"the HW nodes form a dataflow graph with {what}; it must have one input and "
+                               "one output stream (connected nodes, no dangling branch)")
+    if chain[0].input[0] != feeds[0] or outs[0] not in chain[-1].output:
+        raise UnsupportedError("the HW nodes are not in topological order from the input to the output stream")
     return chain
 
 

@@ -297,10 +297,12 @@ def model_cost(model: Any, calibration: Calibration | None = None, dsp_family: i
     """Per-node costs plus totals and the pipeline figures.
 
     Returns {"nodes": {name: cost}, "total": {resource: sum}, "max_cycles", "max_cycles_node_name",
-    "critical_path_cycles", "model", "calibration"}. The HW nodes form a chain, so the critical
-    path is the sum of the node cycles (each node's initiation interval bounds its latency from
-    above; FINN reports the same figure) plus the register stages of the pipelined RTL
-    (``pipeline_latency_cycles``, the ops' ``pipeline_depth``).
+    "critical_path_cycles", "model", "calibration"}. The critical path is the longest path
+    through the HW graph (a chain: all nodes; a branching graph: the longer branch between a
+    fork and its join) of the node cycles (each node's initiation interval bounds its latency
+    from above; FINN reports the same figure) plus the register stages of the pipelined RTL
+    (``pipeline_latency_cycles``, the ops' ``pipeline_depth``, along the same longest path).
+    The throughput bound is the slowest node (``max_cycles``) on a chain and a DAG alike.
     """
     nodes: dict[str, Any] = {}
     for n in hw_nodes(model):
@@ -313,10 +315,28 @@ def model_cost(model: Any, calibration: Calibration | None = None, dsp_family: i
         mx = nodes[mx_name]["cycles"]
     else:
         mx_name, mx = "", 0
+    cp, lat = _longest_path(model, {k: (c["cycles"] + c["pipeline_depth"], c["pipeline_depth"])
+                                    for k, c in nodes.items()})
     return {"nodes": nodes, "total": total, "max_cycles": int(mx), "max_cycles_node_name": mx_name,
-            "critical_path_cycles": int(sum(c["cycles"] + c["pipeline_depth"] for c in nodes.values())),
-            "pipeline_latency_cycles": int(sum(c["pipeline_depth"] for c in nodes.values())),
+            "critical_path_cycles": int(cp), "pipeline_latency_cycles": int(lat),
             "model": MODEL_NAME, "calibration": (calibration or IDENTITY).source}
+
+
+def _longest_path(model: Any, weight: Mapping[str, tuple[int, int]]) -> tuple[int, int]:
+    """Longest path through the HW nodes (graph order is topological) by the first weight, and
+    the second weight summed along that same path: (critical path, its pipeline latency)."""
+    best: dict[str, tuple[int, int]] = {}
+    made: dict[str, str] = {}
+    for n in hw_nodes(model):
+        if n.name not in weight:
+            continue
+        preds = [best[made[t]] for t in n.input if t in made and made[t] in best]
+        w, d = weight[n.name]
+        base = max(preds) if preds else (0, 0)
+        best[n.name] = (base[0] + int(w), base[1] + int(d))
+        for t in n.output:
+            made[t] = n.name
+    return max(best.values()) if best else (0, 0)
 
 
 def __getattr__(name: str) -> Any:

@@ -42,18 +42,24 @@ _STR_KEYS = ("ram_style", "resType")
 def _evaluate_layers(layers: list[dict[str, Any]], n: int, calibration: Calibration, dsp_family: int,
                      clock_ns: float, board: Any = None, util: float = 1.0,
                      per_node: bool = False) -> dict[str, Any]:
-    """Sum the per-op formulas over a chain of layers whose parameters may be arrays of n."""
+    """Sum the per-op formulas over the layers (parameters may be arrays of n). The critical path
+    follows each layer's ``_preds`` (indices of the layers feeding it, set by ``from_model`` for a
+    branching graph), else the chain: the longest path, as ``cost.model_cost``."""
     tot = {r: np.zeros(n, np.int64) for r in RESOURCES}
     max_c = np.zeros(n, np.int64)
     crit = np.zeros(n, np.int64)
+    path: list[np.ndarray] = []
     nodes: dict[str, Any] = {}
-    for p in layers:
+    for i, p in enumerate(layers):
         est = calibration.apply(p["op_type"], op_cost(p, dsp_family))
         for r in RESOURCES:
             tot[r] += np.broadcast_to(est[r], (n,))
         c = np.broadcast_to(est["cycles"], (n,))
         max_c = np.maximum(max_c, c)
-        crit += c + np.broadcast_to(est["pipeline_depth"], (n,))
+        preds = p.get("_preds", [i - 1] if i else [])
+        base = np.max([path[j] for j in preds], axis=0) if preds else np.zeros(n, np.int64)
+        path.append(base + c + np.broadcast_to(est["pipeline_depth"], (n,)))
+        crit = np.maximum(crit, path[-1])
         if per_node:
             nodes[p["name"]] = {k: np.broadcast_to(est[k], (n,)) for k in CALIBRATED}
     out: dict[str, Any] = dict(tot)
@@ -130,7 +136,14 @@ class FastNet:
     @classmethod
     def from_model(cls, model: Any) -> "FastNet":
         """Extract the HW nodes' parameters once (weights read here, never again)."""
-        return cls([node_params(model, n) for n in hw_nodes(model)], source="model")
+        nodes = hw_nodes(model)
+        layers = [node_params(model, n) for n in nodes]
+        made = {t: i for i, n in enumerate(nodes) for t in n.output}
+        for i, (n, p) in enumerate(zip(nodes, layers)):
+            preds = sorted({made[t] for t in n.input if t in made})
+            if preds != ([i - 1] if i else []):
+                p["_preds"] = preds  # a branching graph: the critical path follows the edges
+        return cls(layers, source="model")
 
     def evaluate(self, overrides: Mapping[str, Mapping[str, Any]] | None = None, *,
                  calibration: Calibration | None = None, dsp_family: int = DSP48, clock_ns: float = 10.0,

@@ -4,7 +4,8 @@ Each HW op maps to one parametric core in `accel_templates/codesign_*.v` (the op
 ``template``) and renders itself (``generate_rtl``). Ops with weight or threshold memories get a
 generated wrapper (`rom_node.v.j2`) holding one `$readmemh` ROM per
 PE, so the memory sits in a plain `reg` array Yosys can infer as LUTRAM/BRAM. The top module
-(`top.v.j2`) chains the nodes with FINN's stitched-IP stream names. All generated text goes
+(`top.v.j2`) connects the nodes (a chain, or a branching graph with forks and joins) with
+FINN's stitched-IP stream names. All generated text goes
 through Jinja2; the numbers that matter for bit-exactness (threshold conversion for XNOR,
 accumulator width from the exact range, clipping of thresholds) are computed here, once.
 
@@ -27,7 +28,8 @@ import jinja2
 
 from codesign.atomic import write_json, write_text
 from codesign.dataflow.ops import op_class
-from codesign.dataflow.ops.rtlgen import DType, HWNodeSpec, NodeRTL, StreamSpec, dtype, signed_bits  # noqa: F401
+from codesign.dataflow.ops.rtlgen import (DType, HWNodeSpec, NodeRTL, StreamSpec, dtype, port_name,  # noqa: F401
+                                          signed_bits)
 from codesign.errors import UnsupportedError
 
 log = logging.getLogger(__name__)
@@ -120,11 +122,7 @@ class RTLDesign:
             "data_files": self.data_files,
             "s_width": self.s_width,
             "m_width": self.m_width,
-            "nodes": [
-                {**{k: v for k, v in asdict(n).items() if k not in ("in_stream", "out_stream")},
-                 "in_stream": asdict(n.in_stream), "out_stream": asdict(n.out_stream)}
-                for n in self.nodes
-            ],
+            "nodes": [asdict(n) for n in self.nodes],
         }
         return write_json(self.out_dir / "design.json", d)
 
@@ -139,7 +137,10 @@ class RTLDesign:
             nodes.append(NodeRTL(
                 node_name=n["node_name"], inst=n["inst"], op_type=n["op_type"], module=n["module"],
                 params=[tuple(p) for p in n["params"]], in_stream=StreamSpec(**n["in_stream"]),
-                out_stream=StreamSpec(**n["out_stream"]), files=n["files"], exp_cycles=n["exp_cycles"]))
+                out_stream=StreamSpec(**n["out_stream"]), files=n["files"], exp_cycles=n["exp_cycles"],
+                extra_in=[StreamSpec(**x) for x in n.get("extra_in", [])],
+                extra_out=[StreamSpec(**x) for x in n.get("extra_out", [])],
+                inputs=list(n.get("inputs", [])), outputs=list(n.get("outputs", []))))
         return cls(rtl_dir, d["top"], d["verilog_files"], d["data_files"], nodes)
 
 
@@ -210,11 +211,7 @@ def _render_into(nodes: list[HWNodeSpec], out_dir: Path, top: str) -> RTLDesign:
         if cls.template is None:
             raise UnsupportedError(f"{spec.name}: op type {spec.op_type!r} has no RTL template")
         rendered.append(cls.generate_rtl(spec, inst, ctx))
-    for prev, nxt in zip(rendered, rendered[1:]):
-        if prev.out_width != nxt.in_width:
-            raise UnsupportedError(
-                f"stream width mismatch {prev.node_name} -> {nxt.node_name}: {prev.out_width} != {nxt.in_width} bits "
-                "(a width converter is needed between them)")
+    stitch = _stitch(nodes, rendered)
     cores = []
     for n in rendered:
         core = op_class(n.op_type).template
@@ -222,10 +219,77 @@ def _render_into(nodes: list[HWNodeSpec], out_dir: Path, top: str) -> RTLDesign:
             cores.append(core)
             shutil.copyfile(TEMPLATE_DIR / core, out_dir / core)
     design = RTLDesign(out_dir, top, [], ctx.data_files, rendered)
-    ctx.render("top.v.j2", f"{top}.v", top=top, nodes=rendered, s_width=design.s_width, m_width=design.m_width)
+    ctx.render("top.v.j2", f"{top}.v", top=top, nodes=stitch, s_width=design.s_width, m_width=design.m_width)
     design.verilog_files = cores + [f for n in rendered for f in n.files] + [f"{top}.v"]
     design.save()
     return design
+
+
+def _stitch(specs: list[HWNodeSpec], rendered: list[NodeRTL]) -> list[dict[str, Any]]:
+    """How the top connects the nodes: per node its input ports (each fed by one producer port
+    or the top's s_axis_0) and output ports (each read by one consumer port or m_axis_0).
+
+    Nodes without tensor names (``HWNodeSpec.inputs`` empty) form a chain in list order; with
+    them the nodes may branch (a fork's two outputs, a join's two inputs). Every stream has
+    exactly one producer and one consumer, the widths must agree, and exactly one stream enters
+    (the first node's input) and one leaves (the last node's output)."""
+    chain = not any(sp.inputs for sp in specs)
+    for i, (sp, n) in enumerate(zip(specs, rendered)):
+        if chain:
+            n.inputs, n.outputs = [f"s{i}"], [f"s{i + 1}"]
+        else:
+            n.inputs, n.outputs = list(sp.inputs), list(sp.outputs)
+        if len(n.inputs) != len(n.in_streams) or len(n.outputs) != len(n.out_streams):
+            raise UnsupportedError(f"{n.node_name}: {len(n.inputs)} input / {len(n.outputs)} output tensors, but its "
+                                   f"RTL has {len(n.in_streams)} / {len(n.out_streams)} stream ports")
+    made: dict[str, tuple[NodeRTL, int]] = {}
+    for n in rendered:
+        for j, t in enumerate(n.outputs):
+            made[t] = (n, j)
+    read: dict[str, tuple[NodeRTL, int]] = {}
+    for n in rendered:
+        for k, t in enumerate(n.inputs):
+            if t in read:
+                raise UnsupportedError(f"stream {t} feeds both {read[t][0].node_name} and {n.node_name}: a stream has "
+                                       "one consumer (a fork node is needed)")
+            read[t] = (n, k)
+    feeds = [t for n in rendered for t in n.inputs if t not in made]
+    outs = [t for n in rendered for t in n.outputs if t not in read]
+    if feeds != [rendered[0].inputs[0]] or outs != [rendered[-1].outputs[0]]:
+        raise UnsupportedError(f"the HW nodes must form one graph from one input stream to one output stream "
+                               f"(inputs {feeds}, outputs {outs})")
+
+    def wire(n: NodeRTL, j: int) -> str:
+        return f"{n.inst}_out" if j == 0 else f"{n.inst}_out{j}"
+
+    out: list[dict[str, Any]] = []
+    for n in rendered:
+        ins = []
+        for k, (t, s) in enumerate(zip(n.inputs, n.in_streams)):
+            if t in made:
+                p, j = made[t]
+                if p.out_streams[j].width != s.width:
+                    raise UnsupportedError(
+                        f"stream width mismatch {p.node_name} -> {n.node_name}: {p.out_streams[j].width} != {s.width} "
+                        "bits (a width converter is needed between them)")
+                ins.append({"port": port_name("in", k), "src": wire(p, j), "width": s.width, "top": False,
+                            "ready": f"{n.inst}_in{k}_tready"})
+            else:
+                ins.append({"port": port_name("in", k), "src": "s_axis_0", "width": s.width, "top": True,
+                            "ready": f"{n.inst}_in{k}_tready"})
+        outs_ = [{"port": port_name("out", j), "wire": wire(n, j), "width": s.width, "top": False}
+                 for j, s in enumerate(n.out_streams)]
+        out.append({"node_name": n.node_name, "op_type": n.op_type, "module": n.module, "params": n.params,
+                    "inst": n.inst, "ins": ins, "outs": outs_})
+    for entry, n in zip(out, rendered):
+        for o, t in zip(entry["outs"], n.outputs):
+            if t in read:
+                c, k = read[t]
+                o["dst_ready"] = f"{c.inst}_in{k}_tready"
+            else:
+                o["dst_ready"] = "m_axis_0_tready"
+                o["top"] = True
+    return out
 
 
 def hw_node_specs(model: Any) -> list[HWNodeSpec]:
@@ -253,10 +317,12 @@ def hw_node_specs(model: Any) -> list[HWNodeSpec]:
                 v = helper.get_attribute_value(at)
                 attrs[at.name] = v.decode() if isinstance(v, bytes) else v
         inits = {}
-        for key, tensor in zip(op_class(node.op_type, node.name).rtl_inputs, list(node.input)[1:]):
+        cls = op_class(node.op_type, node.name)
+        for key, tensor in zip(cls.rtl_inputs, list(node.input)[cls.n_stream_inputs:]):
             if tensor:
                 inits[key] = model.get_initializer(tensor)
-        specs.append(HWNodeSpec(node.name or node.op_type, node.op_type, attrs, inits))
+        specs.append(HWNodeSpec(node.name or node.op_type, node.op_type, attrs, inits,
+                                inputs=list(node.input)[: cls.n_stream_inputs], outputs=list(node.output)))
     return specs
 
 

@@ -329,6 +329,11 @@ def rtlsim_nodes(build_dir: str | Path, inputs: np.ndarray, *, backpressure: boo
     bp = dict(p_bubble=0.2, p_stall=0.3) if backpressure else {}
     result: dict[str, Any] = {}
     for node, spec, inst in zip(hw, specs, sanitize_identifiers([s.name for s in specs])):
+        if len(spec.inputs) != 1 or len(spec.outputs) != 1:
+            # a fork or join alone has two streams on one side; the whole-design run covers it
+            log.info("per-node rtlsim: %s (%s) has %d input / %d output streams; not simulated alone",
+                     node.name, node.op_type, len(spec.inputs), len(spec.outputs))
+            continue
         design = render_nodes([spec], build_dir / "rtl_nodes" / inst)
         x, y = tensors[node.input[0]], tensors[node.output[0]]
         run = run_frames(design, x, seed=seed, **bp)
@@ -371,6 +376,7 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     from qonnx.core.modelwrapper import ModelWrapper
 
     from codesign.dataflow.compiler import hw_input_tensor, hw_output_tensor
+    from codesign.dataflow.fifo_sizing import check_deadlock
     from codesign.hw.rtl import render_model
 
     build_dir = Path(build_dir)
@@ -378,6 +384,9 @@ def rtlsim_build(build_dir: str | Path, inputs: np.ndarray | None = None, frames
     if not onnx_path.is_file():
         raise CodesignError(f"{onnx_path} not found: run `codesign compile` first")
     model = ModelWrapper(str(onnx_path))
+    # FIFOs too shallow for a branching graph's reconvergent paths would stall the simulation
+    # until its cycle limit: refuse them first, naming the FIFO and the depth it needs
+    check_deadlock(model)
     if inputs is None:
         inputs = default_inputs(model, frames, seed)
     inputs = np.asarray(inputs)

@@ -8,7 +8,9 @@ class (``op_class``) instead of keeping its own op-type table.
 
 from __future__ import annotations
 
+from codesign.dataflow.ops.addstreams import AddStreams
 from codesign.dataflow.ops.base import DOMAIN, HWCustomOp, make_hw_node
+from codesign.dataflow.ops.duplicate import DuplicateStreams
 from codesign.dataflow.ops.dwc import StreamingDataWidthConverter
 from codesign.dataflow.ops.fifo import StreamingFIFO
 from codesign.dataflow.ops.fmpadding import FMPadding
@@ -21,7 +23,7 @@ from codesign.dataflow.ops.vvau import VVAU
 
 #: every registered HW op class (adding an op: one module here plus its Verilog template)
 OPS: tuple[type[HWCustomOp], ...] = (MVAU, Thresholding, SlidingWindow, StreamingMaxPool, FMPadding, LabelSelect,
-                                     StreamingDataWidthConverter, StreamingFIFO, VVAU)
+                                     StreamingDataWidthConverter, StreamingFIFO, VVAU, DuplicateStreams, AddStreams)
 
 custom_op: dict[str, type[HWCustomOp]] = {cls.__name__: cls for cls in OPS}
 

@@ -85,6 +85,11 @@ class HWCustomOp(CustomOp):
     #: stream plumbing the compile flow inserts after folding (width converters, FIFOs): not in a
     #: fresh lowering, so the saved folding config leaves such nodes out
     inserted_after_folding: ClassVar[bool] = False
+    #: stream inputs / outputs of the op (a branching graph's join has two inputs, its fork two
+    #: outputs); the stream inputs come first in the node's inputs, initializers after them. RTL
+    #: ports: ``in<k>_V_*`` and ``out_V_*`` (output 0), ``out<j>_V_*`` (j >= 1)
+    n_stream_inputs: ClassVar[int] = 1
+    n_stream_outputs: ClassVar[int] = 1
 
     # -- RTL -------------------------------------------------------------------------------
     #: the parametric Verilog core in accel_templates/ this op instantiates
@@ -292,7 +297,7 @@ class HWCustomOp(CustomOp):
         a.update(node_attrs(node))
         inits: dict[str, Any] = {}
         if model is not None:
-            for name, tensor in zip(self.rtl_inputs, list(node.input)[1:]):
+            for name, tensor in zip(self.rtl_inputs, list(node.input)[self.n_stream_inputs:]):
                 if tensor:
                     v = model.get_initializer(tensor)
                     if v is not None:

@@ -115,6 +115,10 @@ class HWNodeSpec:
     op_type: str
     attrs: dict[str, Any]
     inits: dict[str, np.ndarray] = field(default_factory=dict)
+    #: the node's stream input / output tensors in the dataflow graph (how the top stitches a
+    #: branching graph); empty: the nodes form a chain in list order
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -130,6 +134,20 @@ class NodeRTL:
     out_stream: StreamSpec
     files: list[str]
     exp_cycles: int
+    #: streams of the further ports (``in1_V`` ... of a join, ``out1_V`` ... of a fork)
+    extra_in: list[StreamSpec] = field(default_factory=list)
+    extra_out: list[StreamSpec] = field(default_factory=list)
+    #: the dataflow tensors on the ports (``HWNodeSpec.inputs/outputs``; empty: a chain)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def in_streams(self) -> list[StreamSpec]:
+        return [self.in_stream, *self.extra_in]
+
+    @property
+    def out_streams(self) -> list[StreamSpec]:
+        return [self.out_stream, *self.extra_out]
 
     @property
     def in_width(self) -> int:
@@ -138,6 +156,14 @@ class NodeRTL:
     @property
     def out_width(self) -> int:
         return self.out_stream.width
+
+
+def port_name(direction: str, k: int) -> str:
+    """RTL port prefix of stream input/output ``k`` (docs/contracts.md, "Streams"): ``in<k>_V``,
+    ``out_V`` for output 0 and ``out<k>_V`` for the further outputs of a fork."""
+    if direction == "in":
+        return f"in{k}_V"
+    return "out_V" if k == 0 else f"out{k}_V"
 
 
 def _attr(attrs: dict[str, Any], key: str, default: Any = None) -> Any:

@@ -325,6 +325,15 @@ def _insert_between(model: ModelWrapper, producer, consumer, tensor: str, node) 
     model.graph.node.insert(idx, node)
 
 
+def _hw_edges(model: ModelWrapper, prod):
+    """The streams leaving HW node ``prod``: (output index, tensor, HW consumer, its input index);
+    a fork has two outputs, a join two inputs."""
+    for j, t in enumerate(prod.output):
+        for cons in model.find_consumers(t) or []:
+            if is_hw_node(cons):
+                yield j, t, cons, list(cons.input).index(t)
+
+
 class InsertDWC(Transformation):
     """Insert a StreamingDataWidthConverter wherever a HW producer's output word width differs
     from its HW consumer's input word width (after folding)."""
@@ -333,16 +342,15 @@ class InsertDWC(Transformation):
         for prod in model.graph.node:
             if not is_hw_node(prod) or prod.op_type == "StreamingDataWidthConverter":
                 continue
-            t = prod.output[0]
-            for cons in model.find_consumers(t) or []:
-                if not is_hw_node(cons) or cons.op_type == "StreamingDataWidthConverter":
+            for j, t, cons, k in _hw_edges(model, prod):
+                if cons.op_type == "StreamingDataWidthConverter":
                     continue
                 p, c = getCustomOp(prod), getCustomOp(cons)
-                ow, iw = p.get_outstream_width(), c.get_instream_width()
+                ow, iw = p.get_outstream_width(j), c.get_instream_width(k)
                 if ow == iw:
                     continue
-                dt = p.get_output_datatype()
-                shape = list(p.get_normal_output_shape())
+                dt = p.get_output_datatype(j)
+                shape = list(p.get_normal_output_shape(j))
                 new_t = fresh_name(model, "dwc_out")
                 node = make_hw_node("StreamingDataWidthConverter", [t], [new_t],
                                     fresh_name(model, "StreamingDataWidthConverter"), shape=shape, inWidth=int(ow),
@@ -354,12 +362,13 @@ class InsertDWC(Transformation):
         return model, False
 
 
-def _fifo_depth_attr(node, attr: str) -> int | None:
-    """The node's explicitly set ``inFIFODepths``/``outFIFODepths`` (first entry), else None."""
+def _fifo_depth_attr(node, attr: str, ind: int = 0) -> int | None:
+    """The node's explicitly set ``inFIFODepths``/``outFIFODepths`` entry of stream ``ind`` (FINN
+    keeps one per input/output stream; a single entry applies to all), else None."""
     for a in node.attribute:
         if a.name == attr:
             v = list(helper.get_attribute_value(a))
-            return int(v[0]) if v else None
+            return int(v[ind] if ind < len(v) else v[0]) if v else None
     return None
 
 
@@ -377,18 +386,17 @@ class InsertFIFO(Transformation):
         for prod in model.graph.node:
             if not is_hw_node(prod) or prod.op_type == "StreamingFIFO":
                 continue
-            t = prod.output[0]
-            for cons in model.find_consumers(t) or []:
-                if not is_hw_node(cons) or cons.op_type == "StreamingFIFO":
+            for j, t, cons, k in _hw_edges(model, prod):
+                if cons.op_type == "StreamingFIFO":
                     continue
                 p = getCustomOp(prod)
-                dt = p.get_output_datatype()
+                dt = p.get_output_datatype(j)
                 new_t = fresh_name(model, "fifo_out")
-                given = [d for d in (_fifo_depth_attr(prod, "outFIFODepths"), _fifo_depth_attr(cons, "inFIFODepths"))
-                         if d is not None]
+                given = [d for d in (_fifo_depth_attr(prod, "outFIFODepths", j),
+                                     _fifo_depth_attr(cons, "inFIFODepths", k)) if d is not None]
                 node = make_hw_node("StreamingFIFO", [t], [new_t], fresh_name(model, "StreamingFIFO"),
-                                    depth=max(given) if given else self.depth, folded_shape=[int(v) for v in p.get_folded_output_shape()],
-                                    dataType=dt.name)
+                                    depth=max(given) if given else self.depth,
+                                    folded_shape=[int(v) for v in p.get_folded_output_shape(j)], dataType=dt.name)
                 _insert_between(model, prod, cons, t, node)
                 model.set_tensor_datatype(new_t, dt)
                 model.set_tensor_shape(new_t, list(model.get_tensor_shape(t)))

@@ -17,6 +17,7 @@ from qonnx.custom_op.general.intquant import int_quant, max_int, min_int
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
+from codesign.dataflow.transforms.branch import JOIN_OPS, is_stream_join
 from codesign.errors import UnsupportedError
 from codesign.dataflow.transforms.util import (SUPPORTED_INPUT_OPS, add_const, channel_vector, const,
                                                fresh_name, host_pre_nodes, input_quant_node, insert_after,
@@ -71,11 +72,10 @@ class CheckSupportedOps(Transformation):
         for n in model.graph.node:
             if n.op_type not in SUPPORTED_INPUT_OPS:
                 raise unsupported(n, "op type not supported by the dataflow lowering")
-            if n.op_type in ("Add", "Sub", "Mul", "Div") and len(n.input) == 2 \
-                    and all(model.get_initializer(i) is None and model.find_producer(i) is not None
-                            and model.find_producer(i).op_type not in ("Constant",) for i in n.input):
-                raise unsupported(n, "an elementwise join of two streams (residual/branching graph) is not "
-                                     "supported: the dataflow chain takes single-path models")
+            if is_stream_join(model, n) and n.op_type not in JOIN_OPS:
+                raise unsupported(n, f"an elementwise {n.op_type} of two streams is not supported: a branching "
+                                     "graph joins its branches by an Add (a residual block)",
+                                  supported=["Add of two branches"])
         if input_quant_node(model) is None:
             raise unsupported(model.graph.node[0], "no input quantizer (Quant on the graph input) found: "
                               "the accelerator needs an integer input")
