@@ -114,8 +114,8 @@ def estimate(spec: HWNodeSpec) -> dict[str, int]:
 
 #: TFC's MVAUs (MW x MH) at a folding that keeps fc0 in block RAM; INT6 weights so that 4, 8 and
 #: 16 centroids (2-4 index bits) all store fewer bits than the plain codes
-TFC = [("fc0", 784, 64, 4, 16), ("fc1", 64, 64, 4, 8), ("fc3", 64, 10, 2, 8)]
-CENTROIDS = (4, 8, 16)
+#: (name, MW, MH, PE, SIMD, centroid counts); fc2 is fc1's twin and left out
+TFC = [("fc0", 784, 64, 4, 16, (4, 8, 16)), ("fc1", 64, 64, 4, 8, (4, 16)), ("fc3", 64, 10, 2, 8, (4,))]
 #: small layers at full unfolding for the constants mode, after unstructured pruning
 CONST_LAYERS = [("fc3", 64, 10)]
 PRUNE = (0.5, 0.7, 0.9)
@@ -123,9 +123,9 @@ PRUNE = (0.5, 0.7, 0.9)
 
 def run_table(wbits: int = 6) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for i, (name, MW, MH, PE, SIMD) in enumerate(TFC):
+    for i, (name, MW, MH, PE, SIMD, centroids) in enumerate(TFC):
         base = layer_weights(MW, MH, wbits, seed=i)
-        for k in CENTROIDS:
+        for k in centroids:
             W = cluster(base, k, seed=i)
             T = thresholds(W, 4, 15, seed=i)
             row: dict[str, Any] = {"layer": name, "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "wbits": wbits,
@@ -138,7 +138,7 @@ def run_table(wbits: int = 6) -> list[dict[str, Any]]:
             rows.append(row)
     for i, (name, MW, MH) in enumerate(CONST_LAYERS):
         base = layer_weights(MW, MH, 4, seed=10 + i)
-        for r in PRUNE:
+        for r in sorted(PRUNE, reverse=True):  # the sparsest (fastest) first
             W = prune(base, r)
             T = thresholds(W, 4, 15, seed=i)
             row = {"layer": name, "MW": MW, "MH": MH, "PE": MH, "SIMD": MW, "wbits": 4,

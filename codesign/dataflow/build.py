@@ -37,9 +37,9 @@ class BuildConfig:
     #: None: size every FIFO from the ops' cycle models (analytic); an int: that depth everywhere
     #: (a depth too shallow for the estimated throughput is then reported)
     fifo_depth: int | None = None
-    #: "rom": MVAU weights in plain ROMs unless a folding config names another weight_storage;
-    #: "auto": after folding, ChooseWeightStorage picks rom / codebook / constants per MVAU by
-    #: the cost model (nodes whose folding entry sets weight_storage keep it)
+    #: "rom": weights in plain ROMs unless a folding config names another weight_storage;
+    #: "auto": after folding, ChooseWeightStorage picks rom / codebook / constants per weight
+    #: layer by the cost model (nodes whose folding entry sets weight_storage keep it)
     weight_storage: str = "rom"
 
     def mode(self) -> str:

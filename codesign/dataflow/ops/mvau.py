@@ -244,6 +244,15 @@ def mvau_storage_resources(p: Mapping[str, Any], dsp_family: Any = 0) -> dict[st
         ff = np.rint(np.asarray(out["FF"], np.float64) + _dot(CODEBOOK_COEFFS["FF"], f["FF"])).astype(np.int64)
         return res_out(lut, ff, out["BRAM_18K"], out["URAM"], out["DSP"], out["mem_bits"])
     if storage == STORAGE_CONSTANTS and "const_add_bits" in p:
+        # the constant datapath was counted at full unfolding; other candidate foldings (a search
+        # varying PE/SIMD) are costed as rom, which is what they would have to be
+        full = (_i(p["MW"]) // _i(p["SIMD"])) * (_i(p["MH"]) // _i(p["PE"])) == 1
+        if not np.all(full):
+            rom = mvau_resources(*args)
+            if not np.any(full):
+                return rom
+            cst = mvau_storage_resources({**p, "MW": p["MW"], "SIMD": p["MW"], "PE": p["MH"]}, dsp_family)
+            return {k: np.where(full, cst[k], rom[k]) for k in rom}
         f = mvau_constants_features(p)
         s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
                          p["n_thr"], 0, p.get("xnor", 0))
@@ -670,7 +679,9 @@ class MVAU(HWCustomOp):
         thr = np.where(nt > 0, 1 + _clog2(nt), 0)
         storage = str(p.get("weight_storage", STORAGE_ROM))
         if storage == STORAGE_CONSTANTS and "const_extl" in p:
-            return 1 + 4 + _i(p["const_extl"]) + thr  # DL = 1 + EXTL (the constant datapath)
+            full = (_i(p["MW"]) // _i(p["SIMD"])) * (_i(p["MH"]) // _i(p["PE"])) == 1
+            # DL = 1 + EXTL (the constant datapath) at full unfolding; other foldings are rom
+            return np.where(full, 1 + 4 + _i(p["const_extl"]) + thr, 1 + 4 + dsp.astype(np.int64) + tl + thr)
         cbl = 1 if storage == STORAGE_CODEBOOK else 0  # the registered centroid lookup
         return 1 + 4 + cbl + dsp.astype(np.int64) + tl + thr
 
