@@ -8,7 +8,8 @@ codesign.hw.synth) in each storage mode, on the SAME integer weights: the modes 
 construction and the saving is pure hardware. Weights: seeded Laplacian draws on the layer's
 INT grid (stand-ins for trained TFC weights), clustered with the project's relevance-weighted
 k-means (``kmeans_1d`` with |w| as the sample weight) and snapped to integers; pruning zeroes
-the smallest magnitudes.
+the smallest magnitudes. Layers: TFC's fc0 (784 x 64, block-RAM ROM) and fc1 (64 x 64, LUT ROM)
+for codebook storage, a small 16 x 10 layer fully unfolded for constants.
 
 Run: ``nice -n 10 python benchmarks/bench_weight_storage.py`` (writes
 benchmarks/results/weight_storage.{json,md}; rows are cached in build/bench_weight_storage so
@@ -85,7 +86,11 @@ def node(name: str, W: np.ndarray, PE: int, SIMD: int, storage: str, T: np.ndarr
     return HWNodeSpec(name, "MVAU", a, inits)
 
 
-def synth_row(spec: HWNodeSpec) -> dict[str, Any]:
+class NotCached(Exception):
+    """--cached-only: this row has not been synthesised yet."""
+
+
+def synth_row(spec: HWNodeSpec, cached_only: bool = False) -> dict[str, Any]:
     """Yosys counts of one node (cached by the node's content)."""
     h = hashlib.sha256(json.dumps({k: str(v) for k, v in spec.attrs.items()}, sort_keys=True).encode())
     for v in spec.inits.values():
@@ -93,6 +98,8 @@ def synth_row(spec: HWNodeSpec) -> dict[str, Any]:
     cf = CACHE / f"{h.hexdigest()[:20]}.json"
     if cf.is_file():
         return json.loads(cf.read_text())
+    if cached_only:
+        raise NotCached(spec.name)
     with tempfile.TemporaryDirectory() as d:
         rep = synth_design(render_nodes([spec], Path(d) / "rtl"), "xc7z020clg400-1")
     n = rep["nodes"][spec.name]
@@ -114,40 +121,69 @@ def estimate(spec: HWNodeSpec) -> dict[str, int]:
 
 #: TFC's MVAUs (MW x MH) at a folding that keeps fc0 in block RAM; INT6 weights so that 4, 8 and
 #: 16 centroids (2-4 index bits) all store fewer bits than the plain codes
-#: (name, MW, MH, PE, SIMD, centroid counts); fc2 is fc1's twin and left out
-TFC = [("fc0", 784, 64, 4, 16, (4, 8, 16)), ("fc1", 64, 64, 4, 8, (4, 16)), ("fc3", 64, 10, 2, 8, (4,))]
-#: small layers at full unfolding for the constants mode, after unstructured pruning
-CONST_LAYERS = [("fc3", 64, 10)]
-PRUNE = (0.5, 0.7, 0.9)
+#: (name, MW, MH, PE, SIMD, centroid counts): fc0 deep enough for block RAM, fc1 a LUT ROM;
+#: INT6 weights so that 4, 8 and 16 centroids (2-4 index bits) store fewer bits than the codes
+TFC = [("fc0", 784, 64, 2, 8, (4, 16)), ("fc1", 64, 64, 2, 4, (4,))]
+#: small layers at full unfolding for the constants mode, after unstructured pruning: the last
+#: layer of a hidden-16 TFC (TFC's own 64 x 10 fully unfolded is ~45k LUTs in plain storage,
+#: too slow to synthesise on a shared 2-core machine)
+CONST_LAYERS = [("fc_last", 16, 10)]
+PRUNE = (0.9, 0.5)
 
 
-def run_table(wbits: int = 6) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+def table_specs(wbits: int = 6) -> list[tuple[dict[str, Any], list[tuple[str, HWNodeSpec]]]]:
+    """(row header, [(mode, node)]) for every row of the table, weights built once."""
+    out = []
     for i, (name, MW, MH, PE, SIMD, centroids) in enumerate(TFC):
         base = layer_weights(MW, MH, wbits, seed=i)
         for k in centroids:
             W = cluster(base, k, seed=i)
             T = thresholds(W, 4, 15, seed=i)
-            row: dict[str, Any] = {"layer": name, "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "wbits": wbits,
-                                   "centroids": int(len(np.unique(W))), "sparsity": round(float(np.mean(W == 0)), 3)}
-            for st in ("rom", "codebook"):
-                spec = node(f"{name}_{st}", W, PE, SIMD, st, T, wbits)
-                row[st] = synth_row(spec)
-                row[st + "_est"] = estimate(spec)
-                log.info("%s k=%d %s: %s (est %s)", name, k, st, row[st], row[st + "_est"])
-            rows.append(row)
+            row = {"layer": name, "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "wbits": wbits,
+                   "centroids": int(len(np.unique(W))), "sparsity": round(float(np.mean(W == 0)), 3)}
+            out.append((row, [(st, node(f"{name}_{st}", W, PE, SIMD, st, T, wbits)) for st in ("rom", "codebook")]))
     for i, (name, MW, MH) in enumerate(CONST_LAYERS):
         base = layer_weights(MW, MH, 4, seed=10 + i)
-        for r in sorted(PRUNE, reverse=True):  # the sparsest (fastest) first
+        for r in PRUNE:
             W = prune(base, r)
             T = thresholds(W, 4, 15, seed=i)
             row = {"layer": name, "MW": MW, "MH": MH, "PE": MH, "SIMD": MW, "wbits": 4,
                    "centroids": int(len(np.unique(W))), "sparsity": round(float(np.mean(W == 0)), 3)}
-            for st in ("rom", "constants"):
-                spec = node(f"{name}_{st}", W, MH, MW, st, T, 4)
-                row[st] = synth_row(spec)
-                row[st + "_est"] = estimate(spec)
-                log.info("%s prune=%.1f %s: %s (est %s)", name, r, st, row[st], row[st + "_est"])
+            out.append((row, [(st, node(f"{name}_{st}", W, MH, MW, st, T, 4)) for st in ("rom", "constants")]))
+    return out
+
+
+def run_table(cached_only: bool = False, jobs: int = 2) -> list[dict[str, Any]]:
+    """All rows (``cached_only``: only those already synthesised, for a table of a partial run);
+    ``jobs`` Yosys runs at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    plan = table_specs()
+    specs = [spec for _, modes in plan for _, spec in modes]
+
+    def one(spec: HWNodeSpec) -> dict[str, Any] | None:
+        try:
+            r = synth_row(spec, cached_only)
+        except NotCached:
+            return None
+        log.info("%s %s: %s", spec.name, spec.attrs["weight_storage"], r)
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        counts = list(ex.map(one, specs))
+    rows, i = [], 0
+    for head, modes in plan:
+        row = dict(head)
+        ok = True
+        for st, spec in modes:
+            c = counts[i]
+            i += 1
+            if c is None:
+                ok = False
+                continue
+            row[st] = c
+            row[st + "_est"] = estimate(spec)
+        if ok:
             rows.append(row)
     return rows
 
@@ -181,6 +217,7 @@ def fit() -> dict[str, Any]:
     from scipy.optimize import nnls
 
     cb_x_l, cb_y_l, cb_x_f, cb_y_f = [], [], [], []
+    cb_base: dict[str, list[float]] = {"LUT": [], "FF": []}
     for j, (MW, MH, PE, SIMD, wbits, k) in enumerate(FIT_CODEBOOK):
         W = cluster(layer_weights(MW, MH, wbits, seed=100 + j), k, seed=j)
         spec = node("cb", W, PE, SIMD, "codebook", None, wbits)
@@ -192,6 +229,8 @@ def fit() -> dict[str, Any]:
                               p["acc_bits"], p["n_thr"], ram_code(p["ram_style"]), res_code(p["resType"]),
                               p["xnor"], 0, rom_wbits=p["cb_bits"])
         f = mvau_codebook_features(p)
+        cb_base["LUT"].append(float(base["LUT"]))
+        cb_base["FF"].append(float(base["FF"]))
         cb_x_l.append([float(v) for v in f["LUT"]])
         cb_y_l.append(y["LUT"] - float(base["LUT"]))
         cb_x_f.append([float(v) for v in f["FF"]])
@@ -217,12 +256,28 @@ def fit() -> dict[str, Any]:
     res = {"CODEBOOK_COEFFS": {"LUT": solve(cb_x_l, cb_y_l), "FF": solve(cb_x_f, cb_y_f)},
            "CONSTANTS_COEFFS": {"LUT": solve(c_x_l, c_y_l), "FF": solve(c_x_f, c_y_f)},
            "corpus": {"codebook": FIT_CODEBOOK, "constants": FIT_CONST}}
+
+    def err(x, y, c, base=None):
+        pred = np.asarray(x) @ np.asarray(c) + (0.0 if base is None else np.asarray(base))
+        truth = np.asarray(y) + (0.0 if base is None else np.asarray(base))
+        return round(float(np.mean(np.abs(pred - truth) / truth)), 4)
+
+    cb_base_l = [b for b in cb_base["LUT"]]
+    cb_base_f = [b for b in cb_base["FF"]]
+    res["mean_abs_rel_error"] = {
+        "codebook": {"LUT": err(cb_x_l, cb_y_l, res["CODEBOOK_COEFFS"]["LUT"], cb_base_l),
+                     "FF": err(cb_x_f, cb_y_f, res["CODEBOOK_COEFFS"]["FF"], cb_base_f)},
+        "constants": {"LUT": err(c_x_l, c_y_l, res["CONSTANTS_COEFFS"]["LUT"]),
+                      "FF": err(c_x_f, c_y_f, res["CONSTANTS_COEFFS"]["FF"])}}
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="fit the weight-storage coefficients and print them")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="table of the rows already synthesised (build/bench_weight_storage), no Yosys run")
+    ap.add_argument("--jobs", type=int, default=2, help="Yosys runs at a time (default 2)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.fit:
@@ -230,7 +285,7 @@ def main() -> None:
         write_json(ROOT / "results" / "weight_storage_fit.json", res)
         print(json.dumps(res, indent=1))
         return
-    rows = run_table()
+    rows = run_table(cached_only=args.cached_only, jobs=args.jobs)
     out = {"tool": "yosys 0.23 synth_xilinx -family xc7", "coefficients": {"codebook": CODEBOOK_COEFFS,
                                                                           "constants": CONSTANTS_COEFFS},
            "rows": rows}

@@ -188,14 +188,15 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
 
 
-# ---- weight-storage coefficients (fitted by benchmarks/bench_weight_storage.py --fit; begin) ----
+# ---- weight-storage coefficients (fitted by `nice -n 10 python benchmarks/bench_weight_storage.py --fit`,
+# non-negative least squares over 4 codebook and 5 constants layers; begin) ----
 #: codebook storage: LUT/FF on top of the plain model with k-bit ROM words, times
 #: [centroid-lookup bits P*SIMD*W*ceil(2^k/64)] and [index + delayed-input + stage-control
 #: register bits]; Yosys 0.23 ``synth_xilinx -family xc7``
-CODEBOOK_COEFFS: dict[str, list[float]] = {"LUT": [1.0], "FF": [1.0]}
+CODEBOOK_COEFFS: dict[str, list[float]] = {"LUT": [0.4699], "FF": [0.2255]}
 #: constants storage: LUT = . [1, adder bits, activation bits, input-buffer/threshold-ROM LUTs],
 #: FF = . [1, datapath register bits, control/activation register bits]
-CONSTANTS_COEFFS: dict[str, list[float]] = {"LUT": [0.0, 1.0, 1.0, 1.0], "FF": [0.0, 1.0, 1.0]}
+CONSTANTS_COEFFS: dict[str, list[float]] = {"LUT": [0.0, 0.8663, 0.609, 0.0], "FF": [0.0, 0.825, 0.971]}
 # ---- weight-storage coefficients (end) ----
 
 
