@@ -160,3 +160,50 @@ def test_compiled_clustered_layer_exact(tmp_path):
     assert modes[0] == "codebook", modes
     perf = rtlsim_build(build, images(3, (1, 28, 28), offset=200), backpressure=True, seed=2)
     assert perf["bit_exact_frames"] == 3 and "source.onnx" in " ".join(perf["checked_against"])
+
+
+def _one_mvau_model(W, PE, SIMD, storage="rom"):
+    """A graph holding one MVAU (no activation) over UINT4 inputs, W as its initializer."""
+    from onnx import TensorProto, helper
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from codesign.dataflow.ops.base import make_hw_node
+
+    MW, MH = W.shape
+    n = make_hw_node("MVAU", ["x", "W"], ["y"], "mv0", MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType="UINT4",
+                     weightDataType="INT4", outputDataType="INT16", noActivation=1, numInputVectors=[1],
+                     weight_storage=storage)
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, MW])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, MH])])
+    m = ModelWrapper(helper.make_model(g))
+    m.set_initializer("W", W.astype(np.float32))
+    m.set_tensor_datatype("x", DataType["UINT4"])
+    m.set_tensor_datatype("y", DataType["INT16"])
+    return m
+
+
+def test_choose_weight_storage_follows_the_cost_model():
+    """Sparse and fully unfolded -> constants; deep ROM with 4 values -> codebook; 16 distinct
+    values -> rom; a kept (user-forced) node and a node at rom without all_nodes are left alone."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.dataflow.transforms.hw import ChooseWeightStorage
+
+    rng = np.random.default_rng(4)
+    sparse = rng.integers(-8, 8, size=(16, 8))
+    sparse[rng.random(sparse.shape) < 0.8] = 0
+    deep = np.array([-6, -1, 2, 5])[rng.integers(0, 4, size=(512, 4))]
+    dense = np.arange(-8, 8)[rng.permutation(np.arange(512 * 4)) % 16].reshape(512, 4)
+
+    def choose(W, PE, SIMD, storage="rom", **kw):
+        m = _one_mvau_model(W, PE, SIMD, storage)
+        m = m.transform(ChooseWeightStorage(**kw), make_deepcopy=False, cleanup=False)
+        return getCustomOp(m.graph.node[0]).get_nodeattr("weight_storage")
+
+    assert choose(sparse, 8, 16, all_nodes=True) == "constants"
+    assert choose(deep, 1, 1, all_nodes=True) == "codebook"
+    assert choose(dense, 1, 1, all_nodes=True) == "rom"
+    assert choose(deep, 1, 1, storage="auto") == "codebook"      # "auto" is resolved in any build
+    assert choose(deep, 1, 1) == "rom"                            # rom stays without all_nodes
+    assert choose(deep, 1, 1, all_nodes=True, keep={"mv0"}) == "rom"
