@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx.helper as helper
 from qonnx.core.datatype import DataType
@@ -16,6 +18,8 @@ from codesign.dataflow.transforms.quant import _attr
 from codesign.dataflow.transforms.streamline import _mt_channel_axis, threshold_input_range
 from codesign.dataflow.transforms.util import (acc_range, const, const_input, fresh_name, single_consumer,
                                                smallest_int_dtype, unsupported)
+
+log = logging.getLogger(__name__)
 
 #: HW ops whose datatype attributes simply follow their input
 _DTYPE_FOLLOWERS = {"SlidingWindow": ("inputDataType", "outputDataType"), "FMPadding": ("inputDataType",),
@@ -445,8 +449,6 @@ class ChooseWeightStorage(Transformation):
             best = min(cands, key=lambda c: (scores[c], cands.index(c)))
             inst.set_nodeattr("weight_storage", best)
             if best != STORAGE_ROM:
-                import logging
-
-                logging.getLogger(__name__).info("%s: weight_storage %s (est. %.0f vs rom %.0f LUT-equivalents)",
+                log.info("%s: weight_storage %s (est. %.0f vs rom %.0f LUT-equivalents)",
                                                  n.name, best, scores[best], scores[STORAGE_ROM])
         return model, False
