@@ -22,12 +22,27 @@
 // -> [NT registered compares -> registered popcount tree] -> output register. Every register
 // advances on adv, so backpressure stays exact at any depth (a stall freezes the whole pipe).
 //
-// Latency: DEPTH = 4 + (WROM_LAT - 1) + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
+// Latency: DEPTH = 4 + RL + CBL + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
 // result in the output register, where TL = clog2(SIMD * NPP) (0 if SIMD * NPP = 1), NPP = WBITS
-// for LUT multiplies of non-bipolar operands, else 1, and DSPL = 1 for USE_DSP (non-bipolar).
+// for LUT multiplies of non-bipolar operands, else 1, DSPL = 1 for USE_DSP (non-bipolar) and
+// CBL = 1 with codebook storage, RL = WROM_LAT - 1 (1 when the weight ROM is registered twice).
 // The last word of an input vector accepted at cycle t gives the first output word (fold 0) at
 // t + 1 + DEPTH; the other folds follow every SF cycles. Throughput unchanged: NF*SF cycles per
 // vector. Measured (rtlsim): SIMD 4 w4 NT 15 -> 14; SIMD 1 w2 no activation -> 6.
+//
+// Codebook weight storage (CB = 1): the weight ROM holds a KBITS-bit cluster index per weight
+// (PE*SIMD*KBITS bits a word instead of PE*SIMD*WBITS) and CBOOK holds the 2^KBITS integer
+// centroids as WBITS-bit codes (entry i at bits [i*WBITS, (i+1)*WBITS)). The index word is
+// registered (wi2) and mapped through the centroid table into the registered weight word wq2:
+// one more pipeline stage (CBL = 1), so the ROM output and the table lookup each drive only
+// flip-flops. Everything after wq2 is the plain datapath, so the result is the same integer
+// matmul.
+//
+// Weights as constants (EXTDOT = 1, fully unfolded layers): the generated per-node wrapper holds
+// the dot products as constant shift-add logic (only the non-zero weights, one shared product
+// per input and distinct weight magnitude, registered trees; EXTL stages from dot_x to dot_q)
+// and the core takes its per-PE dot products from dot_q instead of the weight ROM and the
+// partial-product trees: DL = 1 + EXTL.
 module codesign_mvau #(
     parameter integer MW = 4,
     parameter integer MH = 4,
@@ -48,12 +63,18 @@ module codesign_mvau #(
     // weight ROM read latency: 1 (q one cycle after addr/en), or 2 when the wrapper registers
     // the ROM output twice (a block-RAM ROM split in depth: the read mux after a flip-flop)
     parameter integer WROM_LAT = 1,
+    parameter integer CB = 0,
+    parameter integer KBITS = 1,
+    parameter [((1 << KBITS) * WBITS)-1:0] CBOOK = 0,
+    parameter integer EXTDOT = 0,
+    parameter integer EXTL = 1,
     // derived (do not override)
     parameter integer SF = MW / SIMD,
     parameter integer NF = MH / PE,
     parameter integer WAW = (NF * SF > 1) ? $clog2(NF * SF) : 1,
     parameter integer TAW = (NF > 1) ? $clog2(NF) : 1,
-    parameter integer NTW = (NT > 0) ? NT : 1
+    parameter integer NTW = (NT > 0) ? NT : 1,
+    parameter integer WQB = (CB != 0) ? KBITS : WBITS
 ) (
     input  wire                      ap_clk,
     input  wire                      ap_rst_n,
@@ -66,11 +87,15 @@ module codesign_mvau #(
     // weight ROM port: q is valid WROM_LAT cycles after (addr, en)
     output wire [WAW-1:0]            wmem_addr,
     output wire                      wmem_en,
-    input  wire [PE*SIMD*WBITS-1:0]  wmem_q,
+    input  wire [PE*SIMD*WQB-1:0]    wmem_q,
     // threshold ROM port (unused when NT = 0): PE x NT thresholds of ACCW bits
     output wire [TAW-1:0]            tmem_addr,
     output wire                      tmem_en,
-    input  wire [PE*NTW*ACCW-1:0]    tmem_q
+    input  wire [PE*NTW*ACCW-1:0]    tmem_q,
+    // external constant-weight dot products (EXTDOT = 1): dot_q is dot_x . W, EXTL cycles later
+    output wire [SIMD*IBITS-1:0]     dot_x,
+    output wire                      dot_en,
+    input  wire [PE*ACCW-1:0]        dot_q
 );
     localparam integer SFW = (SF > 1) ? $clog2(SF) : 1;
     localparam integer NFW = (NF > 1) ? $clog2(NF) : 1;
@@ -180,8 +205,10 @@ module codesign_mvau #(
     // stage 1 -> stage 2: x1 and the weight ROM word are registered once more in the core, so
     // a block-RAM output (slow clock-to-out on ECP5 / Xilinx without its output register)
     // drives only a flip-flop
+    localparam integer CBL = (CB != 0) ? 1 : 0;                // codebook lookup stage
     localparam integer RL = WROM_LAT - 1;                       // extra ROM stage: x1 waits for it
-    localparam integer DL = 1 + RL + DSPL + TL;                 // stages between stage 1 and the accumulator
+    // stages between stage 1 and the accumulator
+    localparam integer DL = (EXTDOT != 0) ? 1 + EXTL : 1 + RL + CBL + DSPL + TL;
     localparam integer PL = (NT > 1) ? $clog2(NT) : 0;          // popcount tree levels
     // cycles from a step's issue (fire) to its result in the output register
     localparam integer DEPTH = 3 + DL + ((NT > 0) ? 1 + PL : 0);
@@ -221,6 +248,8 @@ module codesign_mvau #(
     reg [PE*NTW*ACCW-1:0] tq2;
     reg [SIMD*IBITS-1:0] x2;
     reg [PE*SIMD*WBITS-1:0] wq2;
+    assign dot_x = x2;
+    assign dot_en = adv;
     wire [SIMD*IBITS-1:0] x1w;  // x1, delayed by the ROM's extra stage when there is one
     if (RL > 0) begin : g_x1r
         reg [SIMD*IBITS-1:0] x1r;
@@ -231,11 +260,35 @@ module codesign_mvau #(
     end
     always @(posedge ap_clk) begin
         if (adv) begin
-            x2 <= x1w;
-            wq2 <= wmem_q;
             if (NT > 0) tq2 <= tmem_q;
         end
     end
+    genvar c;
+    generate
+        if (CB != 0) begin : g_cb
+            // codebook: index word registered, then looked up into wq2 (x waits one stage)
+            reg [PE*SIMD*KBITS-1:0] wi2;
+            reg [SIMD*IBITS-1:0] x1c;
+            always @(posedge ap_clk) begin
+                if (adv) begin
+                    wi2 <= wmem_q;
+                    x1c <= x1w;
+                    x2 <= x1c;
+                end
+            end
+            for (c = 0; c < PE * SIMD; c = c + 1) begin : g_lk
+                wire [KBITS-1:0] idx = wi2[c*KBITS +: KBITS];
+                always @(posedge ap_clk) if (adv) wq2[c*WBITS +: WBITS] <= CBOOK[idx*WBITS +: WBITS];
+            end
+        end else begin : g_plain
+            always @(posedge ap_clk) begin
+                if (adv) begin
+                    x2 <= x1w;
+                    wq2 <= wmem_q;
+                end
+            end
+        end
+    endgenerate
 
     reg done_a;  // the accumulator holds a finished fold
     always @(posedge ap_clk) begin
@@ -292,13 +345,18 @@ module codesign_mvau #(
                 end
             end
             wire [TOW-1:0] dot_t;
+            wire signed [ACCW-1:0] dot;
+            if (EXTDOT != 0) begin : g_ext
+                assign dot_t = {TOW{1'b0}};
+                assign dot = dot_q[p*ACCW +: ACCW];
+            end else begin : g_tree
             codesign_mvau_tree #(.N(NLEAF), .IW(PW), .OW(TOW), .SIGNED((XNOR != 0) ? 0 : 1)) u_tree (
                 .clk(ap_clk), .en(adv), .in(leaves), .out(dot_t));
-            wire signed [ACCW-1:0] dot;
             if (XNOR != 0 || TOW >= ACCW) begin : g_dz
                 assign dot = dot_t;  // zero-extends (XNOR) or keeps ACCW bits
             end else begin : g_ds
                 assign dot = {{(ACCW-TOW){dot_t[TOW-1]}}, dot_t};
+            end
             end
 
             reg signed [ACCW-1:0] acc;

@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", type=Path, default=None, help="cost-model calibration JSON")
     p.add_argument("--fifo-depth", type=int, default=None, metavar="N",
                    help="fixed FIFO depth between nodes (default: sized from the ops' cycle models)")
+    p.add_argument("--weight-storage", choices=("rom", "auto"), default="rom",
+                   help="rom: weights in plain ROMs (default); auto: per weight layer, codebook (few "
+                        "distinct weights, e.g. after clustering) or constants (fully unfolded) where "
+                        "the cost model says it is cheaper; a folding config's weight_storage wins")
     p.add_argument("--verify", type=int, default=4, metavar="N",
                    help="check the compiled graph against the source QONNX model (float64) on N inputs "
                         "(random on the input grid, or --dataset test images; 0 = skip; default 4); "
@@ -201,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BuildConfig(output_dir=args.out, board=board.name, clock_ns=args.clock_ns, target_fps=args.target_fps,
                       folding=args.folding, max_fps=args.max_fps, util=args.util, label_select=args.label_select,
                       mvau_wwidth_max=args.mvau_wwidth_max, calibration=args.calibration,
-                      fifo_depth=args.fifo_depth)
+                      fifo_depth=args.fifo_depth, weight_storage=args.weight_storage)
     clock_ns = float(args.clock_ns or board.default_clock_ns)
     status = 0
     missed = None

@@ -37,6 +37,10 @@ class BuildConfig:
     #: None: size every FIFO from the ops' cycle models (analytic); an int: that depth everywhere
     #: (a depth too shallow for the estimated throughput is then reported)
     fifo_depth: int | None = None
+    #: "rom": weights in plain ROMs unless a folding config names another weight_storage;
+    #: "auto": after folding, ChooseWeightStorage picks rom / codebook / constants per weight
+    #: layer by the cost model (nodes whose folding entry sets weight_storage keep it)
+    weight_storage: str = "rom"
 
     def mode(self) -> str:
         modes = [m for m, on in (("target_fps", self.target_fps is not None), ("folding", self.folding is not None),
@@ -77,6 +81,17 @@ def _lower(model: Any, label_select: int | None) -> Any:
             raise CodesignError("this lower_to_hw does not support --label-select")
         kwargs[key] = int(label_select)
     return lower_to_hw(model, **kwargs)
+
+
+def _forced_storage(folding: Any) -> set[str]:
+    """Node names whose folding config entry sets weight_storage (auto mode leaves them alone)."""
+    if folding is None:
+        return set()
+    if isinstance(folding, (str, Path)):
+        import json
+
+        folding = json.loads(Path(folding).read_text())
+    return {k for k, v in dict(folding).items() if isinstance(v, dict) and "weight_storage" in v}
 
 
 def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
@@ -143,6 +158,13 @@ def build_dataflow(qonnx: str | Path | Any, cfg: BuildConfig) -> BuildResult:
         apply_folding_config(model, cfg.folding, notes)
         fold = folding_summary(model, clock_ns, cal, board.dsp_family).to_dict()
         fold["notes"] = notes
+    if cfg.weight_storage not in ("rom", "auto"):
+        raise CodesignError(f"weight_storage={cfg.weight_storage!r} is not valid; valid: rom, auto")
+    from codesign.dataflow.transforms.hw import ChooseWeightStorage
+
+    forced = _forced_storage(cfg.folding) if cfg.weight_storage == "auto" else set()
+    model = model.transform(ChooseWeightStorage(cfg.weight_storage == "auto", forced, board.dsp_family),
+                            make_deepcopy=False, cleanup=False)
     # width converters first (FIFO sizing needs matching words), then the FIFO depths into the
     # nodes' inFIFODepths/outFIFODepths; the folding config leaves the inserted plumbing out, so
     # it applies to any fresh lowering of the same model

@@ -7,6 +7,7 @@ folding rules, FINN names and the RTL generator (weights and thresholds into per
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
@@ -168,7 +169,8 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     rs = _i(ram_code(p["ram_style"]))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)  # the generator writes ram_style "block" for ultra
     P = s["P"]
-    wd, ww = s["wmem"], s["Q"] * s["W"]
+    # the weight ROM word: SIMD codes of W bits (rom), of k index bits (codebook), none (constants)
+    wd, ww = s["wmem"], s["Q"] * _i(p.get("rom_wbits", s["W"]))
     td, tw = s["tmem"], s["nt"] * s["acc"]
     in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
     in_bt = (s["nt"] > 0) & ((rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (td * tw >= ROM_AUTO_BRAM_MIN_BITS)))
@@ -182,7 +184,7 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
 
 def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,
                    acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
-                   xnor: Any = 0, dsp_family: Any = 0) -> dict[str, np.ndarray]:
+                   xnor: Any = 0, dsp_family: Any = 0, rom_wbits: Any = None) -> dict[str, np.ndarray]:
     """Resources of codesign_mvau.v as Yosys maps it (model of the RTL, not of FINN's HLS unit).
 
     LUT / FF: ``mvau_resource_features`` (the adder tree of SIMD*NPP leaves per PE with a
@@ -196,6 +198,8 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     """
     p = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, wbits=wbits, abits=abits, obits=obits, acc_bits=acc_bits,
              n_thr=n_thr, ram_style=ram_style, resType=res_type, xnor=xnor)
+    if rom_wbits is not None:
+        p["rom_wbits"] = rom_wbits
     s = _mvau_struct(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, res_code(res_type), xnor)
     f = mvau_resource_features(p)
     lut = sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["LUT"], f["LUT"]))
@@ -204,9 +208,87 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     dsp = np.where(s["use_dsp"], s["P"] * s["Q"], 0)
     # counted exactly, outside the fit: the weight ROMs' second output register, the input
     # word's matching stage and one more delay-line stage (valid, first, last, fold index)
-    ff = ff + np.where(wrom_out_reg(MW, MH, PE, SIMD, wbits, ram_style),
-                       s["P"] * s["Q"] * s["W"] + s["Q"] * s["A"] + 3 + s["nfw"], 0)
+    rb = _i(wbits if rom_wbits is None else rom_wbits)  # stored bits per weight (k for a codebook)
+    ff = ff + np.where(wrom_out_reg(MW, MH, PE, SIMD, rb, ram_style) & (rb > 0),
+                       s["P"] * s["Q"] * rb + s["Q"] * s["A"] + 3 + s["nfw"], 0)
     return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
+
+
+# ---- weight-storage coefficients (fitted by `nice -n 10 python benchmarks/bench_weight_storage.py --fit`,
+# non-negative least squares over 4 codebook and 5 constants layers; begin) ----
+#: codebook storage: LUT/FF on top of the plain model with k-bit ROM words, times
+#: [centroid-lookup bits P*SIMD*W*ceil(2^k/64)] and [index + delayed-input + stage-control
+#: register bits]; Yosys 0.23 ``synth_xilinx -family xc7``
+CODEBOOK_COEFFS: dict[str, list[float]] = {"LUT": [0.4699], "FF": [0.2255]}
+#: constants storage: LUT = . [1, adder bits, activation bits, input-buffer/threshold-ROM LUTs],
+#: FF = . [1, datapath register bits, control/activation register bits]
+CONSTANTS_COEFFS: dict[str, list[float]] = {"LUT": [0.0, 0.8663, 0.609, 0.0], "FF": [0.0, 0.825, 0.971]}
+# ---- weight-storage coefficients (end) ----
+
+
+def mvau_codebook_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
+    """What codebook storage adds to the plain datapath: one lookup of 2^k centroids per lane
+    (a LUT6 per weight bit up to k = 6, twice per extra index bit above), the registered index
+    word, the input delayed one stage and one more stage of control bits."""
+    P, Q, W_, A_ = _i(p["PE"]), _i(p["SIMD"]), _i(p["wbits"]), _i(p["abits"])
+    k = _i(p["cb_bits"])
+    nfw = np.maximum(_clog2(_i(p["MH"]) // P), 1)
+    return {"LUT": [P * Q * W_ * cdiv(1 << k, 64)], "FF": [P * Q * k + Q * A_ + 3 + nfw]}
+
+
+def mvau_constants_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
+    """Features of a fully unfolded MVAU with constant weights: the adder / register bits of
+    the constant datapath left after zero weights vanish and equal magnitudes share a product
+    (``constant_dot_features``), the activation logic, the input buffer and threshold ROMs."""
+    s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
+                     p["n_thr"], 0, p.get("xnor", 0))
+    P, Q, A_, acc, nt = s["P"], s["Q"], s["A"], s["acc"], s["nt"]
+    mem = _mvau_memories({**p, "rom_wbits": 0}, s)
+    out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
+    one = np.ones_like(P)
+    act = P * acc + P * nt * acc + P * s["pop"] + P * out_bits
+    mem_lut = Q * A_ * cdiv(s["ibuf_words"], 64) + mem["rom_lut"] + mem["rom_mux"]
+    dl = 1 + _i(p["const_extl"])
+    ctl = P * acc + P * (nt + s["pop"]) + P * out_bits + 2 * Q * A_ + P * nt * acc + dl * (3 + s["nfw"])
+    return {"LUT": [one, _i(p["const_add_bits"]), act, mem_lut], "FF": [one, _i(p["const_reg_bits"]), ctl]}
+
+
+def _dot(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def mvau_storage_resources(p: Mapping[str, Any], dsp_family: Any = 0) -> dict[str, np.ndarray]:
+    """Resources of an MVAU by its weight storage: rom is ``mvau_resources``; codebook is the
+    plain model with k-bit ROM words plus the fitted lookup; constants counts the constant
+    datapath that remains (no weight ROM, no partial products of zero weights)."""
+    storage = str(p.get("weight_storage", STORAGE_ROM))
+    args = (p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"], p["n_thr"],
+            ram_code(p["ram_style"]), res_code(p["resType"]), p.get("xnor", 0), dsp_family)
+    if storage == STORAGE_CODEBOOK and "cb_bits" in p:
+        out = mvau_resources(*args, rom_wbits=p["cb_bits"])
+        f = mvau_codebook_features(p)
+        lut = np.asarray(out["LUT"], np.float64) + _dot(CODEBOOK_COEFFS["LUT"], f["LUT"])
+        ff = np.rint(np.asarray(out["FF"], np.float64) + _dot(CODEBOOK_COEFFS["FF"], f["FF"])).astype(np.int64)
+        return res_out(lut, ff, out["BRAM_18K"], out["URAM"], out["DSP"], out["mem_bits"])
+    if storage == STORAGE_CONSTANTS and "const_add_bits" in p:
+        # the constant datapath was counted at full unfolding; other candidate foldings (a search
+        # varying PE/SIMD) are costed as rom, which is what they would have to be
+        full = (_i(p["MW"]) // _i(p["SIMD"])) * (_i(p["MH"]) // _i(p["PE"])) == 1
+        if not np.all(full):
+            rom = mvau_resources(*args)
+            if not np.any(full):
+                return rom
+            cst = mvau_storage_resources({**p, "MW": p["MW"], "SIMD": p["MW"], "PE": p["MH"]}, dsp_family)
+            return {k: np.where(full, cst[k], rom[k]) for k in rom}
+        f = mvau_constants_features(p)
+        s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
+                         p["n_thr"], 0, p.get("xnor", 0))
+        mem = _mvau_memories({**p, "rom_wbits": 0}, s)
+        lut = _dot(CONSTANTS_COEFFS["LUT"], f["LUT"])
+        ff = np.rint(_dot(CONSTANTS_COEFFS["FF"], f["FF"])).astype(np.int64)
+        zero = np.zeros_like(np.asarray(ff))
+        return res_out(lut, ff, mem["BRAM_18K"], zero, zero, mem["bits"])
+    return mvau_resources(*args)
 
 
 def mvau_cost(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any, wbits: Any, abits: Any, obits: Any,
@@ -216,6 +298,221 @@ def mvau_cost(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any, wbits: Any, abits: 
     out = mvau_resources(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, ram_style, res_type, xnor,
                          dsp_family)
     out["cycles"] = mvau_cycles(MW, MH, PE, SIMD, Nv)
+    return out
+
+
+# --------------------------------------------------------------------------- weight storage
+
+#: ``weight_storage`` values: per-PE ROMs of weight codes (FINN's internal_embedded memory),
+#: ROMs of k-bit cluster indices with a table of integer centroids, or the weights as constants
+#: in the node's logic (fully unfolded layers only)
+STORAGE_ROM, STORAGE_CODEBOOK, STORAGE_CONSTANTS = "rom", "codebook", "constants"
+WEIGHT_STORAGES = (STORAGE_ROM, STORAGE_CODEBOOK, STORAGE_CONSTANTS)
+#: widest codebook index (a centroid lookup of 2^8 entries per lane is already larger than the
+#: ROM bits it saves on any layer this project builds)
+CODEBOOK_MAX_BITS = 8
+
+
+@dataclass(frozen=True)
+class WeightStorage:
+    """How a node's weights are stored in the RTL; for a codebook, the table and the indices.
+
+    The centroids are the layer's distinct integer weights (sorted, padded to 2^k with the last
+    one), so the ONNX graph keeps the plain integer W and its golden matmul: the codebook is a
+    property of W, derived where the RTL is generated, and can never disagree with it."""
+
+    mode: str
+    kbits: int = 0
+    centroids: np.ndarray | None = None
+    indices: np.ndarray | None = None
+
+    def cbook_literal(self, wbits: int, bipolar: bool = False) -> str:
+        """The centroid table as one Verilog literal: entry i at bits [i*wbits, (i+1)*wbits)."""
+        assert self.centroids is not None
+        word = 0
+        for i, c in enumerate(_codes(self.centroids, wbits, bipolar)):
+            word |= int(c) << (i * wbits)
+        return f"{len(self.centroids) * wbits}'h{word:x}"
+
+
+def codebook_bits_needed(W: np.ndarray) -> int:
+    """Index bits of the smallest codebook holding every distinct value of W (at least 1)."""
+    return max(1, _clog2_int(len(np.unique(np.asarray(W)))))
+
+
+def _clog2_int(n: int) -> int:
+    return max(0, int(math.ceil(math.log2(max(int(n), 1)))))
+
+
+def codebook_of(W: np.ndarray, kbits: int = 0) -> WeightStorage:
+    """Codebook of an integer weight matrix: sorted distinct values padded to 2^k, and the index
+    of every weight in it (``centroids[indices] == W`` exactly)."""
+    W = np.asarray(W).astype(np.int64)
+    vals = np.unique(W)
+    k = int(kbits) or codebook_bits_needed(W)
+    if len(vals) > (1 << k):
+        raise UnsupportedError(f"the weights have {len(vals)} distinct values, more than a {k}-bit codebook "
+                               f"holds; cluster the layer to <= {1 << k} centroids or raise codebook_bits")
+    cents = np.concatenate([vals, np.full((1 << k) - len(vals), vals[-1], dtype=np.int64)])
+    return WeightStorage(STORAGE_CODEBOOK, k, cents, np.searchsorted(vals, W).astype(np.int64))
+
+
+def weight_storage_of(name: str, attrs: Mapping[str, Any], W: np.ndarray, wdt: Any, xnor: bool, SF: int,
+                      NF: int) -> WeightStorage:
+    """The node's weight storage, checked against its weights and folding (one line if refused)."""
+    mode = str(_attr(dict(attrs), "weight_storage", STORAGE_ROM))
+    if mode == "auto":  # not resolved by ChooseWeightStorage: the plain ROM
+        mode = STORAGE_ROM
+    if mode not in WEIGHT_STORAGES:
+        raise UnsupportedError(f"{name}: weight_storage={mode!r} is not valid; valid: {', '.join(WEIGHT_STORAGES)}")
+    if mode == STORAGE_CONSTANTS:
+        if SF * NF != 1:
+            raise UnsupportedError(f"{name}: weight_storage=constants needs a fully unfolded layer "
+                                   f"(SIMD=MW and PE=MH, here {SF * NF} weight words); use rom or codebook")
+        if xnor:
+            raise UnsupportedError(f"{name}: weight_storage=constants does not take XNOR (bipolar x bipolar) "
+                                   "layers; use rom")
+        return WeightStorage(STORAGE_CONSTANTS)
+    if mode == STORAGE_CODEBOOK:
+        if wdt.bipolar or xnor or wdt.bits < 2:
+            raise UnsupportedError(f"{name}: weight_storage=codebook needs multi-bit weights, not {wdt.name}")
+        kb = int(_attr(dict(attrs), "codebook_bits", 0))
+        try:
+            cb = codebook_of(W, kb)
+        except UnsupportedError as exc:
+            raise UnsupportedError(f"{name}: {exc}") from None
+        if cb.kbits >= wdt.bits or cb.kbits > CODEBOOK_MAX_BITS:
+            raise UnsupportedError(f"{name}: a {cb.kbits}-bit codebook saves nothing over {wdt.name} weights "
+                                   f"(needs fewer than {min(wdt.bits, CODEBOOK_MAX_BITS + 1)} index bits); "
+                                   "use weight_storage=rom")
+        return cb
+    return WeightStorage(STORAGE_ROM)
+
+
+def csd_digits(a: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of a positive integer: [(shift, +1/-1)], fewest non-zero digits
+    (so x * a costs len - 1 adders of shifted copies of x)."""
+    out, j, a = [], 0, int(a)
+    while a:
+        if a & 1:
+            d = 2 - (a & 3)  # +1 if a = 1 mod 4, -1 if a = 3 mod 4
+            out.append((j, d))
+            a -= d
+        a >>= 1
+        j += 1
+    return out
+
+
+@dataclass
+class ConstantDot:
+    """The constant-weight datapath of a fully unfolded layer, as the generator builds it and
+    the cost model counts it: shared products (lane k, magnitude a) and per PE the products of
+    its positive and of its negative weights."""
+
+    products: list[tuple[int, int]]           # (lane, magnitude), one registered product each
+    pos: list[list[int]]                      # per PE: indices into products (positive weights)
+    neg: list[list[int]]                      # per PE: negative weights
+    tree_levels: int                          # registered levels of every PE's trees (padded)
+    prod_bits: int                            # width of a product (and of a tree leaf)
+
+    @property
+    def latency(self) -> int:
+        """EXTL: product register + tree levels + the registered subtraction."""
+        return 1 + self.tree_levels + 1
+
+
+def constant_dot(W: np.ndarray, ibits: int, wbits: int, wsigned: bool = True) -> ConstantDot:
+    """Plan the constant datapath of W (MW, MH): zero weights vanish, equal magnitudes on one
+    input are one product shared by every PE that uses them."""
+    W = np.asarray(W).astype(np.int64)
+    idx: dict[tuple[int, int], int] = {}
+    products: list[tuple[int, int]] = []
+    pos: list[list[int]] = []
+    neg: list[list[int]] = []
+    for p in range(W.shape[1]):
+        pp, nn = [], []
+        for k in range(W.shape[0]):
+            w = int(W[k, p])
+            if w == 0:
+                continue
+            key = (k, abs(w))
+            if key not in idx:
+                idx[key] = len(products)
+                products.append(key)
+            (pp if w > 0 else nn).append(idx[key])
+        pos.append(pp)
+        neg.append(nn)
+    n_max = max([len(t) for t in pos + neg] + [1])
+    # |w| <= 2^wbits (unsigned) or 2^(wbits-1): the product of an (ibits+1)-bit signed input fits
+    return ConstantDot(products, pos, neg, _clog2_int(n_max), ibits + 1 + wbits + (0 if wsigned else 1))
+
+
+def constant_dot_features(cd: ConstantDot, accw: int) -> dict[str, int]:
+    """Adder and register bits of the constant datapath (what is left after zero weights and
+    shared products; the fitted CONSTANTS_COEFFS multiply them)."""
+    add = sum((len(csd_digits(a)) - 1) * cd.prod_bits for _, a in cd.products)
+    reg = len(cd.products) * cd.prod_bits
+    for tree in cd.pos + cd.neg:
+        n = len(tree)
+        if n > 1:
+            ow = min(cd.prod_bits + _clog2_int(n), accw)
+            add += (n - 1) * ow
+            reg += (n - 1) * ow + (cd.tree_levels - _clog2_int(n)) * ow
+        elif n == 1:
+            reg += cd.tree_levels * cd.prod_bits
+    add += len(cd.pos) * accw   # the per-PE subtraction
+    reg += len(cd.pos) * accw
+    return {"add_bits": int(add), "reg_bits": int(reg), "products": len(cd.products),
+            "nonzero": int(sum(len(t) for t in cd.pos + cd.neg))}
+
+
+def _product_expr(var: str, a: int) -> str:
+    terms = []
+    for j, d in sorted(csd_digits(a), reverse=True):
+        t = f"({var} <<< {j})" if j else var
+        terms.append((d, t))
+    expr = ("" if terms[0][0] > 0 else "-") + terms[0][1]
+    for d, t in terms[1:]:
+        expr += (" + " if d > 0 else " - ") + t
+    return expr
+
+
+def _gen_constant_dot(ctx: Any, base: str, node_name: str, W: np.ndarray, idt: Any, wdt: Any,
+                      accw: int) -> tuple[str, ConstantDot]:
+    """Render the constant datapath module of a fully unfolded MVAU (``mvau_const_dot.v.j2``)."""
+    cd = constant_dot(W, idt.bits, wdt.bits, wdt.signed or wdt.bipolar)
+    names = [f"m{k}_{a}" for k, a in cd.products]
+    products = [{"name": n, "expr": _product_expr(f"xs{k}", a)} for n, (k, a) in zip(names, cd.products)]
+    pes = []
+    for p, (pp, nn) in enumerate(zip(cd.pos, cd.neg)):
+        trees = []
+        for tag, t in (("pos", pp), ("neg", nn)):
+            n = len(t)
+            ow = min(cd.prod_bits + _clog2_int(n), accw) if n else 0
+            trees.append({"name": f"{tag}{p}", "n": n, "ow": ow, "leaves": [names[i] for i in t],
+                          "pad": cd.tree_levels - _clog2_int(n) if n else 0})
+        pes.append({"p": p, "trees": trees})
+    lanes = sorted({k for k, _ in cd.products})
+    fname = ctx.render("mvau_const_dot.v.j2", f"{base}_cdot.v", node_name=node_name, module=f"{base}_cdot",
+                       simd=W.shape[0], ibits=idt.bits, pe=W.shape[1], accw=accw, mw=cd.prod_bits, lanes=lanes,
+                       ibipolar=idt.bipolar, isigned=idt.signed, products=products, pes=pes,
+                       tl=cd.tree_levels, extl=cd.latency)
+    return fname, cd
+
+
+def _storage_params(a: Mapping[str, Any], W: Any, wdt: Any, idt: Any, acc_bits: int) -> dict[str, Any]:
+    """The model numbers of a node's weight storage: the codebook's index bits, or the counts of
+    the constant datapath (from W when it is known; without W a constants node is costed as rom)."""
+    storage = str(a.get("weight_storage", STORAGE_ROM))
+    out: dict[str, Any] = {"weight_storage": storage}
+    if storage == STORAGE_CODEBOOK:
+        kb = int(a.get("codebook_bits", 0) or 0)
+        out["cb_bits"] = kb or (codebook_bits_needed(W) if W is not None else max(1, wdt.bitwidth() - 1))
+    elif storage == STORAGE_CONSTANTS and W is not None:
+        cd = constant_dot(W, idt.bitwidth(), wdt.bitwidth(), wdt.signed() or wdt.name == "BIPOLAR")
+        f = constant_dot_features(cd, acc_bits)
+        out.update(const_add_bits=f["add_bits"], const_reg_bits=f["reg_bits"], const_extl=cd.latency,
+                   const_products=f["products"], const_nonzero=f["nonzero"])
     return out
 
 
@@ -249,6 +546,11 @@ class MVAU(HWCustomOp):
             "resType": ("s", False, "lut", {"auto", "lut", "dsp"}),
             "mem_mode": ("s", False, "internal_embedded"),
             "runtime_writeable_weights": ("i", False, 0, {0, 1}),
+            # how the RTL stores W (see WEIGHT_STORAGES; "auto": ChooseWeightStorage picks one
+            # after folding, costed and rendered as rom until then); the golden execution is the same
+            "weight_storage": ("s", False, STORAGE_ROM, set(WEIGHT_STORAGES) | {"auto"}),
+            # codebook index bits (0: the fewest that hold W's distinct values)
+            "codebook_bits": ("i", False, 0),
         }
 
     def get_weight_datatype(self) -> DataType:
@@ -375,7 +677,8 @@ class MVAU(HWCustomOp):
                     Nv=prod_or_int(a.get("numInputVectors", [1])), wbits=wdt.bitwidth(), abits=idt.bitwidth(),
                     obits=odt.bitwidth(), acc_bits=acc, n_thr=n_thr,
                     ram_style=str(a.get("ram_style", "auto")), resType=str(a.get("resType", "lut")),
-                    xnor=int(a.get("binaryXnorMode", 0)), wdt=wdt.name, idt=idt.name, odt=odt.name)
+                    xnor=int(a.get("binaryXnorMode", 0)), wdt=wdt.name, idt=idt.name, odt=odt.name,
+                    **_storage_params(a, W, wdt, idt, acc))
 
     @classmethod
     def cycles(cls, p):
@@ -383,9 +686,7 @@ class MVAU(HWCustomOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        return mvau_resources(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"],
-                              p["acc_bits"], p["n_thr"], ram_code(p["ram_style"]), res_code(p["resType"]),
-                              p["xnor"], dsp_family)
+        return mvau_storage_resources(p, dsp_family)
 
     #: the structural features the fitted RESOURCE_COEFFS multiply (bench_costmodel.py fits them)
     resource_features = staticmethod(mvau_resource_features)
@@ -406,8 +707,15 @@ class MVAU(HWCustomOp):
         tl = _clog2(_i(p["SIMD"]) * npp)
         nt = _i(p["n_thr"])
         thr = np.where(nt > 0, 1 + _clog2(nt), 0)
-        rom = wrom_out_reg(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], ram_code(p["ram_style"]))
-        return 1 + 4 + dsp.astype(np.int64) + tl + thr + rom.astype(np.int64)
+        storage = str(p.get("weight_storage", STORAGE_ROM))
+        if storage == STORAGE_CONSTANTS and "const_extl" in p:
+            full = (_i(p["MW"]) // _i(p["SIMD"])) * (_i(p["MH"]) // _i(p["PE"])) == 1
+            # DL = 1 + EXTL (the constant datapath) at full unfolding; other foldings are rom
+            return np.where(full, 1 + 4 + _i(p["const_extl"]) + thr, 1 + 4 + dsp.astype(np.int64) + tl + thr)
+        cbl = 1 if storage == STORAGE_CODEBOOK else 0  # the registered centroid lookup
+        rom_bits = p.get("cb_bits", p["wbits"]) if storage == STORAGE_CODEBOOK else p["wbits"]
+        rom = wrom_out_reg(p["MW"], p["MH"], p["PE"], p["SIMD"], rom_bits, ram_code(p["ram_style"]))
+        return 1 + 4 + cbl + rom.astype(np.int64) + dsp.astype(np.int64) + tl + thr
 
     @classmethod
     def io_pattern(cls, p):
@@ -521,16 +829,36 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
 
     style = _ram_style(a)
     base = f"{ctx.top}_{inst}"
-    wroms = []
-    wcodes = _codes(W, wdt.bits, wdt.bipolar)
-    for p in range(PE):
-        # address nf*SF + sf holds W[sf*SIMD + k, nf*PE + p], k = 0..SIMD-1
-        rows = [wcodes[sf * SIMD:(sf + 1) * SIMD, nf * PE + p] for nf in range(NF) for sf in range(SF)]
-        fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), wdt.bits, SIMD * wdt.bits))
-        wroms.append({"name": f"wrom{p}", "width": SIMD * wdt.bits, "depth": NF * SF, "file": fn, "style": style})
-    wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, wdt.bits, ram_code(str(_attr(a, "ram_style", "auto")))))
-    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1, wrom_reg)]
-    ties = []
+    storage = weight_storage_of(spec.name, a, W, wdt, xnor, SF, NF)
+    ports, ties = [], []
+    cb_params: dict[str, Any] = {}
+    cdot = None
+    wrom_reg = False
+    extra_files: list[str] = []
+    if storage.mode == STORAGE_CONSTANTS:
+        # SF = NF = 1: the weights become constant shift-add logic beside the core, no ROM
+        ties += [{"name": "wmem_q", "value": f"{PE * SIMD * wdt.bits}'d0"},
+                 {"name": "wmem_addr", "value": ""}, {"name": "wmem_en", "value": ""}]
+        cfile, cd = _gen_constant_dot(ctx, base, spec.name, W, idt, wdt, accw)
+        extra_files.append(cfile)
+        cdot = {"module": f"{base}_cdot", "x_width": SIMD * idt.bits, "q_width": PE * accw}
+        cb_params = {"EXTDOT": 1, "EXTL": cd.latency}
+    else:
+        ties += [{"name": "dot_x", "value": ""}, {"name": "dot_en", "value": ""},
+                 {"name": "dot_q", "value": "0"}]
+        if storage.mode == STORAGE_CODEBOOK:
+            wcodes, ebits = storage.indices.astype(object), storage.kbits
+            cb_params = {"CB": 1, "KBITS": storage.kbits, "CBOOK": storage.cbook_literal(wdt.bits)}
+        else:
+            wcodes, ebits = _codes(W, wdt.bits, wdt.bipolar), wdt.bits
+        wroms = []
+        for p in range(PE):
+            # address nf*SF + sf holds W[sf*SIMD + k, nf*PE + p], k = 0..SIMD-1 (its code or index)
+            rows = [wcodes[sf * SIMD:(sf + 1) * SIMD, nf * PE + p] for nf in range(NF) for sf in range(SF)]
+            fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), ebits, SIMD * ebits))
+            wroms.append({"name": f"wrom{p}", "width": SIMD * ebits, "depth": NF * SF, "file": fn, "style": style})
+        wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, ebits, ram_code(str(_attr(a, "ram_style", "auto")))))
+        ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1, wrom_reg)]
     if NT:
         troms = []
         tcodes = _codes(Tq, accw)
@@ -540,19 +868,19 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
             troms.append({"name": f"trom{p}", "width": NT * accw, "depth": NF, "file": fn, "style": style})
         ports.append(_rom_port("tmem", troms, max(1, math.ceil(math.log2(NF))) if NF > 1 else 1))
     else:
-        ties = [{"name": "tmem_q", "value": f"{PE * accw}'d0"}]
+        ties.append({"name": "tmem_q", "value": f"{PE * accw}'d0"})
     params = _p({
         "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "IBITS": idt.bits, "WBITS": wdt.bits, "OBITS": odt.bits,
         "ACCW": accw, "I_SIGNED": idt.signed, "I_BIPOLAR": idt.bipolar, "W_SIGNED": wdt.signed,
         "W_BIPOLAR": wdt.bipolar, "XNOR": xnor, "USE_DSP": str(_attr(a, "resType", "lut")).lower() == "dsp",
-        "NT": NT, "ACTVAL": act_param, "WROM_LAT": 2 if wrom_reg else 1,
+        "NT": NT, "ACTVAL": act_param, "WROM_LAT": 2 if wrom_reg else 1, **cb_params,
     })
     in_s = _stream(idt, SIMD, nv * SF)
     out_s = _stream(odt, PE, nv * NF)
     fname = ctx.render("rom_node.v.j2", f"{base}.v", node_name=spec.name, op_type=spec.op_type, module=base,
                        core="codesign_mvau", in_width=in_s.width, out_width=out_s.width, rom_ports=ports,
-                       tie_ports=ties, params=params)
-    return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], MVAU.rtl_cycles(spec))
+                       tie_ports=ties, params=params, cdot=cdot)
+    return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, extra_files + [fname], MVAU.rtl_cycles(spec))
 
 
 # --------------------------------------------------------------------------- example node

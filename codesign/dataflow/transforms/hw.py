@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnx.helper as helper
 from qonnx.core.datatype import DataType
@@ -16,6 +18,8 @@ from codesign.dataflow.transforms.quant import _attr
 from codesign.dataflow.transforms.streamline import _mt_channel_axis, threshold_input_range
 from codesign.dataflow.transforms.util import (acc_range, const, const_input, fresh_name, single_consumer,
                                                smallest_int_dtype, unsupported)
+
+log = logging.getLogger(__name__)
 
 #: HW ops whose datatype attributes simply follow their input
 _DTYPE_FOLLOWERS = {"SlidingWindow": ("inputDataType", "outputDataType"), "FMPadding": ("inputDataType",),
@@ -401,4 +405,58 @@ class InsertFIFO(Transformation):
                 model.set_tensor_datatype(new_t, dt)
                 model.set_tensor_shape(new_t, list(model.get_tensor_shape(t)))
                 return model, True
+        return model, False
+
+
+#: LUTs one BRAM18 is worth when weight storage modes are compared (18 Kbit of ROM at 64 bits
+#: per LUT6): the exchange rate ChooseWeightStorage uses to rank LUT against block RAM
+LUT_PER_BRAM18 = 288
+
+
+class ChooseWeightStorage(Transformation):
+    """After folding: pick each MVAU's ``weight_storage`` by its cost model.
+
+    An MVAU at ``auto`` (or, with ``all_nodes``, any MVAU at the default ``rom`` not named in
+    ``keep``) compares rom, codebook (when its integer W has fewer distinct values than 2^W
+    bits allow, e.g. after relevance-weighted clustering) and constants (when fully unfolded) by
+    LUT + LUT_PER_BRAM18 * BRAM18 and keeps the cheapest (ties: rom). The golden execution is the
+    same integer matmul in every mode, so the graph stays exact; only the RTL and its cost
+    change. Runs once (not to a fixpoint: the choice depends on the folding it is given)."""
+
+    def __init__(self, all_nodes: bool = False, keep: set[str] | frozenset[str] = frozenset(),
+                 dsp_family: int = 0) -> None:
+        super().__init__()
+        self.all_nodes, self.keep, self.dsp_family = all_nodes, set(keep), dsp_family
+
+    def apply(self, model: ModelWrapper):
+        from codesign.dataflow.ops.mvau import (STORAGE_CODEBOOK, STORAGE_CONSTANTS, STORAGE_ROM,
+                                                codebook_bits_needed)
+
+        for n in model.graph.node:
+            if not is_hw_node(n) or n.op_type != "MVAU" or n.name in self.keep:
+                continue
+            inst = getCustomOp(n)
+            cur = inst.get_nodeattr("weight_storage")
+            if not (cur == "auto" or (self.all_nodes and cur == STORAGE_ROM)):
+                continue
+            W = model.get_initializer(n.input[1])
+            wdt = DataType[inst.get_nodeattr("weightDataType")]
+            idt = DataType[inst.get_nodeattr("inputDataType")]
+            xnor = wdt == DataType["BIPOLAR"] and idt == DataType["BIPOLAR"]
+            cands = [STORAGE_ROM]
+            if W is not None and wdt.bitwidth() >= 2 and codebook_bits_needed(W) < min(wdt.bitwidth(), 9):
+                cands.append(STORAGE_CODEBOOK)
+            if W is not None and inst.calc_wmem() == 1 and not xnor:
+                cands.append(STORAGE_CONSTANTS)
+            scores = {}
+            for c in cands:
+                inst.set_nodeattr("weight_storage", c)
+                r = inst.cost_params(model)
+                res = type(inst).resources(r, self.dsp_family)
+                scores[c] = float(np.asarray(res["LUT"])) + LUT_PER_BRAM18 * float(np.asarray(res["BRAM_18K"]))
+            best = min(cands, key=lambda c: (scores[c], cands.index(c)))
+            inst.set_nodeattr("weight_storage", best)
+            if best != STORAGE_ROM:
+                log.info("%s: weight_storage %s (est. %.0f vs rom %.0f LUT-equivalents)",
+                                                 n.name, best, scores[best], scores[STORAGE_ROM])
         return model, False
