@@ -93,9 +93,10 @@ def _weight_scales_after(m: ModelWrapper, codes: dict[str, np.ndarray], scales: 
     """Conv / MatMul on quantized weights ``codes * s`` -> the same op on the integer codes, then
     ``Mul(s)``: an identity when ``s`` is constant along the reduced axes (per tensor, or per
     output channel), which makes the accumulation exact (see `float64_reference`). Any other
-    weight (another scale layout, a Conv bias left in place) keeps ``codes * s``."""
+    weight (another scale layout, a Conv bias left in place) keeps ``codes * s``. The new codes
+    tensors are added to ``codes`` (the accumulator check reads a MatMul's weight codes there)."""
     g = m.graph
-    for n in list(g.node):
+    for i, n in enumerate(list(g.node)):
         if n.op_type not in ("Conv", "MatMul") or len(n.input) != 2 or n.input[1] not in codes:
             continue
         c, s = codes[n.input[1]], np.asarray(scales[n.input[1]])
@@ -107,13 +108,15 @@ def _weight_scales_after(m: ModelWrapper, codes: dict[str, np.ndarray], scales: 
             post = s.reshape(1, -1)  # (1, N): constant along the reduced K axis
         else:
             continue
-        w_name, s_name, acc = f"{n.name}_wcodes64", f"{n.name}_wscale64", f"{n.name}_acc64"
+        base = f"{n.name or n.op_type}_{i}"  # exported nodes may be unnamed
+        w_name, s_name, acc = f"{base}_wcodes64", f"{base}_wscale64", f"{base}_acc64"
         m.set_initializer(w_name, c.astype(np.float32))  # integer codes: exact in float32
+        codes[w_name] = c
         m.set_initializer(s_name, post.astype(np.float32))
         out = n.output[0]
         n.input[1], n.output[0] = w_name, acc
         g.node.insert(list(g.node).index(n) + 1,
-                      onnx.helper.make_node("Mul", [acc, s_name], [out], name=f"{n.name}_wscale64"))
+                      onnx.helper.make_node("Mul", [acc, s_name], [out], name=f"{base}_wscale64"))
 
 
 def _avgpool_as_depthwise_conv(m: ModelWrapper) -> None:
