@@ -362,3 +362,63 @@ def test_bipolar_ties_at_zero_first_and_hidden_layers_exact(tmp_path, negative_b
     rep = compare(src, lower_to_hw(src), xs)
     assert rep["compared"] == "every activation layer and the output"
     assert rep["ok"], rep
+
+
+def test_rtl_honours_bipolar_ties_and_strict_thresholds(tmp_path):
+    """Verilator (one build): a chain MVAU(UINT8 x BIPOLAR -> BIPOLAR) -> MVAU(XNOR -> BIPOLAR)
+    -> MVAU(XNOR, accumulator out) -> Thresholding(INT -> BIPOLAR) streams frames whose
+    accumulators hit 0 in every stage. Thresholds are stored as the lowering stores them
+    (``nudge``): 0 for the bipolar quantizer's ``x >= 0`` and, on alternate channels of the last
+    two thresholded stages, a strict ``x > 0`` (``nextafter(0, inf)``), which the generator must
+    turn into ``acc >= 1`` (popcount units for XNOR). Expected outputs come from numpy integers,
+    not from the ops' golden code."""
+    from codesign.dataflow.transforms.quant import nudge
+    from codesign.hw.rtl import HWNodeSpec, render_nodes
+    from codesign.hw.rtlsim import first_mismatch, run_frames
+
+    rng = np.random.default_rng(5)
+    n = 12
+    WA = rng.choice([-1, 1], size=(12, 8))
+    WB = rng.choice([-1, 1], size=(8, 8))
+    WC = rng.choice([-1, 1], size=(8, 6))
+    x = rng.integers(0, 256, size=(n, 12))
+    for f in range(n):  # one column of the first stage cancels to exactly 0 per frame
+        j = f % 8
+        for p in rng.permutation(12):
+            x[f, p] = np.clip(x[f, p] - int(x[f] @ WA[:, j]) * WA[p, j], 0, 255)
+            if x[f] @ WA[:, j] == 0:
+                break
+    strict_b = np.arange(8) % 2 == 1
+    strict_t = np.arange(6) % 2 == 0
+    a = x @ WA
+    ya = np.where(a >= 0, 1, -1)
+    b = ya @ WB
+    yb = np.where(np.where(strict_b, b > 0, b >= 0), 1, -1)
+    c = yb @ WC
+    expected = np.where(np.where(strict_t, c > 0, c >= 0), 1, -1)
+    ties = [int(np.sum(v == 0)) for v in (a, b, c)]
+    assert min(ties) > 0 and np.any((b == 0) & strict_b) and np.any((c == 0) & strict_t), ties
+
+    def mvau(name, W, PE, SIMD, idt, odt, T=None):
+        MW, MH = W.shape
+        attrs = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType="BIPOLAR",
+                     outputDataType=odt, ActVal=0, noActivation=int(T is None),
+                     binaryXnorMode=int(idt == "BIPOLAR"), numInputVectors=[1], resType="lut",
+                     ram_style="auto", mem_mode="const")
+        return HWNodeSpec(name, "MVAU", attrs, {"W": W} if T is None else {"W": W, "T": T})
+
+    zeros = np.zeros((8, 1))
+    specs = [
+        mvau("MVAU_first", WA, 4, 3, "UINT8", "BIPOLAR", zeros),
+        mvau("MVAU_xnor", WB, 2, 4, "BIPOLAR", "BIPOLAR", nudge(zeros, strict_b[:, None])),
+        mvau("MVAU_acc", WC, 3, 2, "BIPOLAR", "INT5"),
+        HWNodeSpec("Thresholding_bipolar", "Thresholding",
+                   dict(NumChannels=6, PE=3, numSteps=1, inputDataType="INT5", outputDataType="BIPOLAR",
+                        ActVal=0, numInputVectors=[1]),
+                   {"T": nudge(np.zeros((6, 1)), strict_t[:, None])}),
+    ]
+    assert specs[1].inits["T"][1, 0] > 0 and specs[1].inits["T"][0, 0] == 0  # stored as the lowering does
+    design = render_nodes(specs, tmp_path / "rtl")
+    res = run_frames(design, x, seed=2, p_bubble=0.3, p_stall=0.35)
+    mism = first_mismatch(expected.reshape(n, -1), res.outputs)
+    assert mism is None, mism
