@@ -1,8 +1,9 @@
 """The QONNX model evaluated in float64: the exact-arithmetic reference for bit-exactness.
 
-Used by the export check (torch vs QONNX) and by the compiler's bit-exactness tests: the float32
-execution of a QONNX graph can put a pre-activation that lies within float32 rounding of a
-quantizer step on the wrong side, while exact (integer) arithmetic does not.
+Used by the export check (torch vs QONNX), by `codesign compile --verify` and by the compiler's
+bit-exactness tests: the float32 execution of a QONNX graph can put a pre-activation that lies
+within float32 rounding of a quantizer step on the wrong side, while exact (integer) arithmetic
+does not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
     87.50001 in a 784-input 8-bit layer), while the accelerator's integer arithmetic is exact.
     In float64 that error is ~1e-15, so the integer codes are the mathematically exact ones.
     Conv goes through qonnx's own Im2Col + MatMul lowering (onnxruntime has no double Conv).
+
+    One case float64 alone does not make exact: a pre-activation that is exactly 0, the bipolar
+    quantizer's step (``x >= 0`` gives +1), reached with scales that are not powers of two
+    (an uncalibrated BatchNorm, weight scale 0.1, input scale 1/255). Then each product
+    ``(k * s_in) * (c * s_w)`` is rounded and the products of an accumulator that cancels to 0
+    leave a residue of +-1e-17, whose sign decided the code. So a Conv/MatMul whose weights are
+    a quantizer's ``codes * s_w`` with ``s_w`` per tensor or per output channel is evaluated as
+    ``(x @ codes) * s_w`` (``_weight_scales_after``): with its input on an activation
+    quantizer's grid every product and partial sum is then exact, and a 0 stays 0.
     """
     from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.extract_conv_bias import ExtractBiasFromConv
@@ -30,6 +40,7 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
     m = ModelWrapper(onnx.ModelProto.FromString(model.model.SerializeToString()))
     g = m.graph
     weight_codes: dict[str, np.ndarray] = {}
+    weight_scales: dict[str, np.ndarray] = {}
     # weight quantizers: codes exactly as qonnx computes them (float32 semantics define the
     # model's weights); the weight becomes codes * scale in double, the codes are kept beside
     # it (``.weight_codes``) for the accumulator check
@@ -42,9 +53,12 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
         codes = np.round(ctx[q.output[0]].astype(np.float64) / scale)
         m.set_initializer(q.output[0], codes * scale)
         weight_codes[q.output[0]] = codes
+        weight_scales[q.output[0]] = scale
         g.node.remove(q)
     _avgpool_as_depthwise_conv(m)
-    m = m.transform(ExtractBiasFromConv()).transform(LowerConvsToMatMul()).transform(InferShapes())
+    m = m.transform(ExtractBiasFromConv())
+    _weight_scales_after(m, weight_codes, weight_scales)
+    m = m.transform(InferShapes()).transform(LowerConvsToMatMul()).transform(InferShapes())
     g = m.graph
     for init in list(g.initializer):
         if init.data_type == onnx.TensorProto.FLOAT:
@@ -73,6 +87,36 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
     m = m.transform(InferShapes())
     m.weight_codes = weight_codes
     return m
+
+
+def _weight_scales_after(m: ModelWrapper, codes: dict[str, np.ndarray], scales: dict[str, np.ndarray]) -> None:
+    """Conv / MatMul on quantized weights ``codes * s`` -> the same op on the integer codes, then
+    ``Mul(s)``: an identity when ``s`` is constant along the reduced axes (per tensor, or per
+    output channel), which makes the accumulation exact (see `float64_reference`). Any other
+    weight (another scale layout, a Conv bias left in place) keeps ``codes * s``. The new codes
+    tensors are added to ``codes`` (the accumulator check reads a MatMul's weight codes there)."""
+    g = m.graph
+    for i, n in enumerate(list(g.node)):
+        if n.op_type not in ("Conv", "MatMul") or len(n.input) != 2 or n.input[1] not in codes:
+            continue
+        c, s = codes[n.input[1]], np.asarray(scales[n.input[1]])
+        if s.size == 1:
+            post = s.reshape(())
+        elif n.op_type == "Conv" and s.ndim == c.ndim and s.shape[0] == c.shape[0] and s.size == c.shape[0]:
+            post = s.reshape((1, -1) + (1,) * (c.ndim - 2))  # (OC, 1, ...) -> the output's channel axis
+        elif n.op_type == "MatMul" and c.ndim == 2 and s.shape[-1] == c.shape[1] and s.size == c.shape[1]:
+            post = s.reshape(1, -1)  # (1, N): constant along the reduced K axis
+        else:
+            continue
+        base = f"{n.name or n.op_type}_{i}"  # exported nodes may be unnamed
+        w_name, s_name, acc = f"{base}_wcodes64", f"{base}_wscale64", f"{base}_acc64"
+        m.set_initializer(w_name, c.astype(np.float32))  # integer codes: exact in float32
+        codes[w_name] = c
+        m.set_initializer(s_name, post.astype(np.float32))
+        out = n.output[0]
+        n.input[1], n.output[0] = w_name, acc
+        g.node.insert(list(g.node).index(n) + 1,
+                      onnx.helper.make_node("Mul", [acc, s_name], [out], name=f"{base}_wscale64"))
 
 
 def _avgpool_as_depthwise_conv(m: ModelWrapper) -> None:

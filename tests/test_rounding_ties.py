@@ -229,3 +229,196 @@ def test_unknown_rounding_mode_is_refused_by_node_name():
     model = _tiny_graph("STOCHASTIC")
     with pytest.raises(UnsupportedError, match="act.*STOCHASTIC"):
         lower_to_hw(model)
+
+
+# ----------------------------------------------------------------- bipolar ties at exactly 0
+# qonnx's BipolarQuant (and a signed 1-bit Quant) maps x >= 0 to +1, as Brevitas' binary_sign
+# does. With an uncalibrated BatchNorm (running mean 0, var 1, affine weight > 0 or < 0, bias 0)
+# the pre-activation is the integer accumulator times a nonzero constant, so acc == 0 lands
+# exactly on that step; with weight scale 0.1 and input scale 1/255 (not powers of two) the
+# float64 reference used to leave a +-1e-17 residue there and pick -1 on some of them.
+
+def _mini_cnv_spec() -> dict:
+    """CNV in miniature (the zoo's layer dicts): two 3x3 convs, a pool, three fc layers."""
+    from codesign.models.zoo import validate_spec
+
+    conv = {"type": "conv", "kernel": 3, "stride": 1, "padding": 0, "bn": True, "act": True}
+    spec = {"name": "mini_cnv", "input_shape": [3, 8, 8], "num_classes": 10, "layers": [
+        {**conv, "name": "conv0", "out_channels": 16}, {**conv, "name": "conv1", "out_channels": 16},
+        {"type": "pool", "kernel": 2}, {"type": "flatten"},
+        {"type": "fc", "name": "fc0", "out_features": 32, "bn": True, "act": True},
+        {"type": "fc", "name": "fc1", "out_features": 32, "bn": True, "act": True},
+        {"type": "fc", "name": "fc2", "out_features": 10, "bn": False, "act": False}]}
+    validate_spec(spec)
+    return spec
+
+
+def _bipolar_tie_model(tmp_path, negative_bn: bool) -> str:
+    """w1a1 mini CNV with 8-bit input, exported by the product's own export; conv1 emits 4-bit
+    codes so fc0 is a hidden bipolar layer fed multi-bit (non-power-of-two scale) inputs, fc1 a
+    bipolar -> bipolar one. BatchNorms keep mean 0 and bias 0 (the step stays at acc == 0);
+    with ``negative_bn`` half the channels get a negative weight (the lowering negates their
+    weight columns) and the scales are random."""
+    from codesign.export import export_qonnx
+    from codesign.models.build import build_quant
+    from codesign.models.plan import uniform_plan
+
+    spec = _mini_cnv_spec()
+    plan = uniform_plan(spec, 1, 1, input_bits=8)
+    plan["layers"]["conv1"]["act_bits"] = 4
+    torch.manual_seed(0)
+    model = build_quant(spec, plan).eval()
+    if negative_bn:
+        g = torch.Generator().manual_seed(1)
+        with torch.no_grad():
+            for bn in [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]:
+                sign = torch.where(torch.arange(bn.num_features) % 2 == 0, 1.0, -1.0)
+                bn.weight.copy_(sign * (0.5 + torch.rand(bn.num_features, generator=g)))
+                bn.running_var.copy_(0.25 + torch.rand(bn.num_features, generator=g))
+    path = tmp_path / f"mini_cnv_w1a1_{int(negative_bn)}.onnx"
+    export_qonnx(model, torch.rand(1, 3, 8, 8), path)
+    return str(path)
+
+
+def _first_layer_zero_inputs(ref: ModelWrapper, n: int, seed: int = 0) -> np.ndarray:
+    """n inputs on the input quantizer's grid (8-bit codes times its scale), each with one
+    accumulator of the first conv made exactly 0 in each of four disjoint 3x3 windows: pixels
+    of the window are moved until sum(code * weight) over the window is 0."""
+    conv = [m for m in ref.graph.node if m.op_type == "Conv"][0]
+    wq = ref.find_producer(conv.input[1])
+    w = np.sign(ref.get_initializer(wq.input[0])).astype(np.int64)  # bipolar codes (OC, C, 3, 3)
+    w[w == 0] = 1
+    s_in = np.float64(np.asarray(ref.get_initializer(ref.find_producer(conv.input[0]).input[1])).reshape(()))
+    rng = np.random.default_rng(seed)
+    xs = []
+    for _ in range(n):
+        x = rng.integers(0, 256, size=(3, 8, 8))
+        for r, c in [(0, 0), (0, 4), (4, 0), (4, 4)]:
+            wj = w[rng.integers(w.shape[0])]
+            win = x[:, r:r + 3, c:c + 3]
+            acc = int(np.sum(win * wj))
+            for p in rng.permutation(win.size):  # wj = +-1: moving a pixel by -acc * w cancels acc
+                idx = np.unravel_index(p, win.shape)
+                win[idx] = np.clip(win[idx] - acc * wj[idx], 0, 255)
+                acc = int(np.sum(win * wj))
+                if acc == 0:
+                    break
+            assert acc == 0
+        xs.append((x * s_in).astype(np.float32)[None])
+    return np.concatenate(xs)
+
+
+def _exact_bipolar_codes(src: ModelWrapper, ref64: ModelWrapper, ctx: dict) -> list[tuple[str, np.ndarray, int]]:
+    """Per bipolar activation of the source: (name, mismatches of the reference's codes with the
+    exact rule, number of exact ties). The rule is computed from integers: the BatchNorm input
+    divided by (input scale x weight scale) is the accumulator, checked to be an integer; with
+    mean 0 and bias 0 the code is +1 iff acc * sign(BN weight) >= 0 (acc == 0 gives +1)."""
+    out = []
+    for q in [n for n in src.graph.node if n.op_type == "BipolarQuant" and src.get_initializer(n.input[0]) is None]:
+        bn = src.find_producer(q.input[0])
+        assert bn.op_type == "BatchNormalization"
+        gamma, beta, mean = (src.get_initializer(bn.input[i]).astype(np.float64) for i in (1, 2, 3))
+        assert not np.any(beta) and not np.any(mean) and np.all(gamma != 0)  # the step is at acc == 0
+        lin = src.find_producer(bn.input[0])
+        s_w = np.asarray(src.get_initializer(src.find_producer(lin.input[1]).input[1]), dtype=np.float64)
+        if s_w.size > 1:  # per output channel: (OC, 1, 1, 1) for a Conv, (1, N) for a MatMul
+            s_w = s_w.reshape((1, -1, 1, 1) if lin.op_type == "Conv" else (1, -1))
+        else:
+            s_w = s_w.reshape(())
+        prod = src.find_producer(lin.input[0])
+        while prod.op_type in ("MaxPool", "Flatten", "Reshape", "Transpose"):
+            prod = src.find_producer(prod.input[0])
+        assert prod.op_type in ("Quant", "BipolarQuant")
+        s_x = float(np.asarray(src.get_initializer(prod.input[1])).reshape(()))
+        u = np.asarray(ctx[bn.input[0]], dtype=np.float64) / (s_x * s_w)
+        acc = np.round(u)
+        assert np.max(np.abs(u - acc)) < 1e-6, f"{q.name}: accumulator is not an integer"
+        sign = np.sign(gamma).reshape((1, -1) + (1,) * (acc.ndim - 2))
+        expected = np.where(acc * sign >= 0, 1.0, -1.0)
+        codes = np.asarray(ctx[[n for n in ref64.graph.node if n.name == f"{q.name}_cast64"][0].input[0]])
+        out.append((q.name, int(np.sum(codes != expected)), int(np.sum(acc == 0))))
+    return out
+
+
+@pytest.mark.parametrize("negative_bn", [False, True])
+def test_bipolar_ties_at_zero_first_and_hidden_layers_exact(tmp_path, negative_bn):
+    """The product's CNV w1a1 case in miniature: every bipolar layer (the first conv, a hidden fc
+    fed 4-bit codes, a hidden bipolar -> bipolar fc) has accumulators exactly 0. The float64
+    reference must give them +1 (checked against the exact integer rule), and the compiled graph
+    must equal the reference on every activation layer and the output (`codesign.dataflow.verify`)."""
+    from codesign.dataflow.verify import compare
+
+    path = _bipolar_tie_model(tmp_path, negative_bn)
+    src = load_model(path)
+    ref64 = float64_reference(src)
+    xs = _first_layer_zero_inputs(src, 8)
+    ties = None
+    for i in range(len(xs)):
+        rows = _exact_bipolar_codes(src, ref64, run(ref64, xs[i: i + 1], full=True))
+        for name, bad, _ in rows:
+            assert bad == 0, f"input {i}: {bad} codes of {name} differ from the exact rule (x >= 0 -> +1)"
+        ties = [t for *_, t in rows] if ties is None else [a + t for a, (*_, t) in zip(ties, rows)]
+    assert len(ties) == 3 and ties[0] >= 32 and min(ties) > 0, ties  # ties in every bipolar layer
+    rep = compare(src, lower_to_hw(src), xs)
+    assert rep["compared"] == "every activation layer and the output"
+    assert rep["ok"], rep
+
+
+def test_rtl_honours_bipolar_ties_and_strict_thresholds(tmp_path):
+    """Verilator (one build): a chain MVAU(UINT8 x BIPOLAR -> BIPOLAR) -> MVAU(XNOR -> BIPOLAR)
+    -> MVAU(XNOR, accumulator out) -> Thresholding(INT -> BIPOLAR) streams frames whose
+    accumulators hit 0 in every stage. Thresholds are stored as the lowering stores them
+    (``nudge``): 0 for the bipolar quantizer's ``x >= 0`` and, on alternate channels of the last
+    two thresholded stages, a strict ``x > 0`` (``nextafter(0, inf)``), which the generator must
+    turn into ``acc >= 1`` (popcount units for XNOR). Expected outputs come from numpy integers,
+    not from the ops' golden code."""
+    from codesign.dataflow.transforms.quant import nudge
+    from codesign.hw.rtl import HWNodeSpec, render_nodes
+    from codesign.hw.rtlsim import first_mismatch, run_frames
+
+    rng = np.random.default_rng(5)
+    n = 12
+    WA = rng.choice([-1, 1], size=(12, 8))
+    WB = rng.choice([-1, 1], size=(8, 8))
+    WC = rng.choice([-1, 1], size=(8, 6))
+    x = rng.integers(0, 256, size=(n, 12))
+    for f in range(n):  # one column of the first stage cancels to exactly 0 per frame
+        j = f % 8
+        for p in rng.permutation(12):
+            x[f, p] = np.clip(x[f, p] - int(x[f] @ WA[:, j]) * WA[p, j], 0, 255)
+            if x[f] @ WA[:, j] == 0:
+                break
+    strict_b = np.arange(8) % 2 == 1
+    strict_t = np.arange(6) % 2 == 0
+    a = x @ WA
+    ya = np.where(a >= 0, 1, -1)
+    b = ya @ WB
+    yb = np.where(np.where(strict_b, b > 0, b >= 0), 1, -1)
+    c = yb @ WC
+    expected = np.where(np.where(strict_t, c > 0, c >= 0), 1, -1)
+    ties = [int(np.sum(v == 0)) for v in (a, b, c)]
+    assert min(ties) > 0 and np.any((b == 0) & strict_b) and np.any((c == 0) & strict_t), ties
+
+    def mvau(name, W, PE, SIMD, idt, odt, T=None):
+        MW, MH = W.shape
+        attrs = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType="BIPOLAR",
+                     outputDataType=odt, ActVal=0, noActivation=int(T is None),
+                     binaryXnorMode=int(idt == "BIPOLAR"), numInputVectors=[1], resType="lut",
+                     ram_style="auto", mem_mode="const")
+        return HWNodeSpec(name, "MVAU", attrs, {"W": W} if T is None else {"W": W, "T": T})
+
+    zeros = np.zeros((8, 1))
+    specs = [
+        mvau("MVAU_first", WA, 4, 3, "UINT8", "BIPOLAR", zeros),
+        mvau("MVAU_xnor", WB, 2, 4, "BIPOLAR", "BIPOLAR", nudge(zeros, strict_b[:, None])),
+        mvau("MVAU_acc", WC, 3, 2, "BIPOLAR", "INT5"),
+        HWNodeSpec("Thresholding_bipolar", "Thresholding",
+                   dict(NumChannels=6, PE=3, numSteps=1, inputDataType="INT5", outputDataType="BIPOLAR",
+                        ActVal=0, numInputVectors=[1]),
+                   {"T": nudge(np.zeros((6, 1)), strict_t[:, None])}),
+    ]
+    assert specs[1].inits["T"][1, 0] > 0 and specs[1].inits["T"][0, 0] == 0  # stored as the lowering does
+    design = render_nodes(specs, tmp_path / "rtl")
+    res = run_frames(design, x, seed=2, p_bubble=0.3, p_stall=0.35)
+    mism = first_mismatch(expected.reshape(n, -1), res.outputs)
+    assert mism is None, mism
