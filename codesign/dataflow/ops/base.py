@@ -375,6 +375,39 @@ def _clog2(x: Any) -> np.ndarray:
     return out
 
 
+#: rom_variable_bits results by content (cost_params runs many times per node during folding)
+_ROM_VAR_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
+
+
+def rom_variable_bits(codes: np.ndarray, bits: int) -> dict[int, tuple[int, ...]]:
+    """Per folding PE (every divisor of the row count): the number of bits of each PE's ROM
+    that vary over its words, the ROM of PE p holding rows p, p + PE, ... of `codes`.
+
+    Why: Yosys (opt_mem, before memory mapping) drops the bits of a ROM that are constant in
+    every word, so the memory that reaches block RAM or LUTs is only the varying bits wide;
+    sorted thresholds in a narrow range share their high bits. `codes` (rows, n) are the
+    non-negative `bits`-wide words the generator writes (element j at bits [j*bits, (j+1)*bits))."""
+    c = np.asarray(codes, dtype=np.int64)
+    if c.ndim != 2 or c.size == 0 or bits <= 0:
+        return {}
+    key = (c.shape, int(bits), hash(c.tobytes()))
+    hit = _ROM_VAR_CACHE.get(key)
+    if hit is not None:
+        return hit
+    rows = c.shape[0]
+    planes = ((c[:, :, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.int8).reshape(rows, -1)
+    out: dict[int, tuple[int, ...]] = {}
+    for pe in range(1, rows + 1):
+        if rows % pe:
+            continue
+        g = planes.reshape(rows // pe, pe, -1)
+        out[pe] = tuple(int(v) for v in (g.max(axis=0) != g.min(axis=0)).sum(axis=1))
+    if len(_ROM_VAR_CACHE) > 256:
+        _ROM_VAR_CACHE.clear()
+    _ROM_VAR_CACHE[key] = out
+    return out
+
+
 def make_hw_node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any):
     """Build an ONNX node of the codesign HW domain."""
     return helper.make_node(op_type, inputs, outputs, name=name, domain=DOMAIN, **attrs)
