@@ -109,6 +109,11 @@ def corpus() -> list[dict[str, Any]]:
         ram_style="auto", seed=6)
     add("MVAU", "mvau_mem", MW=512, MH=4, PE=1, SIMD=2, idt="UINT2", wdt="INT8", odt="INT32", nthr=0,
         ram_style="auto", seed=5)
+    # the input buffer (2 x 2^clog2(SF) words of SIMD*A bits, no ram_style): LUTRAM or block RAM
+    for mw, simd, idt in ((576, 8, "UINT4"), (256, 4, "UINT4"), (512, 4, "UINT2"), (256, 8, "UINT4"),
+                          (512, 8, "UINT4"), (384, 12, "UINT3")):
+        add("MVAU", "mvau_ibuf", MW=mw, MH=2, PE=1, SIMD=simd, idt=idt, wdt="INT2", odt="UINT2",
+            ram_style="auto", seed=mw + simd)
     # Thresholding
     for j, (ib, ob, pe, c) in enumerate([(8, 2, 1, 8), (8, 4, 2, 8), (4, 2, 4, 8), (6, 3, 1, 16), (6, 2, 2, 4),
                                          (3, 1, 1, 8), (7, 2, 1, 32), (4, 4, 2, 64)]):
@@ -132,7 +137,11 @@ def corpus() -> list[dict[str, Any]]:
         add("StreamingDataWidthConverter", "dwc", inw=inw, outw=outw, elems=48, dt=_dt(b, j % 2 == 0))
     # StreamingFIFO
     for j, (depth, fold, b) in enumerate([(2, 4, 4), (8, 4, 4), (32, 2, 8), (64, 8, 2), (256, 4, 4), (16, 1, 1),
-                                          (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3)]):
+                                          (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3),
+                                          # shallow FIFOs across the width where Yosys switches
+                                          # between flip-flops and LUTRAM
+                                          (2, 2, 2), (2, 4, 2), (2, 3, 4), (2, 2, 7), (2, 5, 4), (2, 6, 4),
+                                          (2, 8, 4), (2, 7, 8), (4, 3, 4), (8, 6, 2), (32, 3, 4), (4, 8, 4)]):
         add("StreamingFIFO", "fifo", depth=depth, fold=fold, words=64, dt=_dt(b, False) if b > 1 else "BIPOLAR")
     # LabelSelect
     for j, (L, pe, k, b) in enumerate([(10, 1, 1, 8), (10, 2, 3, 8), (16, 4, 2, 6), (12, 3, 1, 4)]):

@@ -375,6 +375,34 @@ def _clog2(x: Any) -> np.ndarray:
     return out
 
 
+#: Yosys 0.23 memory_libmap's choice for a memory without a ram_style, from its xc7 costs: a
+#: RAMB18 costs 129 (RAMB36 257), a LUTRAM primitive 8 (RAM32M: 32 x 6, RAM64M: 64 x 3 for a
+#: simple dual-port RAM), and a ROM bit left in logic 1/64 (inferred from measured ROMs: 512 x 16
+#: = 8 Kib stays in logic, 896 x 16 and 1024 x 16 go to one RAMB18, 1024 x 4 stays in logic)
+BRAM18_COST = 129
+LUTRAM_COST = 8
+ROM_LOGIC_BITS_PER_COST = 64
+
+
+def rom_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Whether Yosys puts a ROM without a ram_style in block RAM: its bits in logic cost more
+    than the RAMB18s it needs (``bram18_count``)."""
+    from codesign.dataflow.cost import bram18_count
+
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    return (d > 0) & (w > 0) & (d * w > ROM_LOGIC_BITS_PER_COST * BRAM18_COST * bram18_count(d, w))
+
+
+def ram_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Whether Yosys puts a simple dual-port RAM without a ram_style (the MVAU input buffer) in
+    block RAM: its LUTRAM primitives (RAM32M up to 32 words, else RAM64M) cost more than the RAMB18s."""
+    from codesign.dataflow.cost import bram18_count, cdiv
+
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    lutram = LUTRAM_COST * np.where(d <= 32, cdiv(w, 6), cdiv(d, 64) * cdiv(w, 3))
+    return (d > 0) & (w > 0) & (lutram > BRAM18_COST * bram18_count(d, w))
+
+
 #: rom_variable_bits results by content (cost_params runs many times per node during folding)
 _ROM_VAR_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
 

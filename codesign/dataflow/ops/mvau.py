@@ -16,7 +16,7 @@ from codesign.dataflow.cost import (RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i,
                                     cdiv, ram_code, res_code, res_out)
 from codesign.dataflow.golden import _int, multithreshold
 from codesign.dataflow.ops.base import (HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int,
-                                        rom_variable_bits)
+                                        ram_auto_in_bram, rom_auto_in_bram, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (dt_bits, rand_values, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -81,13 +81,11 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
 #: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
 #: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [26.3011, 0.918, 1.25, 0.0762, 1.0093, 0.3119, 2.3671, 0.1736, 1.7133, 0.3895],
-    "FF": [17.6988, 1.0538, 2.6289, 0.5203, 1.9169, 0.0, 0.8416],
+    "LUT": [25.0643, 0.8561, 1.3036, 0.1584, 0.9815, 0.416, 2.629, 0.1664, 1.6807, 0.3956],
+    "FF": [18.4807, 1.0904, 2.1642, 0.6289, 1.8442, 0.0, 0.9034],
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
-ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any, acc_bits: Any,
@@ -143,7 +141,8 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
     one = np.ones_like(P)
     lut = [one, P * s["tree"], P * s["leaf"], P * acc, P * nt * acc, P * s["pop"],
-           Q * A_ * cdiv(s["ibuf_words"], 64), mem["rom_lut"], P * out_bits, mem["rom_mux"]]
+           np.where(mem["ibuf_bram"] > 0, 0, Q * A_ * cdiv(s["ibuf_words"], 64)), mem["rom_lut"], P * out_bits,
+           mem["rom_mux"]]
     ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + mem["thr_bits"], P * (nt + s["pop"]),
           P * out_bits, s["dl"] * (3 + s["nfw"]) + 2 * s["sfw"] + s["nfw"]]
     return {"LUT": lut, "FF": ff}
@@ -153,27 +152,31 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     """Weight ROMs (PE of depth SF*NF, width SIMD*W) and threshold ROMs (PE of depth NF, width
     NT*ACCW): BRAM18 by the aspect table where the style puts them in block RAM, else logic.
     ram_style auto (no attribute in the RTL): Yosys 0.23 keeps a ROM in logic below
-    ROM_AUTO_BRAM_MIN_BITS bits (measured: 1024 x 4 in LUTs, 2048 x 16 in a RAMB36E1)."""
+    its bits cost more in logic than in RAMB18s (``rom_auto_in_bram``). The input buffer (2 vectors
+    of SF words of SIMD*A bits, a RAM without a ram_style) goes to block RAM when its LUTRAM costs
+    Yosys more (``ram_auto_in_bram``)."""
     rs = _i(ram_code(p["ram_style"]))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)  # the generator writes ram_style "block" for ultra
     P = s["P"]
     wd, ww = s["wmem"], s["Q"] * s["W"]
     td, tw = s["tmem"], s["nt"] * s["acc"]
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
-    bram = P * np.where(in_bw, bram18_count(wd, ww), 0)
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))
+    ibuf_bram = np.where(ram_auto_in_bram(s["ibuf_words"], s["Q"] * s["A"]),
+                         bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
+    bram = P * np.where(in_bw, bram18_count(wd, ww), 0) + ibuf_bram
     rom_lut = P * _rom_lut(wd, ww, ~in_bw)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
     rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)))
     thr = _thr_roms(P, rs, td, tw, s["nt"], p.get("thr_var"))
     return {"BRAM_18K": bram + thr["BRAM_18K"], "rom_lut": rom_lut + thr["rom_lut"], "rom_mux": rom_mux + thr["rom_mux"],
-            "thr_bits": thr["bits"], "bits": P * (wd * ww + td * tw)}
+            "thr_bits": thr["bits"], "ibuf_bram": ibuf_bram, "bits": P * (wd * ww + td * tw)}
 
 
 def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,
                  table: Mapping[int, tuple[int, ...]] | None) -> tuple[int, int, int, int]:
     """(BRAM18, ROM LUTs, mux LUTs, stored bits) of the PE threshold ROMs at one folding: each
     ROM only as wide as its varying bits (``rom_variable_bits``: Yosys drops the constant ones),
-    in block RAM by ram_style or, for auto, from ROM_AUTO_BRAM_MIN_BITS (trimmed) bits."""
+    in block RAM by ram_style or, for auto, by ``rom_auto_in_bram`` on the trimmed width."""
     if nt <= 0 or depth <= 0:
         return 0, 0, 0, 0
     widths = table.get(pe) if table else None
@@ -183,7 +186,7 @@ def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,
     for w in widths:
         if w <= 0:
             continue
-        if rs == RAM_BLOCK or (rs == RAM_AUTO and depth * w >= ROM_AUTO_BRAM_MIN_BITS):
+        if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
             bram += int(bram18_count(depth, w))
         else:
             n = w * -(-depth // 64)

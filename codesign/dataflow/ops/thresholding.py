@@ -10,7 +10,7 @@ from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_variable_bits
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_auto_in_bram, rom_variable_bits
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -37,8 +37,6 @@ RESOURCE_COEFFS: dict[str, list[float]] = {
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
-ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
@@ -48,11 +46,11 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 
 def _rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
     """Where Yosys puts a threshold ROM: the generator writes ram_style "block" for ultra (Yosys
-    infers no URAM); without a style (auto) Yosys 0.23 keeps ROMs below ROM_AUTO_BRAM_MIN_BITS
-    bits in logic (measured on weight ROMs: 1024 x 4 in LUTs, 1024 x 16 in block RAM)."""
+    infers no URAM); without a style (auto) Yosys 0.23 keeps a ROM in logic unless its bits cost
+    more there than in block RAM (``rom_auto_in_bram``)."""
     rs = _i(ram_code(ram_style))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
-    auto_block = _i(depth) * _i(width) >= ROM_AUTO_BRAM_MIN_BITS
+    auto_block = rom_auto_in_bram(depth, width)
     return np.where(rs == RAM_AUTO, np.where(auto_block, RAM_BLOCK, RAM_DISTRIBUTED), rs)
 
 
