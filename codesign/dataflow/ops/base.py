@@ -394,7 +394,7 @@ def rom_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
 
 
 def ram_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
-    """Whether Yosys puts a simple dual-port RAM without a ram_style (the MVAU input buffer) in
+    """Whether Yosys puts a simple dual-port RAM without a ram_style (an input buffer) in
     block RAM: its LUTRAM primitives (RAM32M up to 32 words, else RAM64M) cost more than the RAMB18s."""
     from codesign.dataflow.cost import bram18_count, cdiv
 
