@@ -384,13 +384,37 @@ LUTRAM_COST = 8
 ROM_LOGIC_BITS_PER_COST = 64
 
 
+#: block-RAM port shapes (words, bits) Yosys 0.23 maps a ROM onto: RAMB18E1 and RAMB36E1
+_RAMB18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+_RAMB36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+
+
+def rom_bram18(depth: Any, width: Any) -> np.ndarray:
+    """BRAM18 (RAMB36 = 2) of a ROM as Yosys 0.23 maps it: the ROM is cut into slices of a port
+    shape's depth and the slices sit side by side in that shape's words (one port reads every
+    slice at once, LUTs pick one), so a shape of D words x B bits needs ceil(ceil(depth/D) *
+    width / B) primitives, parity bits included; the cheapest shape (129 per RAMB18, 257 per
+    RAMB36) wins. Measured: 65536 x 4 -> 15 RAMB18 (2K x 9: 32 slices x 4 bits in 9-bit
+    words), 65536 x 8 -> 29, 9216 x 32 -> 8 RAMB36 (1K x 36), 73728 x 16 -> 32 RAMB36, where
+    the aspect table (``bram18_count``) says 16, 32, 18 and 72 BRAM18."""
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    best_cost = np.full(np.broadcast(d, w).shape, np.inf)
+    best = np.zeros(best_cost.shape, np.int64)
+    for shapes, cost, b18 in ((_RAMB18_SHAPES, BRAM18_COST, 1), (_RAMB36_SHAPES, 2 * BRAM18_COST - 1, 2)):
+        for sd, sb in shapes:
+            n = -(-(-(-d // sd) * w) // sb)
+            c = n * cost
+            better = c < best_cost
+            best_cost = np.where(better, c, best_cost)
+            best = np.where(better, n * b18, best)
+    return np.where((d > 0) & (w > 0), best, 0).astype(np.int64)
+
+
 def rom_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
     """Whether Yosys puts a ROM without a ram_style in block RAM: its bits in logic cost more
-    than the RAMB18s it needs (``bram18_count``)."""
-    from codesign.dataflow.cost import bram18_count
-
+    than the block RAM it needs (``rom_bram18``)."""
     d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
-    return (d > 0) & (w > 0) & (d * w > ROM_LOGIC_BITS_PER_COST * BRAM18_COST * bram18_count(d, w))
+    return (d > 0) & (w > 0) & (d * w > ROM_LOGIC_BITS_PER_COST * BRAM18_COST * rom_bram18(d, w))
 
 
 def ram_auto_in_bram(depth: Any, width: Any) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 
 from codesign.dataflow.cost import (RAM_AUTO, _i, bram18_count, cdiv, ram_code,
                                     res_out)
-from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int
+from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int, ram_auto_in_bram
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import UnsupportedError
 
@@ -22,8 +22,6 @@ RESOURCE_COEFFS: dict[str, list[float]] = {
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a FIFO Yosys puts in block RAM (see _fifo_in_bram)
-FIFO_BRAM_MIN_BITS = 4096
 #: widest 2-deep FIFO whose words Yosys 0.23 keeps in flip-flops rather than RAM32M (measured:
 #: 2 x 4, 2 x 8, 2 x 12 in FFs; 2 x 14 and wider, and 4 x 12, in RAM32M)
 FIFO_FF_MAX_WIDTH = 12
@@ -35,11 +33,10 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 
 
 def _fifo_in_bram(depth: Any, width: Any) -> np.ndarray:
-    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM for
-    FIFOs deeper than 64 words holding at least FIFO_BRAM_MIN_BITS bits (measured: 256 x 16 and
-    1024 x 8 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
-    d = _i(depth)
-    return (d > 64) & (d * _i(width) >= FIFO_BRAM_MIN_BITS)
+    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM where
+    the LUTRAM would cost it more (``ram_auto_in_bram``; measured: 256 x 16, 1024 x 8 and 94 x
+    32 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
+    return ram_auto_in_bram(depth, width)
 
 
 def _fifo_in_ff(depth: Any, width: Any) -> np.ndarray:

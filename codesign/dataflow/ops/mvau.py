@@ -16,7 +16,7 @@ from codesign.dataflow.cost import (RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i,
                                     cdiv, ram_code, res_code, res_out)
 from codesign.dataflow.golden import _int, multithreshold
 from codesign.dataflow.ops.base import (HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int,
-                                        ram_auto_in_bram, rom_auto_in_bram, rom_variable_bits)
+                                        ram_auto_in_bram, rom_auto_in_bram, rom_bram18, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (dt_bits, rand_values, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -163,7 +163,7 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))
     ibuf_bram = np.where(ram_auto_in_bram(s["ibuf_words"], s["Q"] * s["A"]),
                          bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
-    bram = P * np.where(in_bw, bram18_count(wd, ww), 0) + ibuf_bram
+    bram = P * np.where(in_bw, rom_bram18(wd, ww), 0) + ibuf_bram
     rom_lut = P * _rom_lut(wd, ww, ~in_bw)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
     rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)))
@@ -187,7 +187,7 @@ def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,
         if w <= 0:
             continue
         if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
-            bram += int(bram18_count(depth, w))
+            bram += int(rom_bram18(depth, w))
         else:
             n = w * -(-depth // 64)
             lut += n
@@ -236,7 +236,7 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     LUT / FF: ``mvau_resource_features`` (the adder tree of SIMD*NPP leaves per PE with a
     register after every level, the accumulator, NT compares of ACCW bits and the popcount tree,
     the input buffer and the data registers) times the fitted RESOURCE_COEFFS.
-    BRAM18: weight and threshold ROMs per PE by the aspect table when in block RAM; a threshold
+    BRAM18: weight and threshold ROMs per PE as Yosys packs them (``rom_bram18``) when in block RAM; a threshold
     ROM only as wide as its varying bits (`thr_var`, ``rom_variable_bits`` of the thresholds;
     without it the full NT*ACCW bits).
     DSP (resType=dsp): one registered signed (A+1) x (W+1) multiply per (PE, SIMD) lane, packed

@@ -10,7 +10,7 @@ from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_auto_in_bram, rom_variable_bits
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_auto_in_bram, rom_bram18, rom_variable_bits
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -86,8 +86,10 @@ def _thr_rom_one(pe: int, rs: int, depth: int, width: int, table: Any) -> tuple[
     for w in widths:
         if w <= 0:
             continue
-        m = _memory(depth, w, _rtl_style(rs, depth, w))
-        bram, uram, lut = bram + int(m["BRAM_18K"]), uram + int(m["URAM"]), lut + int(m["LUTRAM"])
+        style = _rtl_style(rs, depth, w)
+        m = _memory(depth, w, style)
+        b18 = int(rom_bram18(depth, w)) if int(style) == RAM_BLOCK else 0  # Yosys' packing of a ROM
+        bram, uram, lut = bram + b18, uram + int(m["URAM"]), lut + int(m["LUTRAM"])
     return bram, uram, lut, int(sum(widths))
 
 
