@@ -120,3 +120,22 @@ def test_design_aggregation_sums_nodes():
     t = a["total"]
     assert t["n"] == 3 and t["estimate"]["LUT"] == 200 and t["yosys"]["LUT"] == 220
     assert t["err"]["FF"] == pytest.approx(10 / 105, abs=1e-4)
+
+
+def test_yosys_memory_rules_match_measured_mappings():
+    """The memory-mapping rules against what Yosys 0.23 synth_xilinx did on the corpus and on
+    CNV's nodes (benchmarks/results/yosys_*.json): RAMB18-equivalents of block-RAM ROMs, and
+    whether an auto RAM / ROM leaves logic for block RAM."""
+    from codesign.dataflow.ops.base import ram_auto_in_bram, rom_auto_in_bram, rom_bram18
+
+    # (depth, width) -> BRAM18 counted by Yosys (RAMB36 = 2)
+    measured = {(65536, 4): 15, (65536, 8): 29, (9216, 32): 16, (73728, 16): 64, (896, 28): 2, (896, 16): 1,
+                (16, 3): 1, (4, 97): 3}
+    assert {k: int(rom_bram18(*k)) for k in measured} == measured
+    # ROMs without ram_style: 896 x 16 and 1024 x 16 in a RAMB18, 512 x 16 and 1024 x 4 in logic
+    assert [bool(rom_auto_in_bram(d, w)) for d, w in ((896, 16), (1024, 16), (512, 16), (1024, 4))] == \
+        [True, True, False, False]
+    # RAMs (input buffers, FIFOs, row buffers): 256 x 32 and 94 x 32 in a RAMB18; 128 x 16,
+    # 256 x 8, 64 x 32, 64 x 36, 128 x 16, 512 x 3 and 896 x 2 in LUTRAM
+    rams = ((256, 32), (94, 32), (128, 16), (256, 8), (64, 32), (64, 36), (512, 3), (896, 2))
+    assert [bool(ram_auto_in_bram(d, w)) for d, w in rams] == [True, True] + [False] * 6
