@@ -19,8 +19,16 @@ Steps:
      and prints the coefficient blocks to paste into the op modules.
   4. Report: mean |relative error| per resource and op on the held-out designs, with the
      coefficients shipped in the op modules (benchmarks/results/costmodel.json + .md).
+  5. Whole designs (``--designs``, default all; never fitted): the demo's TFC and CNV w2a2 at
+     1,000 FPS on a Pynq-Z2 (benchmarks/designs.py, the designs bench_timing.py measures) are
+     compiled, every HW node is synthesised alone and cached by its Verilog hash
+     (benchmarks/results/yosys_designs.json), and the compiler's own estimate
+     (``codesign.dataflow.cost.node_cost``) is put next to Yosys per node, per op and for the
+     whole design (benchmarks/results/costmodel_designs.json + .md). CNV takes tens of minutes
+     the first time (its widest MVAUs); a rerun with ``--resume`` only compiles.
 
-Run: ``nice -n 5 python benchmarks/bench_costmodel.py --resume [--fit]``.
+Run: ``nice -n 10 python benchmarks/bench_costmodel.py --resume [--fit [--write]] [--designs demo|cnv|none]``
+(``--cached``: no synthesis at all, report what the caches hold).
 """
 
 from __future__ import annotations
@@ -37,18 +45,25 @@ from typing import Any
 
 import numpy as np
 
-from codesign.atomic import write_json, write_text
-from codesign.dataflow.cost import MODEL_NAME
-from codesign.dataflow.ops import op_class
-from codesign.errors import CodesignError
-from codesign.hw.opspecs import BUILDERS
-from codesign.hw.rtl import HWNodeSpec, render_nodes
-from codesign.hw.synth import synth_design
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from codesign.atomic import write_json, write_text  # noqa: E402
+from codesign.dataflow.cost import MODEL_NAME  # noqa: E402
+from codesign.dataflow.ops import op_class  # noqa: E402
+from codesign.errors import CodesignError  # noqa: E402
+from codesign.hw.opspecs import BUILDERS  # noqa: E402
+from codesign.hw.rtl import HWNodeSpec, render_nodes  # noqa: E402
+from codesign.hw.synth import synth_design  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import designs as whole_designs  # noqa: E402  (benchmarks/designs.py: the designs bench_timing measures too)
 
 log = logging.getLogger("bench_costmodel")
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 CORPUS_JSON = RESULTS / "yosys_corpus.json"
+#: Yosys counts of the whole designs' nodes, keyed by each node's Verilog hash (as the corpus)
+DESIGNS_JSON = RESULTS / "yosys_designs.json"
 RES = ("LUT", "FF", "BRAM_18K", "DSP")
 
 #: whole configurations never used for fitting (checked as held out whatever their index)
@@ -102,6 +117,11 @@ def corpus() -> list[dict[str, Any]]:
         ram_style="auto", seed=6)
     add("MVAU", "mvau_mem", MW=512, MH=4, PE=1, SIMD=2, idt="UINT2", wdt="INT8", odt="INT32", nthr=0,
         ram_style="auto", seed=5)
+    # the input buffer (2 x 2^clog2(SF) words of SIMD*A bits, no ram_style): LUTRAM or block RAM
+    for mw, simd, idt in ((576, 8, "UINT4"), (256, 4, "UINT4"), (512, 4, "UINT2"), (256, 8, "UINT4"),
+                          (512, 8, "UINT4"), (384, 12, "UINT3")):
+        add("MVAU", "mvau_ibuf", MW=mw, MH=2, PE=1, SIMD=simd, idt=idt, wdt="INT2", odt="UINT2",
+            ram_style="auto", seed=mw + simd)
     # Thresholding
     for j, (ib, ob, pe, c) in enumerate([(8, 2, 1, 8), (8, 4, 2, 8), (4, 2, 4, 8), (6, 3, 1, 16), (6, 2, 2, 4),
                                          (3, 1, 1, 8), (7, 2, 1, 32), (4, 4, 2, 64)]):
@@ -121,11 +141,17 @@ def corpus() -> list[dict[str, Any]]:
                                                (8, 16, 8, 1, 3)]):
         add("FMPadding", "pad", ih=ih, C=c, SIMD=simd, pad=pad, dt=_dt(b, j % 2 == 0) if b > 1 else "BIPOLAR")
     # StreamingDataWidthConverter
-    for j, (inw, outw, b) in enumerate([(8, 32, 4), (32, 8, 4), (4, 24, 2), (24, 4, 2), (16, 48, 8)]):
+    for j, (inw, outw, b) in enumerate([(8, 32, 4), (32, 8, 4), (4, 24, 2), (24, 4, 2), (16, 48, 8),
+                                        # wide ratios (a long shift by the fill count)
+                                        (48, 3, 3), (3, 48, 3), (32, 2, 2), (4, 64, 4), (72, 6, 3)]):
         add("StreamingDataWidthConverter", "dwc", inw=inw, outw=outw, elems=48, dt=_dt(b, j % 2 == 0))
     # StreamingFIFO
     for j, (depth, fold, b) in enumerate([(2, 4, 4), (8, 4, 4), (32, 2, 8), (64, 8, 2), (256, 4, 4), (16, 1, 1),
-                                          (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3)]):
+                                          (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3),
+                                          # shallow FIFOs across the width where Yosys switches
+                                          # between flip-flops and LUTRAM
+                                          (2, 2, 2), (2, 4, 2), (2, 3, 4), (2, 2, 7), (2, 5, 4), (2, 6, 4),
+                                          (2, 8, 4), (2, 7, 8), (4, 3, 4), (8, 6, 2), (32, 3, 4), (4, 8, 4)]):
         add("StreamingFIFO", "fifo", depth=depth, fold=fold, words=64, dt=_dt(b, False) if b > 1 else "BIPOLAR")
     # LabelSelect
     for j, (L, pe, k, b) in enumerate([(10, 1, 1, 8), (10, 2, 3, 8), (16, 4, 2, 6), (12, 3, 1, 4)]):
@@ -180,18 +206,22 @@ def _size(d: dict[str, Any]) -> int:
     return 0
 
 
-def load_cache() -> dict[str, Any]:
-    if CORPUS_JSON.is_file():
-        return json.loads(CORPUS_JSON.read_text())
+def load_cache(path: Path = CORPUS_JSON) -> dict[str, Any]:
+    if path.is_file():
+        return json.loads(path.read_text())
     return {"tool": None, "designs": {}}
 
 
-def synthesise(designs: list[dict[str, Any]], resume: bool, batch: int = 1, run: bool = True) -> dict[str, Any]:
-    """Cached Yosys counts for every design (``run=False``: only what the cache holds)."""
-    cache = load_cache() if resume or not run else {"tool": None, "designs": {}}
+def synthesise(designs: list[dict[str, Any]], resume: bool, batch: int = 1, run: bool = True,
+               cache_path: Path = CORPUS_JSON) -> dict[str, Any]:
+    """Cached Yosys counts for every design (``run=False``: only what the cache holds).
+
+    A design is {id, op, ...} with either ``kw`` (corpus: built by the op's example builder) or
+    ``spec`` (a node of a compiled design, as ``hw_node_specs`` gives it)."""
+    cache = load_cache(cache_path) if resume or not run else {"tool": None, "designs": {}}
     todo = []
     for d in designs:
-        spec = build(d)
+        spec = d["spec"] if "spec" in d else build(d)
         d["hash"] = design_hash(spec)
         d["params"] = params(spec)
         if d["hash"] not in cache["designs"]:
@@ -212,14 +242,14 @@ def synthesise(designs: list[dict[str, Any]], resume: bool, batch: int = 1, run:
                 for d, _ in chunk:
                     cache["designs"][d["hash"]] = {"error": msg}
                 log.warning("%s: %s", [d["id"] for d, _ in chunk], msg)
-                write_json(CORPUS_JSON, cache)
+                write_json(cache_path, cache)
                 continue
             cache["tool"] = rep["tool"] + " synth_xilinx -family xc7"
             for d, s in chunk:
                 n = rep["nodes"][s.name]
                 cache["designs"][d["hash"]] = {r: int(n[r]) for r in RES} | {"cells": n["cells"]}
             log.info("synthesised %s in %.1f s", [d["id"] for d, _ in chunk], time.time() - t0)
-        write_json(CORPUS_JSON, cache)  # after every batch: --resume continues from here
+        write_json(cache_path, cache)  # after every batch: --resume continues from here
     return cache
 
 
@@ -322,7 +352,127 @@ def markdown(rep: dict[str, Any]) -> str:
     lines.append(f"| **all** | {rep['n_held_out']} | {a['LUT']:.1%} | {a['FF']:.1%} | {a['BRAM_18K']:.1%} | {a['DSP']:.1%} |")
     lines += ["", f"BRAM18 exact on every held-out design: {rep['held_out_exact']['BRAM_18K']}; "
               f"DSP exact: {rep['held_out_exact']['DSP']}.", "",
-              "Reproduce: `nice -n 5 python benchmarks/bench_costmodel.py --resume`.", ""]
+              "Reproduce: `nice -n 10 python benchmarks/bench_costmodel.py --resume --designs none` "
+              "(refit: add `--fit --write`).", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- whole designs
+
+def rel_err(est: float, meas: float) -> float:
+    """|est - meas| / meas; where Yosys maps none: 1 if the estimate has any, else 0 (as the corpus)."""
+    return abs(est - meas) / meas if meas else float(abs(est) > 0.5)
+
+
+def aggregate(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per op and whole-design figures from per-node rows {op, estimate, yosys}.
+
+    Per op and for the design: the summed estimate and Yosys count per resource, the relative
+    error of the sums (``err``: what a resource budget sees) and the mean per-node |relative
+    error| (``node_err``: the figure the corpus reports); BRAM18/DSP also ``exact`` (every node)."""
+    def summ(rs: list[dict[str, Any]]) -> dict[str, Any]:
+        est = {k: float(sum(r["estimate"][k] for r in rs)) for k in RES}
+        ys = {k: int(sum(r["yosys"][k] for r in rs)) for k in RES}
+        return {"n": len(rs), "estimate": est, "yosys": ys,
+                "err": {k: round(rel_err(est[k], ys[k]), 4) for k in RES},
+                "node_err": {k: round(float(np.mean([rel_err(r["estimate"][k], r["yosys"][k]) for r in rs])), 4)
+                             for k in RES},
+                "exact": {k: all(abs(r["estimate"][k] - r["yosys"][k]) < 0.5 for r in rs) for k in ("BRAM_18K", "DSP")}}
+
+    ops = sorted({r["op"] for r in nodes})
+    return {"per_op": {op: summ([r for r in nodes if r["op"] == op]) for op in ops}, "total": summ(nodes)}
+
+
+_SHOWN = ("PE", "SIMD", "MW", "MH", "C", "wdt", "idt", "odt", "n_thr", "acc_bits", "ram_style", "resType", "depth")
+
+
+def compile_design(which: str, work: Path) -> tuple[Any, str, float]:
+    """Compile one of benchmarks/designs.py's designs into work/; (dataflow model, label, est. FPS)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    res, label = whole_designs.BUILDERS[which](work)
+    return (ModelWrapper(str(res.output_dir / "dataflow.onnx")), label,
+            float(res.performance["estimated_throughput_fps"]))
+
+
+def design_nodes(model: Any) -> list[dict[str, Any]]:
+    """Every HW node of a compiled design with the compiler's own estimate (``estimates_for``:
+    ``codesign.dataflow.cost.node_cost``, what compile, search and the reports use)."""
+    from codesign.hw.rtl import hw_node_specs
+    from codesign.hw.synth import estimates_for
+
+    est = estimates_for(model)
+    return [{"id": s.name, "op": s.op_type, "spec": s,
+             "estimate": {k: float(np.asarray(est[s.name][k])) for k in RES}} for s in hw_node_specs(model)]
+
+
+def bench_designs(which: list[str], resume: bool = True, run: bool = True) -> dict[str, Any]:
+    """Compile each design, synthesise every node alone (Yosys xc7, cached by Verilog hash in
+    DESIGNS_JSON) and put the estimate next to the count per node, per op and for the design.
+    These designs are never used for fitting."""
+    out: dict[str, Any] = {}
+    for w in which:
+        with tempfile.TemporaryDirectory(prefix=f"cmd_{w}.") as td:
+            t0 = time.time()
+            model, label, fps = compile_design(w, Path(td))
+            nodes = design_nodes(model)
+            log.info("%s: compiled %d HW nodes in %.0f s", w, len(nodes), time.time() - t0)
+            cache = synthesise(nodes, resume, run=run, cache_path=DESIGNS_JSON)
+        rows, pending = [], []
+        for d in nodes:
+            meas = cache["designs"].get(d["hash"])
+            fold = {k: d["params"][k] for k in _SHOWN if k in d["params"]}
+            if meas is None or "error" in meas:  # --cached before synthesis finished, or Yosys failed
+                pending.append({"node": d["id"], "op": d["op"], "hash": d["hash"], "folding": fold,
+                                "estimate": d["estimate"], "why": (meas or {}).get("error", "not synthesised yet")})
+                continue
+            rows.append({"node": d["id"], "op": d["op"], "hash": d["hash"], "folding": fold,
+                         "estimate": d["estimate"], "yosys": {k: meas[k] for k in RES},
+                         "err": {k: round(rel_err(d["estimate"][k], meas[k]), 4) for k in RES}})
+        if pending:
+            log.warning("%s: %d of %d nodes have no Yosys count yet: the sums cover the others", w, len(pending),
+                        len(nodes))
+        out[w] = {"design": label, "estimated_fps": fps, "tool": cache["tool"], "complete": not pending,
+                  "nodes": rows, "pending": pending, **aggregate(rows)}
+    return out
+
+
+def _cell(est: float, ys: int, err: float) -> str:
+    return f"{est:.0f} / {ys} ({err:.0%})"
+
+
+def designs_markdown(doc: dict[str, Any]) -> str:
+    """One table per design: per node, per op and the whole design, estimate / Yosys (|rel. error|)."""
+    lines = [f"# Cost model vs Yosys on whole designs ({doc['tool']})", "",
+             f"Model: {doc['model']}. Every HW node of each compiled design synthesised alone (Yosys "
+             "`synth_xilinx -family xc7`, hierarchy kept), the estimate being the compiler's own "
+             "(`codesign.dataflow.cost.node_cost`). None of these designs was used for fitting. Cells: "
+             "estimate / Yosys (|relative error|); per op and design rows sum the nodes, *node mean* is "
+             "the mean per-node |relative error|.", "",
+             f"Reproduce: `{doc['command']}`.", ""]
+    for w, d in doc["designs"].items():
+        lines += [f"## {d['design']} (estimated {d['estimated_fps']:,.0f} FPS)", "",
+                  "| node | op | folding | LUT | FF | BRAM18 | DSP |", "|---|---|---|---|---|---|---|"]
+        for r in d["nodes"]:
+            f = r["folding"]
+            fold = " ".join(f"{k}={f[k]}" for k in ("PE", "SIMD", "wdt", "idt", "ram_style", "resType", "depth")
+                            if k in f and f[k] not in ("auto", "lut"))
+            lines.append(f"| {r['node']} | {r['op']} | {fold} | "
+                         + " | ".join(_cell(r["estimate"][k], r["yosys"][k], r["err"][k]) for k in RES) + " |")
+        lines += ["", "| op | nodes | LUT | FF | BRAM18 | DSP | node mean LUT / FF |", "|---|---|---|---|---|---|---|"]
+        for op, a in list(d["per_op"].items()) + [("**whole design**", d["total"])]:
+            lines.append(f"| {op} | {a['n']} | "
+                         + " | ".join(_cell(a["estimate"][k], a["yosys"][k], a["err"][k]) for k in RES)
+                         + f" | {a['node_err']['LUT']:.1%} / {a['node_err']['FF']:.1%} |")
+        t = d["total"]
+        lines += ["", f"BRAM18 exact on every node: {t['exact']['BRAM_18K']}; DSP exact on every node: "
+                  f"{t['exact']['DSP']}.", ""]
+        if d.get("pending"):
+            lines += [f"**Partial**: {len(d['pending'])} of {len(d['pending']) + len(d['nodes'])} nodes have no Yosys "
+                      "count yet (the sums above leave them out; estimates shown here): "
+                      + ", ".join(f"{r['node']} ({r['op']}, {' '.join(f'{k}={v}' for k, v in r['folding'].items() if k in ('PE', 'SIMD'))}: "
+                                  f"LUT {r['estimate']['LUT']:.0f}, BRAM18 {r['estimate']['BRAM_18K']:.0f})"
+                                  for r in d["pending"]) + ".", ""]
     return "\n".join(lines)
 
 
@@ -333,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="with --fit: write the coefficients into the op modules")
     ap.add_argument("--cached", action="store_true", help="no synthesis: fit/report on the cached designs only")
     ap.add_argument("--synth-only", action="store_true", help="stop after synthesis")
+    ap.add_argument("--designs", choices=("all", "none", "demo", "cnv"), default="all",
+                    help="whole designs (benchmarks/designs.py) to compile, synthesise node by node and "
+                         "report in costmodel_designs.json/.md (default all; cached by Verilog hash)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("codesign").setLevel(logging.WARNING)
@@ -352,6 +505,20 @@ def main(argv: list[str] | None = None) -> int:
     write_json(RESULTS / "costmodel.json", rep)
     write_text(RESULTS / "costmodel.md", markdown(rep))
     print(markdown(rep))
+    if args.designs != "none":
+        which = list(whole_designs.BUILDERS) if args.designs == "all" else [args.designs]
+        res = bench_designs(which, resume=args.resume, run=not args.cached)
+        doc = {"tool": next(iter(res.values()))["tool"], "model": MODEL_NAME,
+               "command": "nice -n 10 python benchmarks/bench_costmodel.py --resume"
+                          + ("" if args.designs == "all" else f" --designs {args.designs}"),
+               "designs": res}
+        path = RESULTS / "costmodel_designs.json"
+        if args.designs != "all" and path.is_file():  # one design rerun: keep the other's table
+            old = json.loads(path.read_text())
+            doc["designs"] = {**old.get("designs", {}), **res}
+        write_json(path, doc)
+        write_text(RESULTS / "costmodel_designs.md", designs_markdown(doc))
+        print(designs_markdown(doc))
     return 0
 
 

@@ -27,6 +27,9 @@ from codesign.hw import opspecs  # noqa: E402
 from codesign.hw.rtl import render_model, render_nodes  # noqa: E402
 from codesign.hw.timing import TimingConfig, timing_design  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from designs import cnv_design, demo_design  # noqa: E402  (benchmarks/designs.py: shared with bench_costmodel)
+
 log = logging.getLogger("bench_timing")
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -87,40 +90,6 @@ def bench_ops(cases: list[tuple[str, str, dict[str, Any]]], cfg: TimingConfig,
         if on_row is not None:
             on_row(rows)
     return rows
-
-
-def _compile(spec: dict, plan: dict, shape: tuple[int, ...], board: str, fps: float, out: Path):
-    import torch
-
-    from codesign.dataflow.build import BuildConfig, build_dataflow
-    from codesign.export import export_qonnx
-    from codesign.models import build_quant
-
-    torch.manual_seed(0)
-    onnx_path = out / "model.onnx"
-    export_qonnx(build_quant(spec, plan).eval(), torch.rand(1, *shape), onnx_path)
-    res = build_dataflow(onnx_path, BuildConfig(output_dir=out / "BUILD", board=board, clock_ns=10.0,
-                                                target_fps=fps))
-    return res
-
-
-def demo_design(out: Path):
-    """The demo's chosen TFC: fc0 pruned to 56 outputs at w4a3, then w4a4 / w4a4 / w8, 8-bit input,
-    compiled for a Pynq-Z2 at 100 MHz and 100k FPS (the compiler picks the folding: fc0 PE 7 SIMD 7)."""
-    from codesign.models import make_spec, uniform_plan, with_widths
-
-    spec = with_widths(make_spec("tfc", (1, 28, 28)), {"fc0": 56})
-    plan = uniform_plan(spec, 4, 4)
-    plan["layers"]["fc0"]["act_bits"] = 3
-    plan["layers"]["fc3"]["weight_bits"] = 8
-    return _compile(spec, plan, (1, 28, 28), "Pynq-Z2", 100000, out), "TFC fc0 w4a3 (56) | fc1 w4a4 | fc2 w4a4 | fc3 w8"
-
-
-def cnv_design(out: Path):
-    from codesign.models import make_spec, uniform_plan
-
-    spec = make_spec("cnv", (3, 32, 32))
-    return _compile(spec, uniform_plan(spec, 2, 2), (3, 32, 32), "Pynq-Z2", 1000, out), "CNV w2a2 @ 1000 FPS"
 
 
 WORK = ROOT / "build" / "bench_timing"

@@ -26,10 +26,16 @@ HELD_OUT = [
     ("StreamingMaxPool", dict(ih=6, C=2, PE=1, k=3, dt="UINT3")),
     ("StreamingFIFO", dict(depth=64, fold=8, words=64, dt="UINT2")),
 ]
-#: a held-out configuration (MVAU w3a5) with DSP multiplies and block-RAM weights: BRAM18 and
-#: DSP must be exact (its LUTs are a known weak spot of the model: tiny DSP MVAUs, see the bench)
+#: held-out configurations with DSP multiplies, block-RAM weights and thresholds: BRAM18 and
+#: DSP must be exact (their LUTs are a known weak spot of the model: tiny DSP MVAUs, see the bench)
 DISCRETE = [("MVAU", dict(MW=16, MH=4, PE=1, SIMD=4, idt="UINT5", wdt="INT3", odt="INT32", nthr=0, res_type="dsp",
-                          ram_style="block", seed=42))]
+                          ram_style="block", seed=42)),
+            # block-RAM thresholds (held-out configuration w3a5): 15 x 10 bits of which 97 vary; Yosys
+            # drops the constant ones, so 3 BRAM18 for them (5 untrimmed) + 1 for the weights
+            ("MVAU", dict(MW=4, MH=4, PE=1, SIMD=1, idt="UINT5", wdt="INT3", odt="UINT4", ram_style="block", seed=5)),
+            # corpus mvau_w6a2_1: INT2 x INT6 is an 8-bit product after wreduce: LUTs, no DSP48E1
+            ("MVAU", dict(MW=4, MH=4, PE=1, SIMD=1, idt="INT2", wdt="INT6", odt="UINT3", res_type="dsp",
+                          ram_style="distributed", seed=140))]
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +65,77 @@ def test_held_out_bram_dsp_exact(measured):
         assert (int(e["BRAM_18K"]), int(e["DSP"])) == (y["BRAM_18K"], y["DSP"]), (op, y, e)
     # the designs do exercise both: a DSP-mapped MVAU and a block-RAM weight ROM
     assert sum(y["DSP"] for _, y, _ in measured) > 0 and sum(y["BRAM_18K"] for _, y, _ in measured) > 0
+
+
+def _varying_bits(path) -> int:
+    """Bits of a ROM file that are not the same in every word (what Yosys keeps)."""
+    words = [int(x, 16) for x in path.read_text().split()]
+    ored, anded = 0, -1
+    for w in words:
+        ored, anded = ored | w, anded & w
+    return bin(ored ^ anded).count("1")
+
+
+@pytest.mark.parametrize("op,kw", [
+    ("MVAU", dict(MW=16, MH=8, PE=2, SIMD=4, idt="UINT4", wdt="INT4", odt="UINT2", seed=4)),
+    ("MVAU", dict(MW=8, MH=4, PE=1, SIMD=2, idt="UINT6", wdt="INT2", odt="UINT2", seed=64)),
+    ("MVAU", dict(MW=16, MH=16, PE=4, SIMD=4, idt="BIPOLAR", wdt="BIPOLAR", odt="BIPOLAR", seed=3)),
+    ("Thresholding", dict(C=8, PE=2, idt="INT8", odt="UINT4", seed=1)),
+    ("Thresholding", dict(C=16, PE=4, idt="UINT4", odt="UINT2", seed=2)),
+])
+def test_threshold_rom_bits_match_the_generated_roms(op, kw, tmp_path):
+    """The model's varying threshold-ROM bits (``rom_variable_bits`` of the op's threshold codes)
+    equal those of the ROM files the RTL generator writes, PE by PE (no synthesis: rendering only)."""
+    import re
+
+    spec = BUILDERS[op](name="n", **kw)
+    design = render_nodes([spec], tmp_path / "rtl")
+    roms = sorted((f for f in design.data_files if re.search(r"_t\d+\.dat$", f)),
+                  key=lambda f: int(re.search(r"_t(\d+)\.dat$", f).group(1)))
+    got = [_varying_bits(design.out_dir / f) for f in roms]
+    p = op_class(op).params_from_attrs({**spec.attrs, "name": spec.name}, spec.inits)
+    assert list(p["thr_var"][int(kw["PE"])]) == got
+    assert 0 < sum(got) < len(roms) * (p["n_thr"] * p["acc_bits"] if op == "MVAU" else p["n_steps"] * p["tw"])
+
+
+def test_design_aggregation_sums_nodes():
+    """bench_costmodel.aggregate: per-op and whole-design sums, errors of the sums and per-node means."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_costmodel import aggregate
+
+    def row(op, e, y):
+        return {"op": op, "estimate": dict(zip(("LUT", "FF", "BRAM_18K", "DSP"), e)),
+                "yosys": dict(zip(("LUT", "FF", "BRAM_18K", "DSP"), y))}
+
+    rows = [row("MVAU", (110, 50, 2, 0), (100, 50, 2, 0)), row("MVAU", (80, 40, 1, 1), (100, 50, 1, 0)),
+            row("StreamingFIFO", (10, 5, 0, 0), (20, 5, 0, 0))]
+    a = aggregate(rows)
+    mv = a["per_op"]["MVAU"]
+    assert mv["estimate"]["LUT"] == 190 and mv["yosys"]["LUT"] == 200 and mv["err"]["LUT"] == 0.05
+    assert mv["node_err"]["LUT"] == pytest.approx((0.1 + 0.2) / 2)
+    assert mv["exact"] == {"BRAM_18K": True, "DSP": False} and mv["err"]["DSP"] == 1.0
+    t = a["total"]
+    assert t["n"] == 3 and t["estimate"]["LUT"] == 200 and t["yosys"]["LUT"] == 220
+    assert t["err"]["FF"] == pytest.approx(10 / 105, abs=1e-4)
+
+
+def test_yosys_memory_rules_match_measured_mappings():
+    """The memory-mapping rules against what Yosys 0.23 synth_xilinx did on the corpus and on
+    CNV's nodes (benchmarks/results/yosys_*.json): RAMB18-equivalents of block-RAM ROMs, and
+    whether an auto RAM / ROM leaves logic for block RAM."""
+    from codesign.dataflow.ops.base import ram_auto_in_bram, rom_auto_in_bram, rom_bram18
+
+    # (depth, width) -> BRAM18 counted by Yosys (RAMB36 = 2)
+    measured = {(65536, 4): 15, (65536, 8): 29, (9216, 32): 16, (73728, 16): 64, (896, 28): 2, (896, 16): 1,
+                (16, 3): 1, (4, 97): 3}
+    assert {k: int(rom_bram18(*k)) for k in measured} == measured
+    # ROMs without ram_style: 896 x 16 and 1024 x 16 in a RAMB18, 512 x 16 and 1024 x 4 in logic
+    assert [bool(rom_auto_in_bram(d, w)) for d, w in ((896, 16), (1024, 16), (512, 16), (1024, 4))] == \
+        [True, True, False, False]
+    # RAMs (input buffers, FIFOs, row buffers): 256 x 32 and 94 x 32 in a RAMB18; 128 x 16,
+    # 256 x 8, 64 x 32, 64 x 36, 128 x 16, 512 x 3 and 896 x 2 in LUTRAM
+    rams = ((256, 32), (94, 32), (128, 16), (256, 8), (64, 32), (64, 36), (512, 3), (896, 2))
+    assert [bool(ram_auto_in_bram(d, w)) for d, w in rams] == [True, True] + [False] * 6

@@ -397,6 +397,91 @@ def _clog2(x: Any) -> np.ndarray:
     return out
 
 
+#: Yosys 0.23 memory_libmap's choice for a memory without a ram_style, from its xc7 costs: a
+#: RAMB18 costs 129 (RAMB36 257), a LUTRAM primitive 8 (RAM32M: 32 x 6, RAM64M: 64 x 3 for a
+#: simple dual-port RAM), and a ROM bit left in logic 1/64 (inferred from measured ROMs: 512 x 16
+#: = 8 Kib stays in logic, 896 x 16 and 1024 x 16 go to one RAMB18, 1024 x 4 stays in logic)
+BRAM18_COST = 129
+LUTRAM_COST = 8
+ROM_LOGIC_BITS_PER_COST = 64
+
+
+#: block-RAM port shapes (words, bits) Yosys 0.23 maps a ROM onto: RAMB18E1 and RAMB36E1
+_RAMB18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
+_RAMB36_SHAPES = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+
+
+def rom_bram18(depth: Any, width: Any) -> np.ndarray:
+    """BRAM18 (RAMB36 = 2) of a ROM as Yosys 0.23 maps it: the ROM is cut into slices of a port
+    shape's depth and the slices sit side by side in that shape's words (one port reads every
+    slice at once, LUTs pick one), so a shape of D words x B bits needs ceil(ceil(depth/D) *
+    width / B) primitives, parity bits included; the cheapest shape (129 per RAMB18, 257 per
+    RAMB36) wins. Measured: 65536 x 4 -> 15 RAMB18 (2K x 9: 32 slices x 4 bits in 9-bit
+    words), 65536 x 8 -> 29, 9216 x 32 -> 8 RAMB36 (1K x 36), 73728 x 16 -> 32 RAMB36, where
+    the aspect table (``bram18_count``) says 16, 32, 18 and 72 BRAM18."""
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    best_cost = np.full(np.broadcast(d, w).shape, np.inf)
+    best = np.zeros(best_cost.shape, np.int64)
+    for shapes, cost, b18 in ((_RAMB18_SHAPES, BRAM18_COST, 1), (_RAMB36_SHAPES, 2 * BRAM18_COST - 1, 2)):
+        for sd, sb in shapes:
+            n = -(-(-(-d // sd) * w) // sb)
+            c = n * cost
+            better = c < best_cost
+            best_cost = np.where(better, c, best_cost)
+            best = np.where(better, n * b18, best)
+    return np.where((d > 0) & (w > 0), best, 0).astype(np.int64)
+
+
+def rom_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Whether Yosys puts a ROM without a ram_style in block RAM: its bits in logic cost more
+    than the block RAM it needs (``rom_bram18``)."""
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    return (d > 0) & (w > 0) & (d * w > ROM_LOGIC_BITS_PER_COST * BRAM18_COST * rom_bram18(d, w))
+
+
+def ram_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
+    """Whether Yosys puts a simple dual-port RAM without a ram_style (an input buffer) in
+    block RAM: its LUTRAM primitives (RAM32M up to 32 words, else RAM64M) cost more than the RAMB18s."""
+    from codesign.dataflow.cost import bram18_count, cdiv
+
+    d, w = np.asarray(depth, np.int64), np.asarray(width, np.int64)
+    lutram = LUTRAM_COST * np.where(d <= 32, cdiv(w, 6), cdiv(d, 64) * cdiv(w, 3))
+    return (d > 0) & (w > 0) & (lutram > BRAM18_COST * bram18_count(d, w))
+
+
+#: rom_variable_bits results by content (cost_params runs many times per node during folding)
+_ROM_VAR_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
+
+
+def rom_variable_bits(codes: np.ndarray, bits: int) -> dict[int, tuple[int, ...]]:
+    """Per folding PE (every divisor of the row count): the number of bits of each PE's ROM
+    that vary over its words, the ROM of PE p holding rows p, p + PE, ... of `codes`.
+
+    Why: Yosys (opt_mem, before memory mapping) drops the bits of a ROM that are constant in
+    every word, so the memory that reaches block RAM or LUTs is only the varying bits wide;
+    sorted thresholds in a narrow range share their high bits. `codes` (rows, n) are the
+    non-negative `bits`-wide words the generator writes (element j at bits [j*bits, (j+1)*bits))."""
+    c = np.asarray(codes, dtype=np.int64)
+    if c.ndim != 2 or c.size == 0 or bits <= 0:
+        return {}
+    key = (c.shape, int(bits), hash(c.tobytes()))
+    hit = _ROM_VAR_CACHE.get(key)
+    if hit is not None:
+        return hit
+    rows = c.shape[0]
+    planes = ((c[:, :, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.int8).reshape(rows, -1)
+    out: dict[int, tuple[int, ...]] = {}
+    for pe in range(1, rows + 1):
+        if rows % pe:
+            continue
+        g = planes.reshape(rows // pe, pe, -1)
+        out[pe] = tuple(int(v) for v in (g.max(axis=0) != g.min(axis=0)).sum(axis=1))
+    if len(_ROM_VAR_CACHE) > 256:
+        _ROM_VAR_CACHE.clear()
+    _ROM_VAR_CACHE[key] = out
+    return out
+
+
 def make_hw_node(op_type: str, inputs: list[str], outputs: list[str], name: str, **attrs: Any):
     """Build an ONNX node of the codesign HW domain."""
     return helper.make_node(op_type, inputs, outputs, name=name, domain=DOMAIN, **attrs)

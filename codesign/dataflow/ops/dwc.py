@@ -21,8 +21,8 @@ def dwc_cost(total_bits: Any, in_width: Any, out_width: Any) -> dict[str, np.nda
 #: LUT and FF = coefficients . ``dwc_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingDataWidthConverter nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [9.1874, 0.4898, 0.7889],
-    "FF": [3.0, 1.0, 0.0],
+    "LUT": [0.0, 0.1039, 6.9217],
+    "FF": [1.3216, 1.0576, 0.0],
 }
 # ---- resource coefficients (end) ----
 
@@ -35,15 +35,18 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 def dwc_resource_features(p: Any) -> dict[str, list[Any]]:
     """Structural LUT / FF features of codesign_dwc.v (columns of RESOURCE_COEFFS): one
     BW = in + out bit register shifted out OUTW bits at a time; the input is inserted by a
-    variable shift whose amount (the fill count) takes BW/gcd(in, out) values, so each of the
-    INW input bits feeds that many positions (the mux network), plus a CW = clog2(BW+1) bit count.
-    LUT: [1, BW, INW*BW/gcd]; FF: [1, BW, CW]."""
+    variable left shift by the CW = clog2(BW+1) bit fill count. Yosys cannot know which counts
+    are reachable, so register bit j selects among min(j + 1, INW) input bits (the shifter's
+    fan-in, summed over j), and the count takes BW/gcd(INW, OUTW) reachable values (the keep
+    mask and select decode).
+    LUT: [1, shifter fan-in, fill positions]; FF: [1, BW, CW]."""
     iw, ow = _i(p["in_width"]), _i(p["out_width"])
     bw = iw + ow
     cw = _clog2(bw + 1)
-    shifts = iw * (bw // np.gcd(iw, ow))
+    # sum_{j < BW} min(j + 1, INW) = INW (INW + 1) / 2 + (BW - INW) INW  (BW >= INW)
+    fan = iw * (iw + 1) // 2 + (bw - iw) * iw
     one = np.ones_like(bw)
-    return {"LUT": [one, bw, shifts], "FF": [one, bw, cw]}
+    return {"LUT": [one, fan, bw // np.gcd(iw, ow)], "FF": [one, bw, cw]}
 
 
 class StreamingDataWidthConverter(IdentityStreamOp):

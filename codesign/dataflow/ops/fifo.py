@@ -8,7 +8,7 @@ import numpy as np
 
 from codesign.dataflow.cost import (RAM_AUTO, _i, bram18_count, cdiv, ram_code,
                                     res_out)
-from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int
+from codesign.dataflow.ops.base import _clog2, IdentityStreamOp, param_dt, prod_or_int, ram_auto_in_bram
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import UnsupportedError
 
@@ -17,13 +17,14 @@ from codesign.errors import UnsupportedError
 #: LUT and FF = coefficients . ``fifo_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single StreamingFIFO nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 0.7305, 0.0711, 2.2346],
-    "FF": [0.0, 1.2883, 0.4814],
+    "LUT": [0.0, 0.9404, 0.0387, 2.0516, 1.0959],
+    "FF": [0.0, 1.2774, 0.5039, 0.9922],
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a FIFO Yosys puts in block RAM (see _fifo_in_bram)
-FIFO_BRAM_MIN_BITS = 4096
+#: widest 2-deep FIFO whose words Yosys 0.23 keeps in flip-flops rather than RAM32M (measured:
+#: 2 x 4, 2 x 8, 2 x 12 in FFs; 2 x 14 and wider, and 4 x 12, in RAM32M)
+FIFO_FF_MAX_WIDTH = 12
 
 
 def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
@@ -32,11 +33,16 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 
 
 def _fifo_in_bram(depth: Any, width: Any) -> np.ndarray:
-    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM for
-    FIFOs deeper than 64 words holding at least FIFO_BRAM_MIN_BITS bits (measured: 256 x 16 and
-    1024 x 8 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
-    d = _i(depth)
-    return (d > 64) & (d * _i(width) >= FIFO_BRAM_MIN_BITS)
+    """Yosys 0.23 turns the asynchronous read into a registered one and takes block RAM where
+    the LUTRAM would cost it more (``ram_auto_in_bram``; measured: 256 x 16, 1024 x 8 and 94 x
+    32 -> RAMB18E1; 128 x 16, 512 x 3 and everything up to 64 deep -> distributed RAM)."""
+    return ram_auto_in_bram(depth, width)
+
+
+def _fifo_in_ff(depth: Any, width: Any) -> np.ndarray:
+    """Yosys 0.23 (memory_libmap) leaves a 2-deep FIFO of at most FIFO_FF_MAX_WIDTH bits in
+    logic: the two words in flip-flops and a 2:1 read mux per bit, no LUTRAM."""
+    return (_i(depth) <= 2) & (_i(width) <= FIFO_FF_MAX_WIDTH)
 
 
 def fifo_resource_features(p: Any) -> dict[str, list[Any]]:
@@ -44,18 +50,21 @@ def fifo_resource_features(p: Any) -> dict[str, list[Any]]:
 
     Memory: distributed RAM as Yosys maps it (RAM32M = 32 words x 6 bits in 4 LUTs, RAM64M = 64
     x 3 in 4, deeper RAM128X1D = 128 x 1 in 4 LUTs), even at depth 2, or block RAM (then the
-    read is registered: width more FFs). Read/write pointers of AW = clog2(depth) bits and an
-    occupancy counter of clog2(depth+1) bits.
-    LUT: [1, LUTRAM LUTs, read-mux bits (width*ceil(depth/64)*AW, deeper LUTRAM), pointer bits];
-    FF: [1, pointer + counter bits, block-RAM read register]."""
+    read is registered: width more FFs), or flip-flops for narrow 2-deep FIFOs (``_fifo_in_ff``).
+    Read/write pointers of AW = clog2(depth) bits and an occupancy counter of clog2(depth+1) bits.
+    LUT: [1, LUTRAM LUTs, read-mux bits (width*ceil(depth/64)*AW, deeper LUTRAM), pointer bits,
+    flip-flop read-mux bits]; FF: [1, pointer + counter bits, block-RAM read register, flip-flop words]."""
     d, w = _i(p["depth"]), _i(p["width"])
     aw = np.maximum(_clog2(d), 1)
     ptr = 2 * aw + _clog2(d + 1)
     bram = _fifo_in_bram(d, w)
-    lram = np.where(bram, 0, np.where(d <= 32, 4 * cdiv(w, 6), np.where(d <= 64, 4 * cdiv(w, 3), 4 * w * cdiv(d, 128))))
+    in_ff = _fifo_in_ff(d, w) & ~bram
+    lram = np.where(bram | in_ff, 0,
+                    np.where(d <= 32, 4 * cdiv(w, 6), np.where(d <= 64, 4 * cdiv(w, 3), 4 * w * cdiv(d, 128))))
     mux = np.where(bram | (d <= 64), 0, w * cdiv(d, 64) * aw)
     one = np.ones_like(d)
-    return {"LUT": [one, lram, mux, ptr], "FF": [one, ptr, np.where(bram, w, 0)]}
+    return {"LUT": [one, lram, mux, ptr, np.where(in_ff, w, 0)],
+            "FF": [one, ptr, np.where(bram, w, 0), np.where(in_ff, d * w, 0)]}
 
 
 def fifo_cost(depth: Any, width: Any, words: Any, style: Any = RAM_AUTO) -> dict[str, np.ndarray]:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import _i, _memory, ram_code, res_out
-from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt
+from codesign.dataflow.cost import RAM_BLOCK, RAM_DISTRIBUTED, _i, _memory, ram_code, res_out
+from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt, ram_auto_in_bram
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import UnsupportedError
 
@@ -46,6 +46,12 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
     return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
 
 
+def _row_buffer_style(depth: Any, width: Any) -> np.ndarray:
+    """The row buffer has no ram_style: Yosys takes block RAM only where the LUTRAM would cost
+    it more (``ram_auto_in_bram``; 896 x 2 stays in 14 RAM64M)."""
+    return np.where(ram_auto_in_bram(depth, width), RAM_BLOCK, RAM_DISTRIBUTED)
+
+
 def maxpool_resource_features(p: Any) -> dict[str, list[Any]]:
     """Structural LUT / FF features of codesign_maxpool.v (columns of RESOURCE_COEFFS).
 
@@ -57,7 +63,7 @@ def maxpool_resource_features(p: Any) -> dict[str, list[Any]]:
     depth = (_i(p["W"]) // _i(p["k"])) * (_i(p["C"]) // _i(p["PE"]))
     width = _i(p["PE"]) * _i(p["bits"])
     baw = np.maximum(_clog2(depth), 1)
-    mem = _memory(depth, width, 0)
+    mem = _memory(depth, width, _row_buffer_style(depth, width))
     one = np.ones_like(width)
     return {"LUT": [one, width, mem["LUTRAM"], baw], "FF": [one, width, baw]}
 
@@ -69,7 +75,7 @@ def maxpool_cost(H: Any, W: Any, k: Any, C: Any, PE: Any, bits: Any, ram_style: 
     P = _i(PE)
     depth = (_i(W) // _i(k)) * (_i(C) // P)
     width = P * _i(bits)
-    mem = _memory(depth, width, 0)
+    mem = _memory(depth, width, _row_buffer_style(depth, width))
     f = maxpool_resource_features(dict(W=W, k=k, C=C, PE=PE, bits=bits))
     ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
     out = res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])

@@ -16,7 +16,8 @@ from qonnx.core.datatype import DataType
 from codesign.dataflow.cost import (RAM_AUTO, RAM_BLOCK, RAM_ULTRA, RES_DSP, _i, bits_for_range, bram18_count,
                                     cdiv, ram_code, res_code, res_out)
 from codesign.dataflow.golden import _int, multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int
+from codesign.dataflow.ops.base import (HWCustomOp, _clog2, bipolar_from_count, param_dt, prod, prod_or_int,
+                                        ram_auto_in_bram, rom_auto_in_bram, rom_bram18, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (dt_bits, rand_values, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -37,8 +38,14 @@ def mvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None, act_val: int
 
 # --------------------------------------------------------------------------- cycle and resource model
 
-#: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (measured)
+#: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (measured with
+#: unsigned inputs and signed weights; the general rule is DSP_MIN_PRODUCT_BITS)
 DSP_MIN_BITS = 8
+#: Yosys 0.23 synth_xilinx maps a $mul to a DSP48E1 only when its product is at least 9 bits
+#: wide (mul2dsp DSP_Y_MINWIDTH) after wreduce: the RTL sign-extends both operands by one bit,
+#: which wreduce drops again for a signed operand, so the product is (A + !signed_in) +
+#: (W + !signed_w) bits (INT2 x INT6: 8 bits, LUTs; UINT2 x INT6: 9 bits, a DSP)
+DSP_MIN_PRODUCT_BITS = 9
 
 def mvau_cycles(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
     """(MH/PE) * (MW/SIMD) * Nv: one SIMD x PE tile of the weight matrix per clock."""
@@ -75,17 +82,15 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
 #: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
 #: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [18.4083, 0.889, 1.3164, 0.0, 0.911, 0.5181, 4.2229, 0.0604, 1.8857, 0.3383],
-    "FF": [8.4787, 0.9889, 1.3883, 1.241, 0.0, 0.9982, 0.834],
+    "LUT": [25.0643, 0.8561, 1.3036, 0.1584, 0.9815, 0.416, 2.629, 0.1664, 1.6807, 0.3956],
+    "FF": [18.4807, 1.0904, 2.1642, 0.6289, 1.8442, 0.0, 0.9034],
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
-ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any, acc_bits: Any,
-                 n_thr: Any, res_type: Any, xnor: Any) -> dict[str, np.ndarray]:
+                 n_thr: Any, res_type: Any, xnor: Any, i_signed: Any = 0, w_signed: Any = 1) -> dict[str, np.ndarray]:
     """What codesign_mvau.v builds, counted stage by stage (arrays broadcast)."""
     P, Q = _i(PE), _i(SIMD)
     W_, A_ = _i(wbits), _i(abits)
@@ -93,7 +98,9 @@ def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     nt = _i(n_thr)
     xn = (_i(xnor) != 0) | ((W_ == 1) & (A_ == 1))
     wbip, ibip = (W_ == 1) & ~xn, (A_ == 1) & ~xn
-    use_dsp = (_i(res_type) == RES_DSP) & ~xn & ~wbip & ~ibip & (W_ >= 2) & (A_ >= 2) & (W_ + A_ >= DSP_MIN_BITS)
+    prod_bits = A_ + (_i(i_signed) == 0) + W_ + (_i(w_signed) == 0)
+    use_dsp = ((_i(res_type) == RES_DSP) & ~xn & ~wbip & ~ibip & (W_ >= 2) & (A_ >= 2)
+               & (prod_bits >= DSP_MIN_PRODUCT_BITS))
     npp = np.where(xn | wbip | ibip | use_dsp, 1, W_)
     nleaf = Q * npp
     pw = np.where(xn, 1, A_ + W_ + 2)                       # leaf width (EIW + EWW)
@@ -130,7 +137,7 @@ def wrom_out_reg(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: An
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
     wd = (_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE))
     ww = _i(SIMD) * _i(wbits)
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))  # the rule _mvau_memories uses
     return in_bw & (wd > bram_depth(ww))
 
 
@@ -147,16 +154,18 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     times PE except the shared input buffer (SIMD*A bits x 2 vectors, 64 words per LUT) and the
     ROMs (in logic: 64 words per LUT6 per bit, times clog2(depth/64) for the mux tree).
     FF: [1, tree registers, accumulators, stage-1/2 data registers (x1, x2, weight and threshold
-    words), compare + popcount registers, output register, delay-line control bits]."""
+    words; of the threshold word only the bits that vary, ``_mvau_memories``), compare + popcount
+    registers, output register, delay-line control bits]."""
     s = _mvau_struct(p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"],
-                     p["n_thr"], res_code(p["resType"]), p.get("xnor", 0))
+                     p["n_thr"], res_code(p["resType"]), p.get("xnor", 0), p.get("i_signed", 0), p.get("w_signed", 1))
     P, Q, A_, W_, acc, nt = s["P"], s["Q"], s["A"], s["W"], s["acc"], s["nt"]
     mem = _mvau_memories(p, s)
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
     one = np.ones_like(P)
     lut = [one, P * s["tree"], P * s["leaf"], P * acc, P * nt * acc, P * s["pop"],
-           Q * A_ * cdiv(s["ibuf_words"], 64), mem["rom_lut"], P * out_bits, mem["rom_mux"]]
-    ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + P * nt * acc, P * (nt + s["pop"]),
+           np.where(mem["ibuf_bram"] > 0, 0, Q * A_ * cdiv(s["ibuf_words"], 64)), mem["rom_lut"], P * out_bits,
+           mem["rom_mux"]]
+    ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + mem["thr_bits"], P * (nt + s["pop"]),
           P * out_bits, s["dl"] * (3 + s["nfw"]) + 2 * s["sfw"] + s["nfw"]]
     return {"LUT": lut, "FF": ff}
 
@@ -165,42 +174,108 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     """Weight ROMs (PE of depth SF*NF, width SIMD*W) and threshold ROMs (PE of depth NF, width
     NT*ACCW): BRAM18 by the aspect table where the style puts them in block RAM, else logic.
     ram_style auto (no attribute in the RTL): Yosys 0.23 keeps a ROM in logic below
-    ROM_AUTO_BRAM_MIN_BITS bits (measured: 1024 x 4 in LUTs, 2048 x 16 in a RAMB36E1)."""
+    its bits cost more in logic than in RAMB18s (``rom_auto_in_bram``). The input buffer (2 vectors
+    of SF words of SIMD*A bits, a RAM without a ram_style) goes to block RAM when its LUTRAM costs
+    Yosys more (``ram_auto_in_bram``)."""
     rs = _i(ram_code(p["ram_style"]))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)  # the generator writes ram_style "block" for ultra
     P = s["P"]
     # the weight ROM word: SIMD codes of W bits (rom), of k index bits (codebook), none (constants)
     wd, ww = s["wmem"], s["Q"] * _i(p.get("rom_wbits", s["W"]))
     td, tw = s["tmem"], s["nt"] * s["acc"]
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (wd * ww >= ROM_AUTO_BRAM_MIN_BITS))
-    in_bt = (s["nt"] > 0) & ((rs == RAM_BLOCK) | ((rs == RAM_AUTO) & (td * tw >= ROM_AUTO_BRAM_MIN_BITS)))
-    bram = P * (np.where(in_bw, bram18_count(wd, ww), 0) + np.where(in_bt, bram18_count(td, tw), 0))
-    rom_lut = P * (_rom_lut(wd, ww, ~in_bw) + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)))
+    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))
+    ibuf_bram = np.where(ram_auto_in_bram(s["ibuf_words"], s["Q"] * s["A"]),
+                         bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
+    bram = P * np.where(in_bw, rom_bram18(wd, ww), 0) + ibuf_bram
+    rom_lut = P * _rom_lut(wd, ww, ~in_bw)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
-    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64))
-                   + _rom_lut(td, tw, ~in_bt & (s["nt"] > 0)) * _clog2(cdiv(td, 64)))
-    return {"BRAM_18K": bram, "rom_lut": rom_lut, "rom_mux": rom_mux, "bits": P * (wd * ww + td * tw)}
+    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)))
+    thr = _thr_roms(P, rs, td, tw, s["nt"], p.get("thr_var"))
+    return {"BRAM_18K": bram + thr["BRAM_18K"], "rom_lut": rom_lut + thr["rom_lut"], "rom_mux": rom_mux + thr["rom_mux"],
+            "thr_bits": thr["bits"], "ibuf_bram": ibuf_bram, "bits": P * (wd * ww + td * tw)}
+
+
+def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,
+                 table: Mapping[int, tuple[int, ...]] | None) -> tuple[int, int, int, int]:
+    """(BRAM18, ROM LUTs, mux LUTs, stored bits) of the PE threshold ROMs at one folding: each
+    ROM only as wide as its varying bits (``rom_variable_bits``: Yosys drops the constant ones),
+    in block RAM by ram_style or, for auto, by ``rom_auto_in_bram`` on the trimmed width."""
+    if nt <= 0 or depth <= 0:
+        return 0, 0, 0, 0
+    widths = table.get(pe) if table else None
+    if widths is None:  # thresholds unknown (no initializer): the full NT * ACCW bits
+        widths = (width,) * pe
+    bram = lut = mux = 0
+    for w in widths:
+        if w <= 0:
+            continue
+        if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
+            bram += int(rom_bram18(depth, w))
+        else:
+            n = w * -(-depth // 64)
+            lut += n
+            mux += n * int(_clog2(-(-depth // 64)))
+    return bram, lut, mux, int(sum(widths))
+
+
+def _thr_roms(P: Any, rs: Any, depth: Any, width: Any, nt: Any, table: Any) -> dict[str, np.ndarray]:
+    """``_thr_rom_one`` over broadcast folding arrays (the vectorised search passes arrays)."""
+    f = np.vectorize(lambda a, b, c, d, e: _thr_rom_one(int(a), int(b), int(c), int(d), int(e), table),
+                     otypes=[np.int64] * 4)
+    bram, lut, mux, bits = f(P, rs, depth, width, nt)
+    return {"BRAM_18K": bram, "rom_lut": lut, "rom_mux": mux, "bits": bits}
+
+
+def mvau_threshold_codes(W: np.ndarray, T: np.ndarray, ilo: int, ihi: int, xnor: bool) -> tuple[np.ndarray, int]:
+    """The threshold words as ``_gen_mvau`` writes them: (MH, NT) two's-complement codes and
+    their width ACCW (thresholds ceiled, clipped to each column's reachable accumulator range;
+    XNOR: counts of matching bits). Tested against the generated ROM files (tests/test_costmodel.py)."""
+    W = np.asarray(W, dtype=np.float64).astype(np.int64)
+    mw, mh = W.shape
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape[0] == 1 and mh != 1:
+        T = np.broadcast_to(T, (mh, T.shape[1]))
+    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    acc_hi = (Wp * ihi + Wn * ilo).sum(axis=0)
+    acc_lo = (Wp * ilo + Wn * ihi).sum(axis=0)
+    lo, hi = int(acc_lo.min()), int(acc_hi.max())
+    Tc = np.ceil(T).astype(np.int64)
+    if xnor:
+        lo, hi = 0, mw + 1
+        Tq = np.clip(-((-(Tc + mw)) // 2), 0, mw + 1)
+    else:
+        Tq = np.clip(Tc, acc_lo[:, None], acc_hi[:, None] + 1)
+        lo, hi = min(lo, int(Tq.min())), max(hi, int(Tq.max()))
+    accw = signed_bits(lo, hi)
+    return Tq & ((1 << accw) - 1), accw
 
 
 def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any,
                    acc_bits: Any, n_thr: Any, ram_style: Any = 0, res_type: Any = 0,
-                   xnor: Any = 0, dsp_family: Any = 0, rom_wbits: Any = None) -> dict[str, np.ndarray]:
+                   xnor: Any = 0, dsp_family: Any = 0, rom_wbits: Any = None,
+                   thr_var: Mapping[int, tuple[int, ...]] | None = None,
+                   i_signed: Any = 0, w_signed: Any = 1) -> dict[str, np.ndarray]:
     """Resources of codesign_mvau.v as Yosys maps it (model of the RTL, not of FINN's HLS unit).
 
     LUT / FF: ``mvau_resource_features`` (the adder tree of SIMD*NPP leaves per PE with a
     register after every level, the accumulator, NT compares of ACCW bits and the popcount tree,
     the input buffer and the data registers) times the fitted RESOURCE_COEFFS.
-    BRAM18: weight and threshold ROMs per PE by the aspect table when in block RAM.
+    BRAM18: weight and threshold ROMs per PE as Yosys packs them (``rom_bram18``) when in block RAM; a threshold
+    ROM only as wide as its varying bits (`thr_var`, ``rom_variable_bits`` of the thresholds;
+    without it the full NT*ACCW bits).
     DSP (resType=dsp): one registered signed (A+1) x (W+1) multiply per (PE, SIMD) lane, packed
-    nothing: PE*SIMD DSP48E1 when A + W >= 8 (Yosys' synth_xilinx leaves narrower products in
-    LUTs), none with a bipolar operand (no multiply: a negation). Checked against Yosys 0.23 by
+    nothing: PE*SIMD DSP48E1 when the product is DSP_MIN_PRODUCT_BITS wide (A + W >= 8 for
+    unsigned inputs and signed weights; Yosys' synth_xilinx leaves narrower products in LUTs),
+    none with a bipolar operand (no multiply: a negation). Checked against Yosys 0.23 by
     benchmarks/bench_dsp_map.py and bench_costmodel.py; the same count is assumed on DSP58.
     """
     p = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, wbits=wbits, abits=abits, obits=obits, acc_bits=acc_bits,
-             n_thr=n_thr, ram_style=ram_style, resType=res_type, xnor=xnor)
+             n_thr=n_thr, ram_style=ram_style, resType=res_type, xnor=xnor, thr_var=thr_var, i_signed=i_signed,
+             w_signed=w_signed)
     if rom_wbits is not None:
         p["rom_wbits"] = rom_wbits
-    s = _mvau_struct(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, res_code(res_type), xnor)
+    s = _mvau_struct(MW, MH, PE, SIMD, wbits, abits, obits, acc_bits, n_thr, res_code(res_type), xnor, i_signed,
+                     w_signed)
     f = mvau_resource_features(p)
     lut = sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["LUT"], f["LUT"]))
     ff = np.rint(sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["FF"], f["FF"]))).astype(np.int64)
@@ -264,8 +339,9 @@ def mvau_storage_resources(p: Mapping[str, Any], dsp_family: Any = 0) -> dict[st
     storage = str(p.get("weight_storage", STORAGE_ROM))
     args = (p["MW"], p["MH"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"], p["acc_bits"], p["n_thr"],
             ram_code(p["ram_style"]), res_code(p["resType"]), p.get("xnor", 0), dsp_family)
+    kw = dict(thr_var=p.get("thr_var"), i_signed=p.get("i_signed", 0), w_signed=p.get("w_signed", 1))
     if storage == STORAGE_CODEBOOK and "cb_bits" in p:
-        out = mvau_resources(*args, rom_wbits=p["cb_bits"])
+        out = mvau_resources(*args, rom_wbits=p["cb_bits"], **kw)
         f = mvau_codebook_features(p)
         lut = np.asarray(out["LUT"], np.float64) + _dot(CODEBOOK_COEFFS["LUT"], f["LUT"])
         ff = np.rint(np.asarray(out["FF"], np.float64) + _dot(CODEBOOK_COEFFS["FF"], f["FF"])).astype(np.int64)
@@ -275,7 +351,7 @@ def mvau_storage_resources(p: Mapping[str, Any], dsp_family: Any = 0) -> dict[st
         # varying PE/SIMD) are costed as rom, which is what they would have to be
         full = (_i(p["MW"]) // _i(p["SIMD"])) * (_i(p["MH"]) // _i(p["PE"])) == 1
         if not np.all(full):
-            rom = mvau_resources(*args)
+            rom = mvau_resources(*args, **kw)
             if not np.any(full):
                 return rom
             cst = mvau_storage_resources({**p, "MW": p["MW"], "SIMD": p["MW"], "PE": p["MH"]}, dsp_family)
@@ -288,7 +364,7 @@ def mvau_storage_resources(p: Mapping[str, Any], dsp_family: Any = 0) -> dict[st
         ff = np.rint(_dot(CONSTANTS_COEFFS["FF"], f["FF"])).astype(np.int64)
         zero = np.zeros_like(np.asarray(ff))
         return res_out(lut, ff, mem["BRAM_18K"], zero, zero, mem["bits"])
-    return mvau_resources(*args)
+    return mvau_resources(*args, **kw)
 
 
 def mvau_cost(MW: Any, MH: Any, PE: Any, SIMD: Any, Nv: Any, wbits: Any, abits: Any, obits: Any,
@@ -673,11 +749,18 @@ class MVAU(HWCustomOp):
             acc = DataType[a["accDataType"]].bitwidth()
         else:
             acc = int(mvau_acc_bits_worst(a["MW"], wdt.min(), wdt.max(), idt.min(), idt.max()))
+        thr_var = None
+        if W is not None and T is not None and n_thr and np.asarray(T).ndim == 2:
+            bip = idt == DataType["BIPOLAR"] and wdt == DataType["BIPOLAR"]
+            codes, accw = mvau_threshold_codes(W, T, int(idt.min()), int(idt.max()), bip)
+            thr_var = rom_variable_bits(codes, accw)
         return dict(MW=int(a["MW"]), MH=int(a["MH"]), PE=int(a.get("PE", 1)), SIMD=int(a.get("SIMD", 1)),
                     Nv=prod_or_int(a.get("numInputVectors", [1])), wbits=wdt.bitwidth(), abits=idt.bitwidth(),
                     obits=odt.bitwidth(), acc_bits=acc, n_thr=n_thr,
                     ram_style=str(a.get("ram_style", "auto")), resType=str(a.get("resType", "lut")),
                     xnor=int(a.get("binaryXnorMode", 0)), wdt=wdt.name, idt=idt.name, odt=odt.name,
+                    i_signed=int(idt.signed() and idt != DataType["BIPOLAR"]),
+                    w_signed=int(wdt.signed() and wdt != DataType["BIPOLAR"]), thr_var=thr_var,
                     **_storage_params(a, W, wdt, idt, acc))
 
     @classmethod

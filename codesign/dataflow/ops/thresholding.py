@@ -10,7 +10,7 @@ from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
 from codesign.dataflow.golden import multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_auto_in_bram, rom_bram18, rom_variable_bits
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -32,13 +32,11 @@ def thresholding_cost(C: Any, PE: Any, n_steps: Any, ibits: Any, obits: Any, Nv:
 #: LUT and FF = coefficients . ``thresholding_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single Thresholding nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [8.0045, 0.0, 1.3347, 1.3673, 0.0],
-    "FF": [9.362, 0.0, 2.5512, 0.0, 0.0],
+    "LUT": [3.6239, 0.0, 0.0, 1.3654, 4.5507],
+    "FF": [0.0, 1.2241, 2.0408, 0.0, 6.0456],
 }
 # ---- resource coefficients (end) ----
 
-#: fewest bits of a ROM that Yosys 0.23 puts in block RAM without a ram_style (measured)
-ROM_AUTO_BRAM_MIN_BITS = 16384
 
 
 def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
@@ -48,11 +46,11 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 
 def _rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
     """Where Yosys puts a threshold ROM: the generator writes ram_style "block" for ultra (Yosys
-    infers no URAM); without a style (auto) Yosys 0.23 keeps ROMs below ROM_AUTO_BRAM_MIN_BITS
-    bits in logic (measured on weight ROMs: 1024 x 4 in LUTs, 1024 x 16 in block RAM)."""
+    infers no URAM); without a style (auto) Yosys 0.23 keeps a ROM in logic unless its bits cost
+    more there than in block RAM (``rom_auto_in_bram``)."""
     rs = _i(ram_code(ram_style))
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
-    auto_block = _i(depth) * _i(width) >= ROM_AUTO_BRAM_MIN_BITS
+    auto_block = rom_auto_in_bram(depth, width)
     return np.where(rs == RAM_AUTO, np.where(auto_block, RAM_BLOCK, RAM_DISTRIBUTED), rs)
 
 
@@ -64,14 +62,59 @@ def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
     registers, the threshold-word register (PE*NT*TW) and the threshold ROM (logic LUTs, 64 words
     per LUT per bit, unless in block RAM).
     LUT: [1, compare bits, popcount bits, ROM LUTs, output bits]; FF: [1, input registers,
-    threshold-word registers, compare + popcount registers, output bits]."""
+    threshold-word registers (the varying bits only), compare + popcount registers, output bits].
+    TW and the varying ROM bits come from the thresholds when known (``threshold_codes``)."""
     P, nt, ib, ob = _i(p["PE"]), _i(p["n_steps"]), _i(p["ibits"]), _i(p["obits"])
-    tw = ib + 1
+    tw = _i(p.get("tw", ib + 1))
     pop = np.maximum(nt - 1, 0) * (_clog2(np.maximum(nt, 1)) + 1)
-    mem = _memory(_i(p["C"]) // P, nt * tw, _rtl_style(p["ram_style"], _i(p["C"]) // P, nt * tw))
+    mem = _thr_memories(p)
     one = np.ones_like(P)
-    return {"LUT": [one, P * nt * tw, P * pop, P * mem["LUTRAM"], P * ob],
-            "FF": [one, 2 * P * ib, P * nt * tw, P * (nt + pop), P * ob]}
+    return {"LUT": [one, P * nt * tw, P * pop, mem["LUTRAM"], P * ob],
+            "FF": [one, 2 * P * ib, mem["var_bits"], P * (nt + pop), P * ob]}
+
+
+def _thr_rom_one(pe: int, rs: int, depth: int, width: int, table: Any) -> tuple[int, int, int, int]:
+    """(BRAM18, URAM, ROM LUTs, varying bits) of the PE threshold ROMs at one folding: each ROM
+    as wide as its varying bits (``rom_variable_bits``; Yosys drops bits constant in every word),
+    placed by ``_rtl_style`` on its trimmed size; without thresholds the full NT*TW bits."""
+    if depth <= 0 or width <= 0:
+        return 0, 0, 0, 0
+    widths = table.get(pe) if table else None
+    if widths is None:
+        widths = (width,) * pe
+    bram = uram = lut = 0
+    for w in widths:
+        if w <= 0:
+            continue
+        style = _rtl_style(rs, depth, w)
+        m = _memory(depth, w, style)
+        b18 = int(rom_bram18(depth, w)) if int(style) == RAM_BLOCK else 0  # Yosys' packing of a ROM
+        bram, uram, lut = bram + b18, uram + int(m["URAM"]), lut + int(m["LUTRAM"])
+    return bram, uram, lut, int(sum(widths))
+
+
+def _thr_memories(p: Any) -> dict[str, np.ndarray]:
+    """``_thr_rom_one`` over broadcast folding arrays (the vectorised search passes arrays)."""
+    P = _i(p["PE"])
+    depth = _i(p["C"]) // P
+    width = _i(p["n_steps"]) * _i(p.get("tw", _i(p["ibits"]) + 1))
+    rs = _i(ram_code(p["ram_style"]))
+    table = p.get("thr_var")
+    f = np.vectorize(lambda a, b, c, d: _thr_rom_one(int(a), int(b), int(c), int(d), table), otypes=[np.int64] * 4)
+    bram, uram, lut, var = f(P, rs, depth, width)
+    return {"BRAM_18K": bram, "URAM": uram, "LUTRAM": lut, "var_bits": var, "bits": P * depth * width}
+
+
+def threshold_codes(T: np.ndarray, C: int, ilo: int, ihi: int, ibits: int) -> tuple[np.ndarray, int]:
+    """The threshold words as ``_gen_thresholding`` writes them: (C, NT) two's-complement codes
+    (ceiled, clipped to [min, max + 1] of the input) and their width TW. Tested against the
+    generated ROM files (tests/test_costmodel.py)."""
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape[0] == 1 and C != 1:
+        T = np.broadcast_to(T, (C, T.shape[1]))
+    Tq = np.clip(np.ceil(T).astype(np.int64), ilo, ihi + 1)
+    tw = max(signed_bits(min(ilo, int(Tq.min())), max(ihi, int(Tq.max()))), ibits + 1)
+    return Tq & ((1 << tw) - 1), tw
 
 
 class Thresholding(HWCustomOp):
@@ -135,9 +178,14 @@ class Thresholding(HWCustomOp):
         what = str(a.get("name", "Thresholding node"))
         idt = param_dt(a, "inputDataType", tensor_dt, "input", what)
         odt = param_dt(a, "outputDataType", tensor_dt, "output", what)
-        return dict(C=int(a["NumChannels"]), PE=int(a.get("PE", 1)), n_steps=int(a["numSteps"]),
-                    ibits=idt.bitwidth(), obits=odt.bitwidth(), Nv=prod_or_int(a.get("numInputVectors", [1])),
-                    ram_style=str(a.get("ram_style", "auto")))
+        out = dict(C=int(a["NumChannels"]), PE=int(a.get("PE", 1)), n_steps=int(a["numSteps"]),
+                   ibits=idt.bitwidth(), obits=odt.bitwidth(), Nv=prod_or_int(a.get("numInputVectors", [1])),
+                   ram_style=str(a.get("ram_style", "auto")))
+        T = (inits or {}).get("T")
+        if T is not None and np.asarray(T).ndim == 2 and np.asarray(T).size:
+            codes, tw = threshold_codes(T, out["C"], int(idt.min()), int(idt.max()), out["ibits"])
+            out["tw"], out["thr_var"] = tw, rom_variable_bits(codes, tw)
+        return out
 
     @classmethod
     def cycles(cls, p):
@@ -147,14 +195,11 @@ class Thresholding(HWCustomOp):
     @classmethod
     def resources(cls, p, dsp_family=0):
         """``thresholding_resource_features`` times the fitted RESOURCE_COEFFS; BRAM18 of the
-        PE threshold ROMs (each depth C/PE, width NT*(ibits+1)) by the aspect table."""
+        PE threshold ROMs (each depth C/PE, width its varying bits of NT*TW) by the aspect table."""
         f = thresholding_resource_features(p)
-        P = _i(p["PE"])
-        depth, width = _i(p["C"]) // P, _i(p["n_steps"]) * (_i(p["ibits"]) + 1)
-        mem = _memory(depth, width, _rtl_style(p["ram_style"], depth, width))
+        mem = _thr_memories(p)
         ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
-        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, P * mem["BRAM_18K"], P * mem["URAM"], 0,
-                       P * mem["bits"])
+        return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, mem["BRAM_18K"], mem["URAM"], 0, mem["bits"])
 
     resource_features = staticmethod(thresholding_resource_features)
 
