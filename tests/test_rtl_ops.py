@@ -233,9 +233,9 @@ def test_deep_pipelines_long_stalls(tmp_path, op):
 
 @pytest.mark.parametrize("ram_style", ["block", "distributed"])
 def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style):
-    """A 2048 x 16 weight ROM in block RAM is deeper than one BRAM at its width, so it gets a
-    second output register (timing: the split's read mux must follow a flip-flop); the same
-    layer in logic does not. Both are bit-exact under backpressure, and the first output comes
+    """A 2048 x 16 weight ROM in block RAM is deeper than one BRAM at its width, so it is banked
+    (each bank read into its own register, the bank select after them: timing); the same layer
+    in logic is not. Both are bit-exact under backpressure, and the first output comes
     exactly `pipeline_depth` cycles after the last input word, with one more stage for the
     registered ROM."""
     from codesign.dataflow.cost import RAM_STYLES
@@ -255,7 +255,7 @@ def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style):
     assert bool(wrom_out_reg(MW, MH, PE, SIMD, 4, RAM_STYLES[ram_style])) is registered
     design, _ = _run(tmp_path / "bp", [spec], x, golden.mvau(x, W, T, 0))
     text = (design.out_dir / design.nodes[0].files[0]).read_text() if design.nodes[0].files else ""
-    assert ("wrom0_q2" in text) is registered
+    assert ("wrom0_b1_q2" in text) is registered  # banked: 2048 words = 2 banks of 1024 x 16
     free = run_frames(design, x, seed=0)
     sim = free.sim
     words = len(sim.in_cycles) // x.shape[0]

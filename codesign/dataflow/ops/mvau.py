@@ -127,12 +127,13 @@ def bram_depth(width: Any) -> np.ndarray:
 
 
 def wrom_out_reg(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: Any) -> np.ndarray:
-    """Whether each weight ROM gets a second (fabric) output register: a block-RAM ROM deeper
-    than one BRAM at its width is split in depth by synthesis, and the split's read mux sits
-    after the BRAM's slow clock-to-out (5.6 ns on ECP5: 93 MHz measured on CNV's MVAU_4, a
-    9216 x 16 ROM). The extra register (FINN's memstream reads through two as well) takes the
-    mux off that path, costs one pipeline stage of latency and PE x SIMD x W flip-flops, and
-    maps onto the BRAM's own output register where the primitive has one (Xilinx DOA_REG)."""
+    """Whether each weight ROM is banked: a block-RAM ROM deeper than one BRAM at its width
+    (``bram_depth``) would be split in depth by synthesis, with the split's read mux right after
+    the BRAM's slow clock-to-out (5.6 ns on ECP5: 93 MHz measured on CNV's MVAU_4, a 9216 x 16
+    ROM; a register after that mux does not help, measured 90 MHz). So the generator writes the
+    ROM as banks one BRAM deep, each read into its own fabric register, and the bank select mux
+    follows those registers: one more pipeline stage (read latency 2), PE x banks x SIMD x W
+    flip-flops, and the banks' BRAM18 counted bank by bank (``_mvau_memories``)."""
     rs = _i(ram_style)
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
     wd = (_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE))
@@ -186,7 +187,11 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))
     ibuf_bram = np.where(ram_auto_in_bram(s["ibuf_words"], s["Q"] * s["A"]),
                          bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
-    bram = P * np.where(in_bw, rom_bram18(wd, ww), 0) + ibuf_bram
+    # a banked ROM (``wrom_out_reg``) is one memory per bank of bram_depth words
+    bd = bram_depth(ww)
+    banked = in_bw & (wd > bd)
+    wbram = np.where(banked, (wd // bd) * rom_bram18(bd, ww) + rom_bram18(wd % bd, ww), rom_bram18(wd, ww))
+    bram = P * np.where(in_bw, wbram, 0) + ibuf_bram
     rom_lut = P * _rom_lut(wd, ww, ~in_bw)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
     rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)))
@@ -281,11 +286,12 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     ff = np.rint(sum(c * np.asarray(x, np.float64) for c, x in zip(RESOURCE_COEFFS["FF"], f["FF"]))).astype(np.int64)
     mem = _mvau_memories(p, s)
     dsp = np.where(s["use_dsp"], s["P"] * s["Q"], 0)
-    # counted exactly, outside the fit: the weight ROMs' second output register, the input
-    # word's matching stage and one more delay-line stage (valid, first, last, fold index)
+    # counted exactly, outside the fit: a banked weight ROM's bank output registers and bank
+    # select, the input word's matching stage and one more delay-line stage
     rb = _i(wbits if rom_wbits is None else rom_wbits)  # stored bits per weight (k for a codebook)
+    nb = cdiv(s["wmem"], bram_depth(s["Q"] * rb))  # banks of a banked weight ROM
     ff = ff + np.where(wrom_out_reg(MW, MH, PE, SIMD, rb, ram_style) & (rb > 0),
-                       s["P"] * s["Q"] * rb + s["Q"] * s["A"] + 3 + s["nfw"], 0)
+                       s["P"] * (nb * s["Q"] * rb + 2 * _clog2(nb)) + s["Q"] * s["A"] + 3 + s["nfw"], 0)
     return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
 
 
@@ -935,12 +941,22 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         else:
             wcodes, ebits = _codes(W, wdt.bits, wdt.bipolar), wdt.bits
         wroms = []
+        wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, ebits, ram_code(str(_attr(a, "ram_style", "auto")))))
+        bd = int(bram_depth(SIMD * ebits))  # banked ROM: one block RAM deep per bank
         for p in range(PE):
             # address nf*SF + sf holds W[sf*SIMD + k, nf*PE + p], k = 0..SIMD-1 (its code or index)
             rows = [wcodes[sf * SIMD:(sf + 1) * SIMD, nf * PE + p] for nf in range(NF) for sf in range(SF)]
-            fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), ebits, SIMD * ebits))
-            wroms.append({"name": f"wrom{p}", "width": SIMD * ebits, "depth": NF * SF, "file": fn, "style": style})
-        wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, ebits, ram_code(str(_attr(a, "ram_style", "auto")))))
+            rom = {"name": f"wrom{p}", "width": SIMD * ebits, "depth": NF * SF, "style": style}
+            if wrom_reg:
+                rom["banks"] = [{"depth": len(rows[b:b + bd]), "file": ctx.write_data(
+                    f"{base}_w{p}_b{b // bd}.dat",
+                    _hex_lines(np.array(rows[b:b + bd], dtype=object), ebits, SIMD * ebits))}
+                    for b in range(0, len(rows), bd)]
+                rom["bank_bits"] = bd.bit_length() - 1
+            else:
+                rom["file"] = ctx.write_data(f"{base}_w{p}.dat",
+                                             _hex_lines(np.array(rows, dtype=object), ebits, SIMD * ebits))
+            wroms.append(rom)
         ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1, wrom_reg)]
     if NT:
         troms = []
