@@ -23,15 +23,16 @@ pytestmark = pytest.mark.slow
 TARGET_MHZ = 100.0
 
 # widths chain: pad 8b -> swg 8b -> mvau in 8b (SIMD 2 x 4b), out 8b (PE 2 x 4b) -> thr 8b ->
-# 4b (PE 2 x UINT2) -> pool 4b -> fifo 4b -> dwc 4b->8b -> labelselect (PE 4 x UINT2)
+# 4b (PE 2 x UINT2) -> dwc 4b->8b -> pool 8b (all 4 channels per word, FINN's StreamingMaxPool)
+# -> fifo 8b -> labelselect (PE 4 x UINT2)
 CHAIN = [
     ("FMPadding", opspecs.fmpadding_spec("pad", ih=4, C=2, SIMD=2, pad=1, dt="UINT4")),
     ("SlidingWindow", opspecs.swg_spec("swg", ih=6, C=2, SIMD=2, k=3, dt="UINT4")),
     ("MVAU", opspecs.mvau_spec("mvau", MW=18, MH=4, PE=2, SIMD=2, idt="UINT4", wdt="INT4", odt="UINT4")),
     ("Thresholding", opspecs.thresholding_spec("thr", C=4, PE=2, idt="UINT4", odt="UINT2")),
-    ("StreamingMaxPool", opspecs.maxpool_spec("pool", ih=4, C=4, PE=2, k=2, dt="UINT2")),
-    ("StreamingFIFO", opspecs.fifo_spec("fifo", depth=8, fold=2, words=8, dt="UINT2")),
-    ("StreamingDataWidthConverter", opspecs.dwc_spec("dwc", inw=4, outw=8, elems=16, dt="UINT2")),
+    ("StreamingDataWidthConverter", opspecs.dwc_spec("dwc", inw=4, outw=8, elems=64, dt="UINT2")),
+    ("StreamingMaxPool", opspecs.maxpool_spec("pool", ih=4, C=4, PE=4, k=2, dt="UINT2")),
+    ("StreamingFIFO", opspecs.fifo_spec("fifo", depth=8, fold=4, words=4, dt="UINT2")),
     ("LabelSelect", opspecs.labelselect_spec("label", L=16, PE=4, K=2, idt="UINT2")),
 ]
 
