@@ -212,8 +212,13 @@ def _run(cmd: list[str], cwd: Path, timeout: int, what: str, logfile: Path) -> N
     except subprocess.TimeoutExpired as exc:
         raise CodesignError(f"{what} did not finish within {timeout} s") from exc
     if res.returncode != 0:
-        tail = logfile.read_text()[-3000:] if logfile.is_file() else ""
-        raise CodesignError(f"{what} failed (rc {res.returncode}):\n{(res.stderr + tail)[-3000:]}")
+        log_text = logfile.read_text() if logfile.is_file() else ""
+        tail = log_text[-3000:]
+        # the tool's own ERROR line first (e.g. "no BELs remaining to implement cell type 'DP16KD'":
+        # the design needs more block RAMs than the device has), so the verdict names the cause
+        errs = [ln.strip() for ln in (res.stderr + "\n" + log_text).splitlines() if ln.strip().startswith("ERROR")]
+        head = f" {errs[0]}" if errs else ""
+        raise CodesignError(f"{what} failed (rc {res.returncode}):{head}\n{(res.stderr + tail)[-3000:]}")
 
 
 def timing_design(design: RTLDesign, cfg: TimingConfig | None = None,
