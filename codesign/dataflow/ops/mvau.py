@@ -138,8 +138,17 @@ def wrom_out_reg(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: An
     rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
     wd = (_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE))
     ww = _i(SIMD) * _i(wbits)
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))  # the rule _mvau_memories uses
-    return in_bw & (wd > bram_depth(ww))
+    return _banked(wd, ww, _rom_in_bram(rs, wd, ww))
+
+
+def _rom_in_bram(rs: Any, depth: Any, width: Any) -> np.ndarray:
+    """A weight ROM in block RAM: ram_style block, or auto where Yosys prefers it (``rom_auto_in_bram``)."""
+    return (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(depth, width))
+
+
+def _banked(depth: Any, width: Any, in_bram: Any) -> np.ndarray:
+    """A block-RAM ROM deeper than one BRAM at its width is banked (``wrom_out_reg``)."""
+    return in_bram & (_i(depth) > bram_depth(width))
 
 
 def _rom_lut(depth: Any, width: Any, in_lut: Any) -> np.ndarray:
@@ -184,13 +193,12 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     # the weight ROM word: SIMD codes of W bits (rom), of k index bits (codebook), none (constants)
     wd, ww = s["wmem"], s["Q"] * _i(p.get("rom_wbits", s["W"]))
     td, tw = s["tmem"], s["nt"] * s["acc"]
-    in_bw = (rs == RAM_BLOCK) | ((rs == RAM_AUTO) & rom_auto_in_bram(wd, ww))
+    in_bw = _rom_in_bram(rs, wd, ww)
     ibuf_bram = np.where(ram_auto_in_bram(s["ibuf_words"], s["Q"] * s["A"]),
                          bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
     # a banked ROM (``wrom_out_reg``) is one memory per bank of bram_depth words
     bd = bram_depth(ww)
-    banked = in_bw & (wd > bd)
-    wbram = np.where(banked, (wd // bd) * rom_bram18(bd, ww) + rom_bram18(wd % bd, ww), rom_bram18(wd, ww))
+    wbram = np.where(_banked(wd, ww, in_bw), (wd // bd) * rom_bram18(bd, ww) + rom_bram18(wd % bd, ww), rom_bram18(wd, ww))
     bram = P * np.where(in_bw, wbram, 0) + ibuf_bram
     rom_lut = P * _rom_lut(wd, ww, ~in_bw)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
@@ -786,7 +794,7 @@ class MVAU(HWCustomOp):
         last step, DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0); TL = clog2(SIMD*NPP)
         registered adder-tree levels, NPP = WBITS partial products per LUT multiply (1 for
         bipolar/XNOR/DSP products), DSPL = 1 registered DSP multiply; + 1 where the weight ROM
-        has a second output register (``wrom_out_reg``)."""
+        is banked (read latency 2, ``wrom_out_reg``)."""
         def bipolar(dt_key: str, bits_key: str) -> np.ndarray:  # 1-bit operands are bipolar in the zoo
             return np.asarray(p[dt_key]) == "BIPOLAR" if dt_key in p else _i(p[bits_key]) == 1
 
@@ -957,7 +965,7 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                 rom["file"] = ctx.write_data(f"{base}_w{p}.dat",
                                              _hex_lines(np.array(rows, dtype=object), ebits, SIMD * ebits))
             wroms.append(rom)
-        ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1, wrom_reg)]
+        ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(NF * SF))) if NF * SF > 1 else 1)]
     if NT:
         troms = []
         tcodes = _codes(Tq, accw)

@@ -186,14 +186,14 @@ def _ram_style(attrs: dict[str, Any]) -> str | None:
     return {"auto": None, "block": "block", "distributed": "logic", "ultra": "block"}.get(style)
 
 
-def _rom_port(prefix: str, roms: list[dict[str, Any]], addr_width: int, out_reg: bool = False) -> dict[str, Any]:
-    """One ROM port of rom_node.v.j2: the ROMs side by side in q; `out_reg` registers each ROM's
-    output a second time (read latency 2)."""
+def _rom_port(prefix: str, roms: list[dict[str, Any]], addr_width: int) -> dict[str, Any]:
+    """One ROM port of rom_node.v.j2: the ROMs side by side in q (a ROM with ``banks`` is read
+    through its bank registers, read latency 2)."""
     lsb = 0
     for r in roms:
         r["lsb"] = lsb
         lsb += r["width"]
-    return {"prefix": prefix, "roms": roms, "addr_width": addr_width, "q_width": lsb, "out_reg": out_reg}
+    return {"prefix": prefix, "roms": roms, "addr_width": addr_width, "q_width": lsb}
 
 
 def _p(params: dict[str, Any]) -> list[tuple[str, str]]:
