@@ -290,14 +290,16 @@ def test_killed_worker_design_is_retried_sqlite(run_dir, tmp_path):
     name = "killed"
     cfg = _write_cfg(tmp_path / "k.yaml", run_dir, trials=3, study_name=name,
                      rank={"epochs": 1, "max_batches": 6, "val_samples": 256})
+    # B starts only once A is mid-trial: launched together, B could take all three designs
+    # while A is still importing torch on a loaded machine (seen in CI), and nothing is killed.
     a = _search(cfg, "--storage", storage)
-    b = _search(cfg, "--storage", storage)
 
     def a_running():
         return [t for t in _owned_running(storage, name) if _fresh(t)
                 and t.user_attrs.get("worker", "").endswith(f":{a.pid}")]
 
-    worker = _wait(a_running, 180, "worker A to start a trial", [a, b])[0].user_attrs["worker"]
+    worker = _wait(a_running, 180, "worker A to start a trial", [a])[0].user_attrs["worker"]
+    b = _search(cfg, "--storage", storage)
     a.send_signal(signal.SIGKILL)
     a.wait()
     victim = _killed_trial(storage, name, worker)
