@@ -12,7 +12,9 @@
 //
 // Latency: the first window word leaves 2 cycles after the input word that completes the first
 // window (word ((KH-1)*IW + KW)*CF - 1 of the frame, 0-based) is accepted (t -> t + 2); then one
-// word per cycle while the window's rows are present. No wide counters (timing): see the row bookkeeping below.
+// word per cycle while the window's rows are present. No wide counters (timing): see the row bookkeeping below;
+// no wide compares on the read-enable path either: every "counter at its last value" test is a
+// flag register updated with its counter (post-route, the compares cost ~1.5 ns on ECP5).
 module codesign_swg #(
     parameter integer IH = 4,
     parameter integer IW = 4,
@@ -57,10 +59,11 @@ module codesign_swg #(
     reg [BRB-1:0] w_slot;       // (global row being written) mod BR
     reg [RWB-1:0] w_wi;         // word index within that row
     reg signed [DB-1:0] d;      // rows written ahead of the window's top row
+    reg w_last;                 // w_wi == RW - 1
     wire w_ok = (d < BR);
     assign in0_V_TREADY = w_ok;
     wire w_fire = w_ok && in0_V_TVALID;
-    wire w_row_done = w_fire && (w_wi == RW - 1);
+    wire w_row_done = w_fire && w_last;
 
     always @(posedge ap_clk) begin
         if (w_fire) mem[{w_slot, w_wi}] <= in0_V_TDATA;
@@ -72,15 +75,16 @@ module codesign_swg #(
     reg [15:0] koff;           // kx*CF + cf within the current kernel row
     reg [RWB:0] pix_base;      // ox*SW*CF
     reg [RWB+1:0] need_wi;     // pix_base + KWC (kept in a register: no adder before the compare)
-    wire pix_start = (ky == 0) && (koff == 0);
+    reg koff_last, ky_last, ox_last, oy_last;  // koff == KWC-1, ky == KH-1, ox == OW-1, oy == OH-1
+    reg pix_start;                             // ky == 0 && koff == 0: a new output pixel
     wire have = (d > KH - 1) || ((d == KH - 1) && ({2'b00, w_wi} >= need_wi));
     wire adv = !out_V_TVALID || out_V_TREADY;
     wire r_fire = adv && (!pix_start || have);
     wire [BRB-1:0] r_rslot = r_slot + ky[BRB-1:0];
     wire [RWB-1:0] r_wi = pix_base + koff;
-    wire last_k = (koff == KWC - 1) && (ky == KH - 1);
-    wire r_row_move = r_fire && last_k && (ox == OW - 1);
-    wire r_frame_wrap = r_row_move && (oy == OH - 1);
+    wire last_k = koff_last && ky_last;
+    wire r_row_move = r_fire && last_k && ox_last;
+    wire r_frame_wrap = r_row_move && oy_last;
 
     always @(posedge ap_clk) begin
         if (adv) out_V_TDATA <= mem[{r_rslot, r_wi}];
@@ -88,13 +92,16 @@ module codesign_swg #(
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) begin
-            w_slot <= 0; w_wi <= 0; d <= 0;
+            w_slot <= 0; w_wi <= 0; d <= 0; w_last <= (RW == 1);
             r_slot <= 0;
             oy <= 0; ox <= 0; ky <= 0; koff <= 0; pix_base <= 0; need_wi <= KWC;
+            koff_last <= (KWC == 1); ky_last <= (KH == 1); ox_last <= (OW == 1); oy_last <= (OH == 1);
+            pix_start <= 1'b1;
             out_V_TVALID <= 1'b0;
         end else begin
             if (w_fire) begin
-                if (w_wi == RW - 1) begin
+                w_last <= w_last ? (RW == 1) : (w_wi == RW - 2);
+                if (w_last) begin
                     w_wi <= 0;
                     w_slot <= w_slot + 1'b1;
                 end else begin
@@ -104,15 +111,20 @@ module codesign_swg #(
             d <= d + (w_row_done ? 1 : 0) - (r_frame_wrap ? DJ : (r_row_move ? SH : 0));
             if (adv) out_V_TVALID <= r_fire;
             if (r_fire) begin
-                if (koff == KWC - 1) begin
+                pix_start <= last_k;
+                koff_last <= koff_last ? (KWC == 1) : (koff == KWC - 2);
+                if (koff_last) begin
                     koff <= 0;
-                    if (ky == KH - 1) begin
+                    ky_last <= ky_last ? (KH == 1) : (ky == KH - 2);
+                    if (ky_last) begin
                         ky <= 0;
-                        if (ox == OW - 1) begin
+                        ox_last <= ox_last ? (OW == 1) : (ox == OW - 2);
+                        if (ox_last) begin
                             ox <= 0;
+                            oy_last <= oy_last ? (OH == 1) : (oy == OH - 2);
                             pix_base <= 0;
                             need_wi <= KWC;
-                            if (oy == OH - 1) begin
+                            if (oy_last) begin
                                 oy <= 0;
                                 r_slot <= r_slot + DJ;
                             end else begin

@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="with --fit: write the coefficients into the op modules")
     ap.add_argument("--cached", action="store_true", help="no synthesis: fit/report on the cached designs only")
     ap.add_argument("--synth-only", action="store_true", help="stop after synthesis")
-    ap.add_argument("--designs", choices=("all", "none", "demo", "cnv"), default="all",
+    ap.add_argument("--designs", choices=("all", "none", *whole_designs.BUILDERS), default="all",
                     help="whole designs (benchmarks/designs.py) to compile, synthesise node by node and "
                          "report in costmodel_designs.json/.md (default all; cached by Verilog hash)")
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""The two whole designs the benchmarks measure: the demo's TFC and CNV w2a2 at 1,000 FPS.
+"""The whole designs the benchmarks measure: the demo's TFC, and CNV at w2a2 and w1a1 for 1,000 FPS.
 
 Why one module: bench_timing.py (place and route) and bench_costmodel.py (cost model vs Yosys)
 must look at exactly the same networks, so they are defined once here. Both are compiled for a
@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-DESIGNS: dict[str, str] = {"demo": "TFC fc0 w4a3 (56) | fc1 w4a4 | fc2 w4a4 | fc3 w8", "cnv": "CNV w2a2 @ 1000 FPS"}
+DESIGNS: dict[str, str] = {"demo": "TFC fc0 w4a3 (56) | fc1 w4a4 | fc2 w4a4 | fc3 w8", "cnv": "CNV w2a2 @ 1000 FPS",
+                         "cnv_w1a1": "CNV w1a1 @ 1000 FPS"}
 
 
 def _compile(spec: dict, plan: dict, shape: tuple[int, ...], board: str, fps: float, out: Path) -> Any:
@@ -49,4 +50,14 @@ def cnv_design(out: Path) -> tuple[Any, str]:
     return _compile(spec, uniform_plan(spec, 2, 2), (3, 32, 32), "Pynq-Z2", 1000, out), DESIGNS["cnv"]
 
 
-BUILDERS: dict[str, Callable[[Path], tuple[Any, str]]] = {"demo": demo_design, "cnv": cnv_design}
+def cnv_w1a1_design(out: Path) -> tuple[Any, str]:
+    """CNV at binary weights and activations (BNN-PYNQ's cnv_1w1a), for 1,000 FPS on a Pynq-Z2: the
+    CNV-class design whose weight memories fit the ECP5 proxy's 208 block RAMs (w2a2 needs 250)."""
+    from codesign.models import make_spec, uniform_plan
+
+    spec = make_spec("cnv", (3, 32, 32))
+    return _compile(spec, uniform_plan(spec, 1, 1), (3, 32, 32), "Pynq-Z2", 1000, out), DESIGNS["cnv_w1a1"]
+
+
+BUILDERS: dict[str, Callable[[Path], tuple[Any, str]]] = {"demo": demo_design, "cnv": cnv_design,
+                                                         "cnv_w1a1": cnv_w1a1_design}

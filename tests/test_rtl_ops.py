@@ -119,6 +119,8 @@ def test_thresholding(tmp_path, C, PE, idt, odt, nthr, act):
     (5, 5, 2, 1, 3, 1, "UINT4"),
     (7, 6, 4, 4, 2, 2, "INT3"),      # remainder row dropped, SIMD = C
     (6, 7, 4, 2, 3, 2, "UINT8"),
+    (3, 3, 2, 2, 3, 1, "UINT2"),     # one output pixel (OH = OW = 1): every "last" flag starts set
+    (4, 3, 2, 2, 1, 1, "UINT2"),     # 1x1 kernel, SIMD = C: one word per window (KWC = KH = 1)
 ])
 def test_sliding_window(tmp_path, ih, iw, C, SIMD, k, s, dt):
     rng = np.random.default_rng(ih * 100 + iw)

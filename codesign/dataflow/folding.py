@@ -64,7 +64,8 @@ FINN_ONLY_KEYS = ("EmbFold", "SeqFold", "ram_style_thresholds", "ram_style_mask"
                   "impl_style", "depth")
 #: attributes written into an extracted folding config when the node has them
 EXPORT_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
-               "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths")
+               "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths",
+               "weight_storage", "codebook_bits")
 
 
 def divisors(n: int) -> list[int]:

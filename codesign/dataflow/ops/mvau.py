@@ -7,6 +7,8 @@ folding rules, FINN names and the RTL generator (weights and thresholds into per
 from __future__ import annotations
 
 import math
+from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -219,16 +221,22 @@ def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,
     if widths is None:  # thresholds unknown (no initializer): the full NT * ACCW bits
         widths = (width,) * pe
     bram = lut = mux = 0
-    for w in widths:
-        if w <= 0:
-            continue
-        if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
-            bram += int(rom_bram18(depth, w))
-        else:
-            n = w * -(-depth // 64)
-            lut += n
-            mux += n * int(_clog2(-(-depth // 64)))
+    for w, count in Counter(widths).items():  # PEs of one width cost the same: one lookup each
+        b, l, m = _thr_rom_width(rs, depth, w)
+        bram, lut, mux = bram + count * b, lut + count * l, mux + count * m
     return bram, lut, mux, int(sum(widths))
+
+
+@lru_cache(maxsize=65536)
+def _thr_rom_width(rs: int, depth: int, w: int) -> tuple[int, int, int]:
+    """(BRAM18, ROM LUTs, mux LUTs) of one threshold ROM of `depth` x `w` bits. Cached: the
+    folding search asks the same few shapes thousands of times (scalar numpy calls cost ~0.2 ms each)."""
+    if w <= 0:
+        return 0, 0, 0
+    if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
+        return int(rom_bram18(depth, w)), 0, 0
+    n = w * -(-depth // 64)
+    return 0, n, n * int(_clog2(-(-depth // 64)))
 
 
 def _thr_roms(P: Any, rs: Any, depth: Any, width: Any, nt: Any, table: Any) -> dict[str, np.ndarray]:

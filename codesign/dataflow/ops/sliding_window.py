@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from codesign.dataflow.cost import _i, _memory, ram_code, res_out
-from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt
+from codesign.dataflow.cost import RAM_BLOCK, RAM_DISTRIBUTED, _i, _memory, ram_code, res_out
+from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt, ram_auto_in_bram
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
 from codesign.errors import FoldingError, UnsupportedError
 
@@ -44,7 +44,7 @@ def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any,
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single SlidingWindow nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
     "LUT": [148.1605, 0.0, 1.0658],
-    "FF": [85.0, 1.0, 1.0],
+    "FF": [91.0, 1.0, 1.0],  # fitted 85.0; + 6 "counter at its last value" flag registers (measured +6 FF)
 }
 # ---- resource coefficients (end) ----
 
@@ -73,12 +73,19 @@ def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
     depth, width, rwb = _swg_buffer(p["C"], p["SIMD"], p["IW"], p["kh"], p["sh"], p["abits"])
     mem = _swg_memory(depth, width)
     one = np.ones_like(width)
-    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, width, rwb]}
+    # the read word register is the line buffer's read register: in block RAM it is the RAM's own
+    # output latch (Yosys: 512-bit word, 15 RAMB18, 101 FF), in LUTRAM it is SIMD*bits flip-flops
+    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, np.where(mem["in_bram"], 0, width), rwb]}
 
 
 def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:
-    """The template sets no ram_style: Yosys' own choice (block RAM above LUTRAM_MAX_DEPTH)."""
-    return _memory(depth, width, 0)
+    """The template sets no ram_style: Yosys' own choice by its cost (``ram_auto_in_bram``: a
+    128 x 512-bit buffer goes to 15 RAMB18, not to 2,736 LUTRAM cost units), as for the MVAU
+    input buffer; "in_bram" marks it (the block RAM's output latch then holds the read word)."""
+    in_bram = ram_auto_in_bram(depth, width)
+    mem = _memory(depth, width, np.where(in_bram, RAM_BLOCK, RAM_DISTRIBUTED))
+    mem["in_bram"] = in_bram
+    return mem
 
 
 def sliding_window_cost(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any, kh: Any, kw: Any,
