@@ -37,6 +37,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -143,8 +144,13 @@ def corpus() -> list[dict[str, Any]]:
     # StreamingDataWidthConverter
     for j, (inw, outw, b) in enumerate([(8, 32, 4), (32, 8, 4), (4, 24, 2), (24, 4, 2), (16, 48, 8),
                                         # wide ratios (a long shift by the fill count)
-                                        (48, 3, 3), (3, 48, 3), (32, 2, 2), (4, 64, 4), (72, 6, 3)]):
-        add("StreamingDataWidthConverter", "dwc", inw=inw, outw=outw, elems=48, dt=_dt(b, j % 2 == 0))
+                                        (48, 3, 3), (3, 48, 3), (32, 2, 2), (4, 64, 4), (72, 6, 3),
+                                        # non-integer ratios (the bit queue) and wide integer ones
+                                        (16, 24, 4), (24, 16, 4), (40, 24, 4), (96, 64, 4), (64, 96, 4),
+                                        (12, 20, 2), (128, 32, 2), (512, 64, 4)]):
+        lcm = math.lcm(inw, outw)  # the frame must split into whole words of both widths
+        add("StreamingDataWidthConverter", "dwc", inw=inw, outw=outw,
+            elems=48 if (48 * b) % lcm == 0 else 2 * lcm // math.gcd(lcm, b), dt=_dt(b, j % 2 == 0))
     # StreamingFIFO
     for j, (depth, fold, b) in enumerate([(2, 4, 4), (8, 4, 4), (32, 2, 8), (64, 8, 2), (256, 4, 4), (16, 1, 1),
                                           (1024, 2, 4), (128, 4, 4), (128, 2, 8), (512, 1, 3),
