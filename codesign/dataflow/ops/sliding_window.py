@@ -80,7 +80,7 @@ def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
 
 def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:
     """The template sets no ram_style: Yosys' own choice by its cost (``ram_auto_in_bram``: a
-    128 x 512-bit buffer goes to 15 RAMB18, not to 2,736 LUTRAM cost units), as for the MVAU
+    128 x 512-bit buffer goes to 15 RAMB18, not to 2,736 LUTRAM cost units), as for a weight layer's
     input buffer; "in_bram" marks it (the block RAM's output latch then holds the read word)."""
     in_bram = ram_auto_in_bram(depth, width)
     mem = _memory(depth, width, np.where(in_bram, RAM_BLOCK, RAM_DISTRIBUTED))

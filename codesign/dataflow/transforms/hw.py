@@ -66,6 +66,54 @@ def _flatten_source(model: ModelWrapper, x: str) -> str:
     return x
 
 
+def _fuse_matmul(model: ModelWrapper, op: str, mm, inputs: list[str], channels: int, lo: np.ndarray,
+                 hi: np.ndarray, attrs: dict, bipolar_ok: bool, remove: list | None = None) -> bool:
+    """Replace MatMul `mm` (and its MultiThreshold consumer, when channels-last) by one `op` node
+    (MVAU / VVAU): the one place where a weight layer absorbs its thresholds. ``T`` becomes
+    (channels, n), ``ActVal`` the threshold's out_bias, outputDataType its out_dtype (bipolar,
+    only where `bipolar_ok`: out_scale 2, out_bias -1, one step). Without a threshold:
+    noActivation=1 and the output is the accumulator. Returns False (graph untouched) while the
+    threshold is not streamlined yet (no integer input range or non-integer thresholds)."""
+    mt = single_consumer(model, mm.output[0])
+    if mt is not None and mt.op_type == "MultiThreshold" and _mt_channel_axis(model, mt) == -1:
+        T = np.asarray(const(model, mt.input[1]), dtype=np.float64)
+        if T.shape[0] == 1 and channels != 1:
+            T = np.broadcast_to(T, (channels, T.shape[1])).copy()
+        if threshold_input_range(model, mt) is None or not np.array_equal(T, np.round(T)):
+            return False  # not streamlined yet
+        odt = _attr(mt, "out_dtype")
+        scale, bias = float(_attr(mt, "out_scale", 1.0)), float(_attr(mt, "out_bias", 0.0))
+        if odt == "BIPOLAR" and bipolar_ok:
+            if (scale, bias) != (2.0, -1.0) or T.shape[1] != 1:
+                raise unsupported(mt, "a bipolar threshold must have one step, out_scale 2, out_bias -1")
+            act_val = 0
+        elif not bipolar_ok and (odt == "BIPOLAR" or scale != 1.0 or bias != int(bias)):
+            raise unsupported(mt, f"a depthwise layer's threshold must give integer codes (out_scale 1, "
+                                  f"integer out_bias; got {odt}, {scale}, {bias})")
+        elif scale != 1.0 or bias != int(bias):
+            raise unsupported(mt, f"threshold output scale {scale} / bias {bias} not integer codes")
+        else:
+            act_val = int(bias)
+        acc = smallest_int_dtype(min(lo.min(), T.min()), max(hi.max(), T.max()))
+        tname = fresh_name(model, f"{op.lower()}_T")
+        model.set_initializer(tname, T.astype(np.float32))
+        model.set_tensor_datatype(tname, acc)
+        node = make_hw_node(op, [*inputs, tname], [mt.output[0]], fresh_name(model, op), outputDataType=odt,
+                            accDataType=acc.name, noActivation=0, ActVal=act_val, **attrs)
+        gone = [mm, mt]
+    else:
+        acc = smallest_int_dtype(lo.min(), hi.max())
+        node = make_hw_node(op, inputs, [mm.output[0]], fresh_name(model, op), outputDataType=acc.name,
+                            accDataType=acc.name, noActivation=1, ActVal=0, **attrs)
+        gone = [mm]
+    idx = list(model.graph.node).index(mm)
+    model.graph.node.insert(idx, node)
+    for r in gone + list(remove or []):
+        model.graph.node.remove(r)
+    model.set_tensor_datatype(node.output[0], DataType[getCustomOp(node).get_nodeattr("outputDataType")])
+    return True
+
+
 class InferMVAU(Transformation):
     """MatMul(integer x, integer W) [-> MultiThreshold]  =>  MVAU (PE = SIMD = 1).
 
@@ -85,51 +133,15 @@ class InferMVAU(Transformation):
             x = _flatten_source(model, mm.input[0])
             mw, mh = W.shape
             lo, hi = acc_range(W, idt)
-            mt = single_consumer(model, mm.output[0])
             xshape = model.get_tensor_shape(x)
             nv = [1] if x != mm.input[0] else [int(v) for v in xshape[:-1]]
             attrs = dict(MW=int(mw), MH=int(mh), PE=1, SIMD=1, inputDataType=idt.name,
                          weightDataType=wdt.name, numInputVectors=nv,
                          binaryXnorMode=int(idt == DataType["BIPOLAR"] and wdt == DataType["BIPOLAR"]),
                          ram_style="auto", resType="lut", mem_mode="internal_embedded")
-            if mt is not None and mt.op_type == "MultiThreshold" and _mt_channel_axis(model, mt) == -1:
-                T = np.asarray(const(model, mt.input[1]), dtype=np.float64)
-                if T.shape[0] == 1 and mh != 1:
-                    T = np.broadcast_to(T, (mh, T.shape[1])).copy()
-                if threshold_input_range(model, mt) is None or not np.array_equal(T, np.round(T)):
-                    continue  # not streamlined yet
-                odt = _attr(mt, "out_dtype")
-                scale, bias = float(_attr(mt, "out_scale", 1.0)), float(_attr(mt, "out_bias", 0.0))
-                if odt == "BIPOLAR":
-                    if (scale, bias) != (2.0, -1.0) or T.shape[1] != 1:
-                        raise unsupported(mt, "a bipolar threshold must have one step, out_scale 2, out_bias -1")
-                    act_val = 0
-                elif scale != 1.0 or bias != int(bias):
-                    raise unsupported(mt, f"threshold output scale {scale} / bias {bias} not integer codes")
-                else:
-                    act_val = int(bias)
-                acc = smallest_int_dtype(min(lo.min(), T.min()), max(hi.max(), T.max()))
-                tname = fresh_name(model, "mvau_T")
-                model.set_initializer(tname, T.astype(np.float32))
-                model.set_tensor_datatype(tname, acc)
-                node = make_hw_node("MVAU", [x, mm.input[1], tname], [mt.output[0]], fresh_name(model, "MVAU"),
-                                    outputDataType=odt, accDataType=acc.name, noActivation=0, ActVal=act_val,
-                                    **attrs)
-                remove = [mm, mt]
-            else:
-                acc = smallest_int_dtype(lo.min(), hi.max())
-                node = make_hw_node("MVAU", [x, mm.input[1]], [mm.output[0]], fresh_name(model, "MVAU"),
-                                    outputDataType=acc.name, accDataType=acc.name, noActivation=1, ActVal=0,
-                                    **attrs)
-                remove = [mm]
-            if x != mm.input[0]:
-                remove.append(model.find_producer(mm.input[0]))
-            idx = list(model.graph.node).index(mm)
-            model.graph.node.insert(idx, node)
-            for r in remove:
-                model.graph.node.remove(r)
-            model.set_tensor_datatype(node.output[0], DataType[getCustomOp(node).get_nodeattr("outputDataType")])
-            return model, True
+            remove = [model.find_producer(mm.input[0])] if x != mm.input[0] else []
+            if _fuse_matmul(model, "MVAU", mm, [x, mm.input[1]], int(mh), lo, hi, attrs, True, remove):
+                return model, True
         return model, False
 
 
@@ -169,38 +181,8 @@ class InferVVAU(Transformation):
             wname = fresh_name(model, "vvau_W")
             model.set_initializer(wname, Wkc.astype(np.float32))
             model.set_tensor_datatype(wname, wdt)
-            mt = single_consumer(model, mm.output[0])
-            if mt is not None and mt.op_type == "MultiThreshold" and _mt_channel_axis(model, mt) == -1:
-                T = np.asarray(const(model, mt.input[1]), dtype=np.float64)
-                if T.shape[0] == 1 and c != 1:
-                    T = np.broadcast_to(T, (c, T.shape[1])).copy()
-                if threshold_input_range(model, mt) is None or not np.array_equal(T, np.round(T)):
-                    continue  # not streamlined yet
-                odt = _attr(mt, "out_dtype")
-                scale, bias = float(_attr(mt, "out_scale", 1.0)), float(_attr(mt, "out_bias", 0.0))
-                if odt == "BIPOLAR" or scale != 1.0 or bias != int(bias):
-                    raise unsupported(mt, f"a depthwise layer's threshold must give integer codes (out_scale 1, "
-                                          f"integer out_bias; got {odt}, {scale}, {bias})")
-                acc = smallest_int_dtype(min(lo.min(), T.min()), max(hi.max(), T.max()))
-                tname = fresh_name(model, "vvau_T")
-                model.set_initializer(tname, T.astype(np.float32))
-                model.set_tensor_datatype(tname, acc)
-                node = make_hw_node("VVAU", [mm.input[0], wname, tname], [mt.output[0]], fresh_name(model, "VVAU"),
-                                    outputDataType=odt, accDataType=acc.name, noActivation=0, ActVal=int(bias),
-                                    **attrs)
-                remove = [mm, mt]
-            else:
-                acc = smallest_int_dtype(lo.min(), hi.max())
-                node = make_hw_node("VVAU", [mm.input[0], wname], [mm.output[0]], fresh_name(model, "VVAU"),
-                                    outputDataType=acc.name, accDataType=acc.name, noActivation=1, ActVal=0,
-                                    **attrs)
-                remove = [mm]
-            idx = list(model.graph.node).index(mm)
-            model.graph.node.insert(idx, node)
-            for r in remove:
-                model.graph.node.remove(r)
-            model.set_tensor_datatype(node.output[0], DataType[getCustomOp(node).get_nodeattr("outputDataType")])
-            return model, True
+            if _fuse_matmul(model, "VVAU", mm, [mm.input[0], wname], c, lo, hi, attrs, False):
+                return model, True
         return model, False
 
 
