@@ -7,11 +7,13 @@
 // w < (top row of the window being read) + BR, and the reader starts an output pixel only when
 // every word it needs has been written. Row counters are global (they continue across frames),
 // so the next frame streams in while the last windows of the current one are read out.
-// The read data register of the synchronous buffer IS the output register; the read side
-// advances only on adv (output empty or taken).
+// The synchronous buffer's read data register (a block RAM's own output latch when the buffer
+// lands there) is followed by the output register: a block RAM's clock-to-out must not reach
+// the next module's logic (stitched CNV on ECP5: 94.5 MHz with the RAM output as the port). Read
+// register and output register advance together on adv (output empty or taken).
 //
-// Latency: the first window word leaves 2 cycles after the input word that completes the first
-// window (word ((KH-1)*IW + KW)*CF - 1 of the frame, 0-based) is accepted (t -> t + 2); then one
+// Latency: the first window word leaves 3 cycles after the input word that completes the first
+// window (word ((KH-1)*IW + KW)*CF - 1 of the frame, 0-based) is accepted (t -> t + 3); then one
 // word per cycle while the window's rows are present. No wide counters (timing): see the row bookkeeping below;
 // no wide compares on the read-enable path either: every "counter at its last value" test is a
 // flag register updated with its counter (post-route, the compares cost ~1.5 ns on ECP5).
@@ -86,8 +88,11 @@ module codesign_swg #(
     wire r_row_move = r_fire && last_k && ox_last;
     wire r_frame_wrap = r_row_move && oy_last;
 
+    reg [WW-1:0] rd;           // the buffer's read register
+    reg rd_v;
     always @(posedge ap_clk) begin
-        if (adv) out_V_TDATA <= mem[{r_rslot, r_wi}];
+        if (adv) rd <= mem[{r_rslot, r_wi}];
+        if (adv) out_V_TDATA <= rd;
     end
 
     always @(posedge ap_clk) begin
@@ -97,7 +102,7 @@ module codesign_swg #(
             oy <= 0; ox <= 0; ky <= 0; koff <= 0; pix_base <= 0; need_wi <= KWC;
             koff_last <= (KWC == 1); ky_last <= (KH == 1); ox_last <= (OW == 1); oy_last <= (OH == 1);
             pix_start <= 1'b1;
-            out_V_TVALID <= 1'b0;
+            out_V_TVALID <= 1'b0; rd_v <= 1'b0;
         end else begin
             if (w_fire) begin
                 w_last <= w_last ? (RW == 1) : (w_wi == RW - 2);
@@ -109,7 +114,10 @@ module codesign_swg #(
                 end
             end
             d <= d + (w_row_done ? 1 : 0) - (r_frame_wrap ? DJ : (r_row_move ? SH : 0));
-            if (adv) out_V_TVALID <= r_fire;
+            if (adv) begin
+                rd_v <= r_fire;
+                out_V_TVALID <= rd_v;
+            end
             if (r_fire) begin
                 pix_start <= last_k;
                 koff_last <= koff_last ? (KWC == 1) : (koff == KWC - 2);

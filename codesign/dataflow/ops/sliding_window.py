@@ -44,7 +44,7 @@ def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any,
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single SlidingWindow nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
     "LUT": [148.1605, 0.0, 1.0658],
-    "FF": [91.0, 1.0, 1.0],  # fitted 85.0; + 6 "counter at its last value" flag registers (measured +6 FF)
+    "FF": [92.0, 1.0, 1.0],  # fitted 85.0; + 6 "counter at its last value" flags + the read-valid bit (measured)
 }
 # ---- resource coefficients (end) ----
 
@@ -73,9 +73,9 @@ def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
     depth, width, rwb = _swg_buffer(p["C"], p["SIMD"], p["IW"], p["kh"], p["sh"], p["abits"])
     mem = _swg_memory(depth, width)
     one = np.ones_like(width)
-    # the read word register is the line buffer's read register: in block RAM it is the RAM's own
-    # output latch (Yosys: 512-bit word, 15 RAMB18, 101 FF), in LUTRAM it is SIMD*bits flip-flops
-    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, np.where(mem["in_bram"], 0, width), rwb]}
+    # the line buffer's read register is the RAM's own output latch in block RAM (Yosys: 512-bit
+    # word, 15 RAMB18, 101 FF), SIMD*bits flip-flops in LUTRAM; the output register always is
+    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, np.where(mem["in_bram"], 1, 2) * width, rwb]}
 
 
 def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:
@@ -199,9 +199,9 @@ class SlidingWindow(HWCustomOp):
 
     @classmethod
     def pipeline_depth(cls, p):
-        """codesign_swg.v: a window's first word is in the output register 2 cycles after the
-        input word that completes it."""
-        return np.asarray(2, dtype=np.int64)
+        """codesign_swg.v: a window's first word is in the output register 3 cycles after the
+        input word that completes it (buffer read register, then the output register)."""
+        return np.asarray(3, dtype=np.int64)
 
     @classmethod
     def io_pattern(cls, p):
