@@ -54,6 +54,7 @@ from codesign.dataflow import golden  # noqa: E402
 from codesign.hw import rtlsim  # noqa: E402
 from codesign.hw.rtl import HWNodeSpec, RTLDesign, render_nodes, signed_bits  # noqa: E402
 from codesign.hw.synth import synth_design  # noqa: E402
+from codesign.errors import CodesignError  # noqa: E402
 
 log = logging.getLogger("bench_vs_finn_rtl")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -268,9 +269,15 @@ def run_config(cfg: tuple, work: Path, do_timing: bool = True, use_cache: bool =
     res["ours_lut"]["synth"] = _counts(synth_design(ours_lut, "xc7"))
     res["finn"]["synth"] = _counts(synth_finn(layer))
     if do_timing:
-        res["ours"]["timing"] = timing_ours(ours)
-        res["ours_lut"]["timing"] = timing_ours(ours_lut)
-        res["finn"]["timing"] = timing_finn(layer)
+        for side, run in (("ours", lambda: timing_ours(ours)), ("ours_lut", lambda: timing_ours(ours_lut)),
+                          ("finn", lambda: timing_finn(layer))):
+            try:
+                res[side]["timing"] = run()
+            except (CodesignError, RuntimeError) as exc:  # e.g. more multipliers than the proxy has: recorded, not fatal
+                msg = str(exc).strip().splitlines()
+                res[side]["timing"] = {"fmax_mhz": None, "error": " ".join(m for m in msg if "ERROR" in m)[:300]
+                                       or msg[0][:300]}
+                log.warning("%s %s: place and route failed: %s", name, side, res[side]["timing"]["error"])
     wb = int(wdt.lstrip("UINT").lstrip("INT"))
     ab = int(idt.lstrip("UINT").lstrip("INT"))
     rate = lut_per_dsp(wb, ab, int(L["accdt"][3:]))
@@ -323,6 +330,10 @@ def markdown(results: dict[str, Any]) -> str:
         so, sf = o["synth"], f["synth"]
         fo = o.get("timing", {}).get("fmax_mhz")
         ff = f.get("timing", {}).get("fmax_mhz")
+        if fo is None and o.get("timing", {}).get("error"):  # not placeable: say so, give the other variant's
+            other = [k for k in r.get("ours_variants", {}) if k != o.get("resType")]
+            alt = r["ours_variants"][other[0]].get("timing", {}).get("fmax_mhz") if other else None
+            fo = f"not placed on ECP5 ({other[0] if other else ''} variant: {alt})"
         rows.append(
             f"| {name} | {c['MW']}x{c['MH']}, {c['PE']}/{c['SIMD']}, {c['wdt']} x {c['idt']}, ours resType "
             f"{o.get('resType', 'dsp')} | {so['LUT']} / {sf['LUT']} "
