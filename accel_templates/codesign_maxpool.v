@@ -72,7 +72,10 @@ module codesign_maxpool #(
     reg [WW-1:0] wd_a, wd_b;           // last two written words (a newest)
     reg [BAW-1:0] wa_a, wa_b;
     reg wv_a, wv_b;
-    wire [WW-1:0] old2 = (wv_a && wa_a == b2) ? wd_a : ((wv_b && wa_b == b2) ? wd_b : rd2);
+    // forwarding selects for the word in S2, registered when it moves there (an address compare
+    // feeding a WW-bit select was the wide pool's critical path: 95.8 MHz at PE 64)
+    reg hit_a, hit_b;
+    wire [WW-1:0] old2 = hit_a ? wd_a : (hit_b ? wd_b : rd2);
     wire [WW-1:0] newmax = f2 ? x2 : vmax(old2, x2);
     wire wr = adv && v2;
 
@@ -81,6 +84,9 @@ module codesign_maxpool #(
             rd1 <= rowbuf[bidx];
             x1 <= in0_V_TDATA; b1 <= bidx; f1 <= first; l1 <= last;
             rd2 <= rd1; x2 <= x1; b2 <= b1; f2 <= f1; l2 <= l1;
+            // wa_a/wa_b as they are after this edge (a write moves a -> b and puts b2 in a)
+            hit_a <= wr ? (b2 == b1) : (wv_a && wa_a == b1);
+            hit_b <= wr ? (wv_a && wa_a == b1) : (wv_b && wa_b == b1);
             out_V_TDATA <= newmax;
         end
         if (wr) begin
