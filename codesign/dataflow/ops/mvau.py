@@ -200,11 +200,18 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
                          bram18_count(s["ibuf_words"], s["Q"] * s["A"]), 0)
     # a banked ROM (``wrom_out_reg``) is one memory per bank of bram_depth words
     bd = bram_depth(ww)
-    wbram = np.where(_banked(wd, ww, in_bw), (wd // bd) * rom_bram18(bd, ww) + rom_bram18(wd % bd, ww), rom_bram18(wd, ww))
+    banked = _banked(wd, ww, in_bw)
+    # the last, partial bank is a ROM of its own: with ram_style auto Yosys keeps it in logic when
+    # that is cheaper (CNV w1a1 MVAU_4: 4 banks of 2048 x 8 + 1024 x 8 in LUTs: 17 BRAM18, not 21)
+    rem = np.where(banked, wd % bd, 0)
+    rem_in_bram = (rem > 0) & ((rs == RAM_BLOCK) | rom_auto_in_bram(rem, ww))
+    rem_lut = np.where(banked & (rem > 0) & ~rem_in_bram, _rom_lut(rem, ww, True), 0)
+    wbram = np.where(banked, (wd // bd) * rom_bram18(bd, ww) + np.where(rem_in_bram, rom_bram18(rem, ww), 0),
+                     rom_bram18(wd, ww))
     bram = P * np.where(in_bw, wbram, 0) + ibuf_bram
-    rom_lut = P * _rom_lut(wd, ww, ~in_bw)
+    rom_lut = P * (_rom_lut(wd, ww, ~in_bw) + rem_lut)
     # a ROM deeper than one LUT6 also needs a mux tree of clog2(depth/64) levels per bit
-    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)))
+    rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)) + rem_lut * _clog2(cdiv(rem, 64)))
     thr = _thr_roms(P, rs, td, tw, s["nt"], p.get("thr_var"))
     return {"BRAM_18K": bram + thr["BRAM_18K"], "rom_lut": rom_lut + thr["rom_lut"], "rom_mux": rom_mux + thr["rom_mux"],
             "thr_bits": thr["bits"], "ibuf_bram": ibuf_bram, "bits": P * (wd * ww + td * tw)}
