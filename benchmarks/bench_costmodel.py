@@ -135,7 +135,10 @@ def corpus() -> list[dict[str, Any]]:
         add("SlidingWindow", f"swg_k{k}", ih=ih, C=c, SIMD=simd, k=k, s=s, dt=_dt(b, j % 2 == 1) if b > 1 else "BIPOLAR")
     # StreamingMaxPool
     for j, (ih, c, pe, k, b) in enumerate([(8, 4, 1, 2, 4), (8, 4, 2, 2, 2), (12, 8, 4, 2, 8), (6, 2, 1, 3, 3),
-                                           (16, 4, 2, 2, 6)]):
+                                           (16, 4, 2, 2, 6),
+                                           # wide PE, as FINN's StreamingMaxPool folding gives CNV (PE = C)
+                                           (8, 64, 64, 2, 2), (16, 32, 16, 2, 4), (8, 128, 128, 2, 1),
+                                           (16, 64, 8, 2, 2)]):
         add("StreamingMaxPool", f"pool_k{k}", ih=ih, C=c, PE=pe, k=k, dt=_dt(b, j % 2 == 0) if b > 1 else "BIPOLAR")
     # FMPadding
     for j, (ih, c, simd, pad, b) in enumerate([(6, 4, 1, 1, 4), (8, 4, 2, 1, 2), (6, 8, 4, 2, 8), (4, 2, 2, 1, 1),
