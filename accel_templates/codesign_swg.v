@@ -91,8 +91,10 @@ module codesign_swg #(
     reg [WW-1:0] rd;           // the buffer's read register
     reg rd_v;
     always @(posedge ap_clk) begin
-        if (adv) rd <= mem[{r_rslot, r_wi}];
-        if (adv) out_V_TDATA <= rd;
+        if (adv) begin
+            rd <= mem[{r_rslot, r_wi}];
+            out_V_TDATA <= rd;
+        end
     end
 
     always @(posedge ap_clk) begin

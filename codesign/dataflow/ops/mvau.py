@@ -204,8 +204,8 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     # the last, partial bank is a ROM of its own: with ram_style auto Yosys keeps it in logic when
     # that is cheaper (CNV w1a1 MVAU_4: 4 banks of 2048 x 8 + 1024 x 8 in LUTs: 17 BRAM18, not 21)
     rem = np.where(banked, wd % bd, 0)
-    rem_in_bram = (rem > 0) & ((rs == RAM_BLOCK) | rom_auto_in_bram(rem, ww))
-    rem_lut = np.where(banked & (rem > 0) & ~rem_in_bram, _rom_lut(rem, ww, True), 0)
+    rem_in_bram = (rem > 0) & _rom_in_bram(rs, rem, ww)
+    rem_lut = _rom_lut(rem, ww, ~rem_in_bram)
     wbram = np.where(banked, (wd // bd) * rom_bram18(bd, ww) + np.where(rem_in_bram, rom_bram18(rem, ww), 0),
                      rom_bram18(wd, ww))
     bram = P * np.where(in_bw, wbram, 0) + ibuf_bram
@@ -240,10 +240,10 @@ def _thr_rom_width(rs: int, depth: int, w: int) -> tuple[int, int, int]:
     folding search asks the same few shapes thousands of times (scalar numpy calls cost ~0.2 ms each)."""
     if w <= 0:
         return 0, 0, 0
-    if rs == RAM_BLOCK or (rs == RAM_AUTO and bool(rom_auto_in_bram(depth, w))):
+    if bool(_rom_in_bram(rs, depth, w)):
         return int(rom_bram18(depth, w)), 0, 0
-    n = w * -(-depth // 64)
-    return 0, n, n * int(_clog2(-(-depth // 64)))
+    n = int(_rom_lut(depth, w, True))
+    return 0, n, n * int(_clog2(cdiv(depth, 64)))
 
 
 def _thr_roms(P: Any, rs: Any, depth: Any, width: Any, nt: Any, table: Any) -> dict[str, np.ndarray]:
