@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from codesign.dataflow.ops.addstreams import AddStreams
 from codesign.dataflow.ops.base import DOMAIN, HWCustomOp, make_hw_node
+from codesign.dataflow.ops.concat import StreamingConcat
 from codesign.dataflow.ops.duplicate import DuplicateStreams
 from codesign.dataflow.ops.dwc import StreamingDataWidthConverter
 from codesign.dataflow.ops.fifo import StreamingFIFO
@@ -23,7 +24,8 @@ from codesign.dataflow.ops.vvau import VVAU
 
 #: every registered HW op class (adding an op: one module here plus its Verilog template)
 OPS: tuple[type[HWCustomOp], ...] = (MVAU, Thresholding, SlidingWindow, StreamingMaxPool, FMPadding, LabelSelect,
-                                     StreamingDataWidthConverter, StreamingFIFO, VVAU, DuplicateStreams, AddStreams)
+                                     StreamingDataWidthConverter, StreamingFIFO, VVAU, DuplicateStreams, AddStreams,
+                                     StreamingConcat)
 
 custom_op: dict[str, type[HWCustomOp]] = {cls.__name__: cls for cls in OPS}
 
