@@ -97,6 +97,10 @@ def _codes(model: ModelWrapper, ctx: dict, tensor: str) -> np.ndarray:
     prod = model.find_producer(tensor)
     while prod is not None and prod.op_type in _PASS_THROUGH:
         prod = model.find_producer(prod.input[0])
+    if prod is not None and prod.op_type == "Concat" and prod.output[0] == tensor:
+        # a concat of quantized branches: the codes of each input side by side (each branch's own scale)
+        axis = next((int(a.i) for a in prod.attribute if a.name == "axis"), 0)
+        return np.concatenate([_codes(model, ctx, t) for t in prod.input], axis=axis)
     is_q64 = prod is not None and prod.op_type == "Mul" and prod.name.endswith("_mul64")
     assert prod is not None and (prod.op_type in ("Quant", "BipolarQuant") or is_q64), f"{tensor} is not quantized"
     scale = np.asarray(model.get_initializer(prod.input[1]), dtype=np.float64)

@@ -22,8 +22,9 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
-from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorJoinScale, FactorJoinTranspose, InferAddStreams,
-                                                 InsertDuplicateStreams, check_joins_lowered)
+from codesign.dataflow.transforms.branch import (DuplicateForkedScale, FactorConcatScale, FactorConcatTranspose,
+                                                 FactorJoinScale, FactorJoinTranspose, InferAddStreams,
+                                                 InferStreamingConcat, InsertDuplicateStreams, check_joins_lowered)
 from codesign.dataflow.transforms.hw import (InferMVAU, InferThresholding, InferVVAU, InsertDWC, InsertFIFO, InsertLabelSelect,
                                              SetDefaultFolding, UpdateHWDatatypes, is_hw_node)
 from codesign.dataflow.transforms.layout import (AbsorbTransposeIntoFlatten, CancelInverseTransposes,
@@ -134,13 +135,14 @@ def compile_steps(label_select_k: int | None = None) -> list[Step]:
              "activation quantizers -> MultiThreshold + scale Mul"),
         Step("lower_conv_pool_nhwc", lambda: [LowerConvToSlidingWindow(), LowerMaxPoolToStreaming(), LowerAvgPoolToDepthwise(),
                                               DuplicateForkedScale(), MoveTransposePastChannelwise(),
-                                              FactorJoinTranspose(), CancelInverseTransposes(),
+                                              FactorJoinTranspose(), FactorConcatTranspose(), CancelInverseTransposes(),
                                               AbsorbTransposeIntoFlatten()],
              "Conv -> [padding] + sliding window + MatMul, MaxPool -> streaming max-pool, NHWC"),
         Step("streamline", lambda: [DuplicateForkedScale(), CollapseConsecutiveMulAdd(), MoveAddPastMul(),
                                     MoveScalarMulPastLinear(), FlipNegativeChannelScales(),
                                     AbsorbAddIntoMultiThreshold(), AbsorbMulIntoMultiThreshold(), FactorJoinScale(),
-                                    InferAddStreams(), UpdateHWDatatypes(), RoundAndClipThresholds()],
+                                    InferAddStreams(), FactorConcatScale(), InferStreamingConcat(), UpdateHWDatatypes(),
+                                    RoundAndClipThresholds()],
              "move scales/biases into thresholds (one copy per branch of a fork; a residual join's common "
              "scale past the add); integer thresholds", finalize=[check_joins_lowered, check_streamlined]),
         Step("to_hw_layers", lambda: [UpdateHWDatatypes(), InferVVAU(), InferMVAU(), InferThresholding()],

@@ -52,19 +52,32 @@ class Stage:
     name: str
     op_type: str
     n_steps: int
-    cons: np.ndarray          # step of input word k (one frame)
+    cons: np.ndarray          # step of input word k (one frame; input 0 when port_cons is set)
     prod: np.ndarray          # step of output word k (one frame)
     in_buffer: int = 0        # words the node buffers internally in front of its program
     cycles: int = 0
     out_width: int = 1        # bits per output word (the FIFO after it is this wide)
+    #: per stream input, the step of its word k, when the inputs differ (a concat takes input 0's
+    #: words, then input 1's); None: every input takes word k at ``cons[k]`` (a join)
+    port_cons: tuple[np.ndarray, ...] | None = None
 
-    def program(self, frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(event steps, event index of input word k, event index of output word k) over frames."""
+    def ports(self) -> list[np.ndarray]:
+        """The distinct input consumption patterns (one, or one per stream input)."""
+        return list(self.port_cons) if self.port_cons else [self.cons]
+
+    def port_index(self, port: int) -> int:
+        """Which of ``ports()`` stream input ``port`` follows."""
+        return int(port) if self.port_cons else 0
+
+    def program(self, frames: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """(event steps, per ``ports()`` entry the event index of input word k, event index of
+        output word k) over frames."""
         off = np.arange(frames, dtype=np.int64)[:, None] * self.n_steps
-        cons = (off + self.cons[None, :]).ravel()
+        cons = [(off + c[None, :]).ravel() for c in self.ports()]
         prod = (off + self.prod[None, :]).ravel()
-        steps, inv = np.unique(np.concatenate([cons, prod]), return_inverse=True)
-        return steps, inv[: len(cons)], inv[len(cons):]
+        steps, inv = np.unique(np.concatenate(cons + [prod]), return_inverse=True)
+        bounds = np.cumsum([0] + [len(c) for c in cons])
+        return steps, [inv[bounds[q]: bounds[q + 1]] for q in range(len(cons))], inv[bounds[-1]:]
 
 
 @dataclass
@@ -94,18 +107,19 @@ class FifoDeadlockError(CodesignError):
 class ChainSchedule:
     """Times (cycles) at which each stage takes (C) and emits (P) its words, over all frames."""
 
-    C: list[np.ndarray]
+    C: list[list[np.ndarray] | None]   # per stage, per ``Stage.ports()`` entry
     P: list[np.ndarray]
     period: float
     converged: bool = True
     sweeps: int = 0
 
 
-def _schedule(steps: np.ndarray, ci: np.ndarray, pi: np.ndarray, arrive: np.ndarray | None,
+def _schedule(steps: np.ndarray, arrivals: list[tuple[np.ndarray, np.ndarray]], pi: np.ndarray,
               room: np.ndarray | None) -> np.ndarray:
-    """Earliest event times: t(e) = step(e) + max(0, max_{e' <= e}(lb(e') - step(e')))."""
+    """Earliest event times: t(e) = step(e) + max(0, max_{e' <= e}(lb(e') - step(e')));
+    ``arrivals``: (event index of input word k, its arrival time) per input stream."""
     lb = np.full(len(steps), -(1 << 60), dtype=np.int64)
-    if arrive is not None:
+    for ci, arrive in arrivals:
         np.maximum.at(lb, ci, arrive)
     if room is not None:
         np.maximum.at(lb, pi, room)
@@ -116,9 +130,10 @@ def _schedule(steps: np.ndarray, ci: np.ndarray, pi: np.ndarray, arrive: np.ndar
 def _check_words(stages: list[Stage], edges: list[Edge]) -> None:
     for e in edges:
         a, b = stages[e.src], stages[e.dst]
-        if len(a.prod) != len(b.cons):
+        took = len(b.ports()[b.port_index(e.dst_port)])
+        if len(a.prod) != took:
             raise CodesignError(f"FIFO sizing: {a.name} emits {len(a.prod)} words per frame but {b.name} takes "
-                                f"{len(b.cons)}; the stream widths do not match (insert width converters first)")
+                                f"{took}; the stream widths do not match (insert width converters first)")
 
 
 def _sink(stages: list[Stage], edges: list[Edge]) -> int:
@@ -155,7 +170,7 @@ def simulate(stages: list[Stage], depths: list[int] | None, frames: int = FRAMES
     for k, e in enumerate(edges):
         ins[e.dst].append(k)
         outs[e.src].append(k)
-    C: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+    C: list[list[np.ndarray] | None] = [None] * n
     P: list[np.ndarray] = [np.zeros(0, np.int64)] * n
     T: list[np.ndarray | None] = [None] * n
     if init is not None:
@@ -166,26 +181,29 @@ def simulate(stages: list[Stage], depths: list[int] | None, frames: int = FRAMES
         changed = False
         order = range(n) if sweeps % 2 else range(n - 1, -1, -1)
         for i in order:
-            steps, ci, pi = progs[i]
+            steps, cis, pi = progs[i]
             if any(not len(P[edges[k].src]) for k in ins[i]):
                 continue  # a producer is scheduled first on the next forward sweep
-            arrive = np.arange(len(ci), dtype=np.int64) if not ins[i] else \
-                np.max([P[edges[k].src] for k in ins[i]], axis=0) + 1
+            if not ins[i]:
+                arrivals = [(cis[0], np.arange(len(cis[0]), dtype=np.int64))]
+            else:
+                arrivals = [(cis[stages[i].port_index(edges[k].dst_port)], P[edges[k].src] + 1) for k in ins[i]]
             room = None
             if depths is not None:
                 for k in outs[i]:
                     dst = edges[k].dst
-                    if not len(C[dst]):
+                    if C[dst] is None:
                         continue
+                    c_dst = C[dst][stages[dst].port_index(edges[k].dst_port)]
                     d = int(depths[k]) + int(stages[dst].in_buffer)
                     r = np.full(len(pi), -(1 << 60), dtype=np.int64)
                     if d < len(pi):
-                        r[d:] = C[dst][: len(pi) - d] + 1
+                        r[d:] = c_dst[: len(pi) - d] + 1
                     room = r if room is None else np.maximum(room, r)
-            t = _schedule(steps, ci, pi, arrive, room)
+            t = _schedule(steps, arrivals, pi, room)
             if T[i] is None or not np.array_equal(t, T[i]):
                 T[i], changed = t, True
-                C[i], P[i] = t[ci], t[pi]
+                C[i], P[i] = [t[ci] for ci in cis], t[pi]
         if depths is None or (not changed and sweeps > 1):
             break
         if sweeps >= max_sweeps:
@@ -221,24 +239,26 @@ def find_deadlock(stages: list[Stage], depths: list[int], frames: int = FRAMES,
     prod_ev = [progs[i][2] for i in range(n)]
     n_ev = [len(progs[i][0]) for i in range(n)]
     done = [0] * n                         # events completed per stage
-    consumed = [0] * n                     # input words taken (per stage: all in-edges alike)
+    consumed = [[0] * len(cons_ev[i]) for i in range(n)]  # input words taken, per ``Stage.ports()`` entry
     produced = [0] * n                     # output words emitted (on every out-edge)
     while True:
         moved = False
         for i in range(n):
             lim = n_ev[i]
-            if ins[i]:
-                avail = min(produced[edges[k].src] for k in ins[i])
-                if avail < len(cons_ev[i]):
-                    lim = min(lim, int(cons_ev[i][avail]))
+            for k in ins[i]:
+                ev = cons_ev[i][stages[i].port_index(edges[k].dst_port)]
+                avail = produced[edges[k].src]
+                if avail < len(ev):
+                    lim = min(lim, int(ev[avail]))
             for k in outs[i]:
                 dst = edges[k].dst
-                room = consumed[dst] + int(depths[k]) + int(stages[dst].in_buffer)
+                room = consumed[dst][stages[dst].port_index(edges[k].dst_port)] + int(depths[k]) \
+                    + int(stages[dst].in_buffer)
                 if room < len(prod_ev[i]):
                     lim = min(lim, int(prod_ev[i][room]))
             if lim > done[i]:
                 done[i] = lim
-                consumed[i] = int(np.searchsorted(cons_ev[i], lim, side="left"))
+                consumed[i] = [int(np.searchsorted(ev, lim, side="left")) for ev in cons_ev[i]]
                 produced[i] = int(np.searchsorted(prod_ev[i], lim, side="left"))
                 moved = True
         if not moved:
@@ -267,16 +287,17 @@ def required_depths(stages: list[Stage], frames: int = FRAMES,
     for i in range(n - 1, -1, -1):
         if not outs[i]:
             continue  # the output stage keeps its free schedule
-        steps, ci, pi = progs[i]
+        steps, cis, pi = progs[i]
         dl = np.full(len(steps), horizon, dtype=np.int64)
         for k in outs[i]:
-            np.minimum.at(dl, pi, C[edges[k].dst] - 1)
+            e = edges[k]
+            np.minimum.at(dl, pi, C[e.dst][stages[e.dst].port_index(e.dst_port)] - 1)
         # latest times: t(e) = min(dl(e), t(e+1) - (step(e+1) - step(e))): a reversed running min
         t = steps + np.minimum.accumulate((dl - steps)[::-1])[::-1]
-        C[i], P[i] = t[ci], t[pi]
+        C[i], P[i] = [t[ci] for ci in cis], t[pi]
     depths = []
     for e in edges:
-        p, c = P[e.src], C[e.dst]
+        p, c = P[e.src], C[e.dst][stages[e.dst].port_index(e.dst_port)]
         k = np.arange(len(p))
         inside = k - np.minimum(k, np.searchsorted(c, p, side="left"))
         need = 1 + int(inside.max()) if len(p) else 1
@@ -342,8 +363,10 @@ def _stage(model: Any, node: Any) -> Stage:
     inst = op_instance(node)
     p = inst.cost_params(model)
     n, cons, prod = inst.io_pattern(p)
-    return Stage(node.name, node.op_type, int(n), np.asarray(cons, np.int64), np.asarray(prod, np.int64),
-                 int(inst.input_buffer_words(p)), int(inst.cycles(p)), int(inst.get_outstream_width()))
+    ports = tuple(np.asarray(c, np.int64) for c in cons) if isinstance(cons, tuple) else None
+    first = ports[0] if ports else np.asarray(cons, np.int64)
+    return Stage(node.name, node.op_type, int(n), first, np.asarray(prod, np.int64),
+                 int(inst.input_buffer_words(p)), int(inst.cycles(p)), int(inst.get_outstream_width()), ports)
 
 
 def graph_stages(model: Any) -> tuple[list[Stage], list[Edge], list[int | None]]:

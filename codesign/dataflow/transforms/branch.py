@@ -10,6 +10,15 @@ datatype the exact range of the sum), and the scale ``s`` streamlines on into th
 thresholds like any other. Two branches that reach the add at different scales would need a
 multiplier on one branch; they are refused naming the Add and both scales.
 
+The channel concat. ``Concat`` of two branches on the channel axis is the other join: with both
+branches at one common scale ``s`` (one shared quantizer, as for the add),
+``concat(s*a, s*b) = s*concat(a, b)`` (``FactorConcatScale``) and ``InferStreamingConcat`` turns
+the concat of the integer codes into ``StreamingConcat`` (channels last; in a convolutional
+network the two NHWC->NCHW transposes are factored past it first, ``FactorConcatTranspose``,
+the NCHW channel axis 1 becoming the NHWC axis 3). Different scales are refused naming the
+Concat and both scales; other axes, more than two inputs or a constant input are refused
+before anything is lowered (``check_concat``).
+
 The fork. Streamlining moves scales along single-consumer chains, so a scale ``Mul`` whose
 output feeds both branches is first copied once per consumer (``DuplicateForkedScale``); each
 branch then absorbs its own copy. After the HW conversion a HW tensor read by two HW nodes gets
@@ -26,6 +35,7 @@ from qonnx.transformation.base import Transformation
 
 from codesign.dataflow.ops.addstreams import sum_datatype
 from codesign.dataflow.ops.base import DOMAIN, make_hw_node
+from codesign.dataflow.ops.concat import union_datatype
 from codesign.dataflow.transforms.util import const, const_input, fresh_name, set_const, single_consumer, unsupported
 
 #: the only two-stream elementwise op the dataflow takes (a join of two branches)
@@ -38,6 +48,39 @@ def is_stream_join(model: ModelWrapper, node) -> bool:
     return (node.op_type in ("Add", "Sub", "Mul", "Div") and len(node.input) == 2
             and all(model.get_initializer(i) is None and model.find_producer(i) is not None
                     and model.find_producer(i).op_type != "Constant" for i in node.input))
+
+
+def is_stream_concat(model: ModelWrapper, node) -> bool:
+    """A Concat whose inputs are all computed tensors (no constant): the join of branches."""
+    return (node.op_type == "Concat" and len(node.input) >= 2
+            and all(model.get_initializer(i) is None and model.find_producer(i) is not None
+                    and model.find_producer(i).op_type != "Constant" for i in node.input))
+
+
+def _concat_axis(node) -> int:
+    for a in node.attribute:
+        if a.name == "axis":
+            return int(helper.get_attribute_value(a))
+    return 0
+
+
+CONCAT_SUPPORTED = ["Concat of two quantized branches on the channel axis at one common scale"]
+
+
+def check_concat(model: ModelWrapper, node) -> None:
+    """Refuse (one line naming the node) a Concat the dataflow cannot stream: not exactly two
+    computed inputs, or an axis other than the channels (axis 1 of the NCHW / NC source model)."""
+    if not is_stream_concat(model, node) or len(node.input) != 2:
+        raise unsupported(node, f"a Concat of {len(node.input)} inputs"
+                                + ("" if is_stream_concat(model, node) else " with a constant input")
+                                + "; only the concat of two computed branches streams (nest two-input Concats "
+                                  "for more)", supported=CONCAT_SUPPORTED)
+    shape = model.get_tensor_shape(node.input[0])
+    rank = len(shape) if shape is not None else 0
+    axis = _concat_axis(node)
+    if rank not in (2, 4) or axis % rank != 1:
+        raise unsupported(node, f"a Concat on axis {axis} of rank-{rank} tensors; only the channel axis (1 of "
+                                "NCHW or NC) streams", supported=CONCAT_SUPPORTED)
 
 
 class DuplicateForkedScale(Transformation):
@@ -104,6 +147,41 @@ class FactorJoinTranspose(Transformation):
         return model, False
 
 
+class FactorConcatTranspose(Transformation):
+    """``Concat_ax(Transpose_p(a), Transpose_p(b))`` -> ``Transpose_p(Concat_{p[ax]}(a, b))``: the
+    two branches of a convolutional block come back to NCHW before the channel concat; the
+    concat moves into NHWC (axis 1 of NCHW is axis 3 there) and the one Transpose travels on."""
+
+    def apply(self, model: ModelWrapper):
+        for n in model.graph.node:
+            if not is_stream_concat(model, n) or len(n.input) != 2:
+                continue
+            ta, tb = (model.find_producer(i) for i in n.input)
+            if ta is None or tb is None or ta.op_type != "Transpose" or tb.op_type != "Transpose":
+                continue
+            pa, pb = (list(helper.get_attribute_value(a)) for t in (ta, tb) for a in t.attribute if a.name == "perm")
+            if pa != pb or single_consumer(model, ta.output[0]) is None or single_consumer(model, tb.output[0]) is None:
+                continue
+            ax = _concat_axis(n) % len(pa)
+            out = n.output[0]
+            mid = fresh_name(model, f"{n.name}_nhwc")
+            n.input[0], n.input[1] = ta.input[0], tb.input[0]
+            n.output[0] = mid
+            for a in list(n.attribute):
+                if a.name == "axis":
+                    n.attribute.remove(a)
+            n.attribute.append(helper.make_attribute("axis", int(pa[ax])))
+            sa, sb = (list(model.get_tensor_shape(t.input[0])) for t in (ta, tb))
+            sa[pa[ax]] += sb[pa[ax]]
+            model.set_tensor_shape(mid, sa)
+            t = helper.make_node("Transpose", [mid], [out], name=fresh_name(model, f"{n.name}_transpose"), perm=pa)
+            model.graph.node.insert(list(model.graph.node).index(n) + 1, t)
+            model.graph.node.remove(ta)
+            model.graph.node.remove(tb)
+            return model, True
+        return model, False
+
+
 def _scale_of(model: ModelWrapper, node) -> tuple[str, np.ndarray] | None:
     """(dynamic input, constant) of a ``Mul`` by a constant, else None."""
     if node is None or node.op_type != "Mul":
@@ -154,6 +232,79 @@ class FactorJoinScale(Transformation):
         return model, False
 
 
+class FactorConcatScale(Transformation):
+    """``Concat(Mul(a, s), Mul(b, s))`` -> ``Mul(Concat(a, b), s)`` when both scales are one and
+    the same number (per tensor). Refuses different scales (or per-channel ones) once both
+    branches are down to integer codes: the stream carries codes of one scale."""
+
+    def apply(self, model: ModelWrapper):
+        for n in model.graph.node:
+            if not is_stream_concat(model, n) or len(n.input) != 2:
+                continue
+            pa, pb = (model.find_producer(i) for i in n.input)
+            qa, qb = _scale_of(model, pa), _scale_of(model, pb)
+            if qa is None or qb is None or single_consumer(model, pa.output[0]) is None \
+                    or single_consumer(model, pb.output[0]) is None:
+                continue
+            (xa, sa), (xb, sb) = qa, qb
+            fa, fb = sa.reshape(-1), sb.reshape(-1)
+            if not (np.all(fa == fa[0]) and np.all(fb == fb[0]) and fa[0] == fb[0]):
+                da, db = model.get_tensor_datatype(xa), model.get_tensor_datatype(xb)
+                if da.is_integer() and db.is_integer():
+                    raise unsupported(n, f"the two branches reach the concat at different scales "
+                                         f"({_show(sa)} and {_show(sb)}); requantise both with one shared "
+                                         "QuantIdentity right before the concat (as for a residual add)",
+                                      supported=CONCAT_SUPPORTED)
+                continue
+            out = n.output[0]
+            mid = fresh_name(model, f"{n.name}_codes")
+            n.input[0], n.input[1] = xa, xb
+            n.output[0] = mid
+            cname = fresh_name(model, f"{n.name}_scale")
+            set_const(model, cname, np.asarray(fa[0], dtype=np.float64))
+            mul = helper.make_node("Mul", [mid, cname], [out], name=fresh_name(model, f"{n.name}_scale"))
+            model.graph.node.insert(list(model.graph.node).index(n) + 1, mul)
+            model.graph.node.remove(pa)
+            model.graph.node.remove(pb)
+            return model, True
+        return model, False
+
+
+class InferStreamingConcat(Transformation):
+    """The channel concat of two integer code tensors (channels last) => StreamingConcat
+    (SIMD = 1), output datatype the smallest holding both inputs' values."""
+
+    def apply(self, model: ModelWrapper):
+        for n in model.graph.node:
+            if not is_stream_concat(model, n) or len(n.input) != 2:
+                continue
+            da, db = (model.get_tensor_datatype(i) for i in n.input)
+            if not (da.is_integer() and db.is_integer()):
+                continue
+            if any(p is not None and p.op_type == "Transpose" for p in map(model.find_producer, n.input)):
+                continue  # still NCHW: the layout passes move the concat to channels last first
+            sa, sb = (list(model.get_tensor_shape(i)) for i in n.input)
+            if _concat_axis(n) % len(sa) != len(sa) - 1:
+                continue  # not (yet) the channels-last axis
+            if sa[:-1] != sb[:-1]:
+                raise unsupported(n, f"the two branches have shapes {sa} and {sb}; a channel concat needs equal "
+                                     "batch and spatial dimensions", supported=CONCAT_SUPPORTED)
+            if (da == DataType["BIPOLAR"]) != (db == DataType["BIPOLAR"]):
+                raise unsupported(n, "a concat of a bipolar (-1/+1) and an integer branch; quantize both alike",
+                                  supported=CONCAT_SUPPORTED)
+            odt = union_datatype(da, db)
+            node = make_hw_node("StreamingConcat", [n.input[0], n.input[1]], [n.output[0]],
+                                fresh_name(model, "StreamingConcat"), ChannelsPerStream=[int(sa[-1]), int(sb[-1])],
+                                SIMD=1, inputDataTypes=[da.name, db.name], outputDataType=odt.name,
+                                numInputVectors=[int(v) for v in sa[:-1]])
+            idx = list(model.graph.node).index(n)
+            model.graph.node.insert(idx, node)
+            model.graph.node.remove(n)
+            model.set_tensor_datatype(node.output[0], odt)
+            return model, True
+        return model, False
+
+
 def _show(s: np.ndarray) -> str:
     s = np.asarray(s).reshape(-1)
     return f"{s[0]:.6g}" if s.size == 1 or np.all(s == s[0]) else f"per-channel [{s[0]:.6g}, ...]"
@@ -192,8 +343,20 @@ class InferAddStreams(Transformation):
 
 
 def check_joins_lowered(model: ModelWrapper) -> ModelWrapper:
-    """After streamlining every join is an AddStreams: name one that is not (one clear line)."""
+    """After streamlining every join is an AddStreams (every concat a StreamingConcat): name one
+    that is not (one clear line)."""
     for n in model.graph.node:
+        if n.domain != DOMAIN and is_stream_concat(model, n):
+            producers = [model.find_producer(i) for i in n.input]
+            if sum(p is not None and p.op_type == "Transpose" for p in producers) == 1:
+                why = ("the two branches reach the concat in different layouts (only one comes back from NHWC "
+                       "through a Transpose), e.g. a branch straight from the network input; start the "
+                       "branches after a first conv/FC layer")
+            else:
+                why = ("the two branches of the concat do not both reach integer codes at one common scale "
+                       "(a bias or an unquantized tensor before the concat); requantise both with one shared "
+                       "QuantIdentity right before the concat")
+            raise unsupported(n, why, supported=CONCAT_SUPPORTED)
         if n.domain != DOMAIN and is_stream_join(model, n):
             producers = [model.find_producer(i) for i in n.input]
             if n.op_type not in JOIN_OPS:

@@ -17,7 +17,7 @@ from qonnx.custom_op.general.intquant import int_quant, max_int, min_int
 from qonnx.transformation.base import Transformation
 from qonnx.util.basic import get_by_name
 
-from codesign.dataflow.transforms.branch import JOIN_OPS, is_stream_join
+from codesign.dataflow.transforms.branch import JOIN_OPS, check_concat, is_stream_join
 from codesign.errors import UnsupportedError
 from codesign.dataflow.transforms.util import (SUPPORTED_INPUT_OPS, add_const, channel_vector, const,
                                                fresh_name, host_pre_nodes, input_quant_node, insert_after,
@@ -76,6 +76,8 @@ class CheckSupportedOps(Transformation):
                 raise unsupported(n, f"an elementwise {n.op_type} of two streams is not supported: a branching "
                                      "graph joins its branches by an Add (a residual block)",
                                   supported=["Add of two branches"])
+            if n.op_type == "Concat":
+                check_concat(model, n)
         if input_quant_node(model) is None:
             raise unsupported(model.graph.node[0], "no input quantizer (Quant on the graph input) found: "
                               "the accelerator needs an integer input")

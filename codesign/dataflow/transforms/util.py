@@ -18,7 +18,7 @@ from codesign.errors import UnsupportedError
 SUPPORTED_INPUT_OPS: tuple[str, ...] = (
     "Quant", "IntQuant", "BipolarQuant", "MatMul", "Gemm", "Conv", "BatchNormalization", "Relu", "MaxPool",
     "Flatten", "Reshape", "Mul", "Add", "Sub", "Div", "Transpose", "Identity", "MultiThreshold",
-    "AveragePool", "GlobalAveragePool",
+    "AveragePool", "GlobalAveragePool", "Concat",
 )
 
 _counter = itertools.count()
