@@ -87,3 +87,127 @@ def test_concat_network_bit_exact_every_step(tmp_path, kind):
     dts = [compiled.get_tensor_datatype(t) for t in cat.input]
     assert [d.name for d in dts] == list(op.get_nodeattr("inputDataTypes"))
     assert dts[0] == dts[1] == op.get_output_datatype()  # one shared quantizer: one datatype
+
+
+def test_concat_at_different_scales_or_axes_is_refused(tmp_path):
+    """Branches at different scales (one quantizer each) are refused naming the Concat, both
+    scales and the fix; a concat on another axis and one with a constant input are refused
+    before anything is lowered (one line each)."""
+    import onnx.helper as oh
+    from onnx import TensorProto
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.basic import qonnx_make_model
+
+    torch.manual_seed(0)
+    m = FcConcat(two_scales=True)
+    x = images(32)
+    calibrate_and_randomise_bn(m, x)
+    q = export(m, x, tmp_path / "two.onnx")
+    with pytest.raises(UnsupportedError, match=r"node '[^']*' \(op Concat\): the two branches reach the concat at "
+                                               r"different scales \(\S+ and \S+\); requantise both with one shared "
+                                               r"QuantIdentity") as e:
+        lower_to_hw(q)
+    assert "\n" not in str(e.value)
+
+    def graph(axis: int, const_b: bool = False):
+        scale = oh.make_tensor("s", TensorProto.FLOAT, [], [1 / 255])
+        zero = oh.make_tensor("z", TensorProto.FLOAT, [], [0.0])
+        bits = oh.make_tensor("b", TensorProto.FLOAT, [], [8.0])
+        inits = [scale, zero, bits]
+        nodes = [oh.make_node("Quant", ["x", "s", "z", "b"], ["q"], name="inq", domain="qonnx.custom_op.general",
+                              signed=0, narrow=0, rounding_mode="ROUND"),
+                 oh.make_node("Relu", ["q"], ["r"], name="relu")]
+        if const_b:
+            inits.append(oh.make_tensor("k", TensorProto.FLOAT, [1, 4], [0.0] * 4))
+        nodes.append(oh.make_node("Concat", ["q", "k" if const_b else "r"], ["y"], name="cat", axis=axis))
+        out = [2, 4] if axis == 0 else [1, 8]
+        g = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [oh.make_tensor_value_info("y", TensorProto.FLOAT, out)], initializer=inits)
+        return ModelWrapper(qonnx_make_model(g))
+
+    with pytest.raises(UnsupportedError, match=r"node 'cat' \(op Concat\): a Concat on axis 0 of rank-2 tensors; "
+                                               r"only the channel axis"):
+        lower_to_hw(graph(0))
+    with pytest.raises(UnsupportedError, match=r"node 'cat' \(op Concat\): a Concat of 2 inputs with a constant input"):
+        lower_to_hw(graph(1, const_b=True))
+
+
+def test_golden_in_an_onnx_graph_against_numpy():
+    """The op's execution inside a qonnx graph (shape and datatype inference included) equals
+    numpy's concatenate on the last axis; shapes, stream widths and the cycle model follow the
+    channels of each input (UINT3 ++ INT4 -> INT4: the narrower unsigned input widens)."""
+    import onnx.helper as oh
+    from onnx import TensorProto
+    from qonnx.core.datatype import DataType
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.basic import qonnx_make_model
+
+    from codesign.dataflow.ops import make_hw_node
+
+    node = make_hw_node("StreamingConcat", ["a", "b"], ["y"], "cat", ChannelsPerStream=[6, 3], SIMD=3,
+                        inputDataTypes=["UINT3", "INT4"], outputDataType="INT4", numInputVectors=[1, 2, 2])
+    g = oh.make_graph([node], "c", [oh.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 2, 6]),
+                                    oh.make_tensor_value_info("b", TensorProto.FLOAT, [1, 2, 2, 3])],
+                      [oh.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 9])])
+    m = ModelWrapper(qonnx_make_model(g))
+    m = m.transform(InferShapes()).transform(InferDataTypes())
+    assert m.get_tensor_shape("y") == [1, 2, 2, 9] and m.get_tensor_datatype("y") == DataType["INT4"]
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 8, size=(1, 2, 2, 6)).astype(np.float32)
+    b = rng.integers(-8, 8, size=(1, 2, 2, 3)).astype(np.float32)
+    y = execute_onnx(m, {"a": a, "b": b})["y"]
+    np.testing.assert_array_equal(y, np.concatenate([a, b], axis=-1))
+    op = getCustomOp(node)
+    assert op.get_folded_input_shape(0) == (1, 2, 2, 2, 3) and op.get_folded_input_shape(1) == (1, 2, 2, 1, 3)
+    assert (op.get_instream_width(0), op.get_instream_width(1), op.get_outstream_width()) == (9, 12, 12)
+    assert op.get_exp_cycles() == 4 * 3  # 4 pixels x (2 + 1) words
+
+
+@pytest.mark.parametrize("C,S,MH,idt,odt,mvau_first", [(8, 2, 4, "UINT4", "UINT2", True),
+                                                       (4, 4, 4, "INT4", "UINT3", True),
+                                                       (6, 3, 3, "INT3", "UINT2", False)],
+                         ids=["F2+4", "F1+1-signed", "bypass-first"])
+def test_concat_rtl_backpressure(tmp_path, C, S, MH, idt, odt, mvau_first):
+    """A fork whose branches (an MVAU with thresholds: MH channels; a FIFO: the C input
+    channels) reconverge in the concat: bit-exact against numpy (thresholds of x @ W side by
+    side with x) under random input bubbles and output stalls, long stalls, and none; the
+    narrower input sign/zero-extended to the output datatype."""
+    from qonnx.core.datatype import DataType
+
+    from codesign.dataflow.ops.concat import union_datatype
+    from codesign.dataflow.ops.mvau import MVAU
+    from codesign.hw.rtl import HWNodeSpec, render_nodes
+    from codesign.hw.rtlsim import first_mismatch, run_frames
+
+    rng = np.random.default_rng(5)
+    nv = 6
+    mv = MVAU.example_node("mv", MW=C, MH=MH, PE=S, SIMD=S, idt=idt, wdt="INT3", odt=odt, seed=3)
+    mv.attrs["numInputVectors"] = [nv]
+    mv.inputs, mv.outputs = ["a"], ["m"]
+    W, T = mv.inits["W"], mv.inits["T"]
+    dt = DataType[idt]
+    x = rng.integers(int(dt.min()), int(dt.max()) + 1, size=(5, nv, C))
+    m = ((x @ W)[..., None] >= T[None, None]).sum(-1)
+    parts, dts, chans, ins = ([m, x], [odt, idt], [MH, C], ["m", "c"]) if mvau_first else \
+        ([x, m], [idt, odt], [C, MH], ["c", "m"])
+    out_dt = union_datatype(DataType[dts[0]], DataType[dts[1]]).name
+    specs = [
+        HWNodeSpec("dup", "DuplicateStreams", dict(NumChannels=C, PE=S, NumOutputStreams=2, inputDataType=idt,
+                                                    numInputVectors=[nv]), inputs=["x"], outputs=["a", "b"]),
+        mv,
+        HWNodeSpec("bypass", "StreamingFIFO", dict(depth=3 * nv * C // S, folded_shape=[nv, C // S, S], dataType=idt),
+                   inputs=["b"], outputs=["c"]),
+        HWNodeSpec("cat", "StreamingConcat", dict(ChannelsPerStream=chans, SIMD=S, inputDataTypes=dts,
+                                                  outputDataType=out_dt, numInputVectors=[nv]),
+                   inputs=ins, outputs=["y"]),
+    ]
+    design = render_nodes(specs, tmp_path / "rtl")
+    expected = np.concatenate(parts, axis=-1).reshape(5, -1)
+    for seed, bp in ((1, dict(p_bubble=0.3, p_stall=0.4)), (2, dict(p_bubble=0.0, p_stall=0.85)), (3, {})):
+        res = run_frames(design, x, seed=seed, **bp)
+        assert first_mismatch(expected, res.outputs) is None, bp
+    top = (tmp_path / "rtl" / "codesign_top.v").read_text()
+    assert ".in1_V_TDATA(" in top and "codesign_concat" in top
