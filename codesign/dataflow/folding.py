@@ -111,10 +111,14 @@ def check_node_folding(node: NodeProto, attrs: Mapping[str, Any] | None = None) 
     for fattr, (dim_attr, _) in fold_rules(node.op_type).items():
         if fattr not in a or dim_attr not in a:
             continue
-        v, dim = int(a[fattr]), int(a[dim_attr])
-        if v < 1 or dim % v != 0:
-            raise FoldingError(f"{node.name} ({node.op_type}): {fattr}={v} does not divide {dim_attr}={dim}; "
-                               f"valid {fattr} values: {divisors(dim)}")
+        v = int(a[fattr])
+        # a list-valued dimension (a concat's ChannelsPerStream): the fold divides every entry
+        dims = [int(d) for d in a[dim_attr]] if isinstance(a[dim_attr], (list, tuple)) else [int(a[dim_attr])]
+        if v < 1 or any(d % v for d in dims):
+            shown = dims[0] if len(dims) == 1 else dims
+            legal = divisors(math.gcd(*dims))
+            raise FoldingError(f"{node.name} ({node.op_type}): {fattr}={v} does not divide {dim_attr}={shown}; "
+                               f"valid {fattr} values: {legal}")
 
 
 def check_folding(model: Any) -> None:
