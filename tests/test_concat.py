@@ -268,3 +268,38 @@ def test_conv_concat_rtlsim_bit_exact_at_estimate_and_fifo_threshold(tmp_path):
     m.save(str(build / "dataflow.onnx"))
     perf = rtlsim_build(build, images(4, (1, 6, 6), offset=50), backpressure=True)
     assert perf["bit_exact_frames"] == 4
+
+
+def test_cost_model_against_yosys(tmp_path):
+    """Three concats in one Yosys run (each fed by a fork of its input; SIMD 1 and 4, counters
+    of 2 to 3 bits, 4-bit elements): the FF estimate is exact and the LUT estimate within the
+    project's 15% per-node target of what Yosys 0.23 synth_xilinx counts for each node."""
+    from codesign.dataflow.ops.concat import StreamingConcat
+    from codesign.hw.rtl import HWNodeSpec, render_nodes
+    from codesign.hw.synth import synth_design
+
+    nv, dt = 3, "INT4"
+
+    def dup(name, c, pe, src, outs):
+        return HWNodeSpec(name, "DuplicateStreams", dict(NumChannels=c, PE=pe, NumOutputStreams=2, inputDataType=dt,
+                                                          numInputVectors=[nv]), inputs=[src], outputs=outs)
+
+    def cat(name, c, simd, ins, out):
+        spec = StreamingConcat.example_node(name, C0=c, C1=c, SIMD=simd, adt=dt, bdt=dt, nv=nv)
+        spec.inputs, spec.outputs = ins, [out]
+        return spec
+
+    cats = [cat("cat0", 4, 1, ["a0", "b0"], "y0"), cat("cat1", 8, 4, ["a1", "b1"], "y1"),
+            cat("cat2", 16, 4, ["a2", "b2"], "y2")]
+    nodes = [dup("dup0", 4, 1, "x", ["a0", "b0"]), cats[0],
+             HWNodeSpec("dwc", "StreamingDataWidthConverter", dict(shape=[nv, 8], inWidth=4, outWidth=16, dataType=dt),
+                        inputs=["y0"], outputs=["w0"]),
+             dup("dup1", 8, 4, "w0", ["a1", "b1"]), cats[1], dup("dup2", 16, 4, "y1", ["a2", "b2"]), cats[2]]
+    design = render_nodes(nodes, tmp_path / "rtl")
+    rep = synth_design(design, "xc7")["nodes"]
+    for spec in cats:
+        est = StreamingConcat.resources(StreamingConcat.params_from_attrs(
+            {**StreamingConcat.declared_defaults(), **spec.attrs}))
+        got = rep[spec.name]
+        assert int(est["FF"]) == got["FF"], (spec.name, est, got)
+        assert abs(int(est["LUT"]) - got["LUT"]) <= 0.15 * got["LUT"], (spec.name, est, got)

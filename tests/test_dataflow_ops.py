@@ -70,7 +70,7 @@ def _ref_maxpool(x: np.ndarray, k: int) -> np.ndarray:
 def test_registry_exposes_every_op():
     assert set(custom_op) == {"MVAU", "Thresholding", "SlidingWindow", "StreamingMaxPool", "FMPadding",
                               "LabelSelect", "StreamingDataWidthConverter", "StreamingFIFO", "VVAU",
-                              "DuplicateStreams", "AddStreams"}
+                              "DuplicateStreams", "AddStreams", "StreamingConcat"}
 
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (2, 4), (4, 8)])

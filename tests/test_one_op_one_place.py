@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,11 +97,16 @@ EXAMPLES = {
     "VVAU": [dict(K=9, C=4, PE=2, SIMD=1, Nv=6, **M), dict(K=9, C=4, PE=4, SIMD=3, Nv=2, **M)],
     "DuplicateStreams": [dict(C=8, PE=2, bits=4, Nv=6)],
     "AddStreams": [dict(C=8, PE=4, abits=2, bbits=4, obits=5, Nv=3)],
+    "StreamingConcat": [dict(C0=8, C1=4, G=4, SIMD=2, ibits0=4, ibits1=4, obits=4, Nv=3),
+                        dict(C0=3, C1=6, G=3, SIMD=3, ibits0=2, ibits1=3, obits=3, Nv=2)],
 }
 
 
-def _words(op: str, p: dict) -> tuple[int, int]:
-    """Input/output words per frame, computed here from the op's semantics."""
+def _words(op: str, p: dict) -> tuple[Any, int]:
+    """Input/output words per frame, computed here from the op's semantics (a tuple of input
+    words per stream where the inputs differ)."""
+    if op == "StreamingConcat":
+        return (p["Nv"] * p["C0"] // p["SIMD"], p["Nv"] * p["C1"] // p["SIMD"]), p["Nv"] * (p["C0"] + p["C1"]) // p["SIMD"]
     if op == "MVAU":
         return p["Nv"] * p["MW"] // p["SIMD"], p["Nv"] * p["MH"] // p["PE"]
     if op == "Thresholding":
@@ -133,9 +139,14 @@ def test_io_pattern_agrees_with_the_cycle_model(op, p):
     cls = op_class(op)
     n, cons, prod = cls.io_pattern(p)
     n_in, n_out = _words(op, p)
-    assert n == int(cls.cycles(p)) and len(cons) == n_in and len(prod) == n_out
-    for steps in (cons, prod):  # at most one word per clock, inside the frame
+    ports = list(cons) if isinstance(cons, tuple) else [cons]  # per stream input where they differ
+    assert n == int(cls.cycles(p)) and [len(c) for c in ports] == (list(n_in) if isinstance(n_in, tuple) else [n_in])
+    assert len(prod) == n_out
+    for steps in (*ports, prod):  # at most one word per clock, inside the frame
         assert np.all(np.diff(steps) >= 1) and steps.min() >= 0 and steps.max() < n
+    if len(ports) > 1:  # the inputs take turns: never two input words on one clock
+        allc = np.concatenate(ports)
+        assert len(np.unique(allc)) == len(allc)
     est = cls.cost(p)
     assert int(est["cycles"]) == n and set(est) >= {"cycles", "LUT", "FF", "BRAM_18K", "URAM", "DSP", "mem_bits"}
     # array-polymorphic: the vectorised path evaluates the same formulas on candidate arrays

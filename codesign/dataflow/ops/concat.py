@@ -35,16 +35,18 @@ def concat_channels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---- resource coefficients (structural, checked against Yosys; begin) ----
 #: LUT and FF = coefficients . ``concat_resource_features``. Structure of codesign_concat.v: the
 #: output register (SIMD * OBITS FFs, each behind a 2:1 input mux: one LUT per output bit), the
-#: phase counter (CB = clog2(max(F0, F1)) bits, F_k = C_k / SIMD words per pixel of input k, with
-#: its decrement and reload logic), and three flag registers (output valid, input select,
-#: last word of the phase). Measured with Yosys 0.23 ``synth_xilinx -family xc7``
-#: (``tests/test_concat.py::test_cost_model_against_yosys``), (C0, C1, SIMD, bits) ->
-#: (LUT, FF): (8, 4, 1, 4) -> (16, 39), (8, 4, 2, 4) -> (14, 37), (8, 8, 4, 6) -> (31, 31),
-#: (6, 2, 2, 8) -> (23, 21), (16, 8, 8, 3) -> (29, 28), (64, 32, 1, 4) -> (20, 45), where the
-#: FF count is exact (SIMD*OBITS + CB + 3, bar a counter Yosys can drop) and the LUTs within the
-#: residual of a two-term fit (see the test for the bound).
+#: phase counter (CB = clog2(max(F0, F1)) bits, F_k = C_k / SIMD words per pixel of input k:
+#: one FF and one decrement/reload LUT per bit) and three flag registers (output valid, input
+#: select, last word of the phase) with their handshake logic. Measured with Debian Yosys 0.23
+#: ``synth_xilinx -family xc7`` (``codesign.hw.synth.synth_design``, the concat's own per-node
+#: counts), (C0, C1, SIMD, in0/in1 datatypes) -> LUT / FF: (8, 8, 1, INT4) 13 / 10,
+#: (8, 8, 4, INT6) 31 / 28, (16, 16, 8, INT3) 31 / 28, (32, 32, 16, INT8) 135 / 132,
+#: (64, 64, 1, INT4) 16 / 13, (8, 4, 2, INT4/UINT4) 18 / 15, (6, 2, 2, UINT4/UINT2) 16 / 13,
+#: (12, 4, 4, INT4/UINT2) 24 / 21, (64, 32, 1, UINT4) 16 / 13: LUT = 6 + SIMD*OBITS + CB and
+#: FF = 3 + SIMD*OBITS + CB on all nine (``tests/test_concat.py::test_cost_model_against_yosys``
+#: re-measures three in one run); not yet in the bench_costmodel corpus
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [2.0, 1.0, 2.0],
+    "LUT": [6.0, 1.0, 1.0],
     "FF": [3.0, 1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
