@@ -88,6 +88,15 @@ def run(model: ModelWrapper, x: np.ndarray, full: bool = False):
 _PASS_THROUGH = ("Flatten", "Reshape", "MaxPool", "Transpose", "Identity")
 
 
+def _quantizer(model: ModelWrapper, tensor: str):
+    """The quantizer node that produced ``tensor`` (through layout ops)."""
+    prod = model.find_producer(tensor)
+    while prod is not None and prod.op_type in _PASS_THROUGH:
+        prod = model.find_producer(prod.input[0])
+    assert prod is not None and prod.op_type in ("Quant", "BipolarQuant", "Mul"), f"{tensor} is not quantized"
+    return prod
+
+
 def _codes(model: ModelWrapper, ctx: dict, tensor: str) -> np.ndarray:
     """Integer codes of a quantized tensor of the reference: value / scale of the quantizer
     that produced it (through layout ops), checked to be integers."""
@@ -97,10 +106,16 @@ def _codes(model: ModelWrapper, ctx: dict, tensor: str) -> np.ndarray:
     prod = model.find_producer(tensor)
     while prod is not None and prod.op_type in _PASS_THROUGH:
         prod = model.find_producer(prod.input[0])
-    if prod is not None and prod.op_type == "Concat" and prod.output[0] == tensor:
-        # a concat of quantized branches: the codes of each input side by side (each branch's own scale)
-        axis = next((int(a.i) for a in prod.attribute if a.name == "axis"), 0)
-        return np.concatenate([_codes(model, ctx, t) for t in prod.input], axis=axis)
+    if prod is not None and prod.op_type == "Concat":
+        # a concat of branches quantized at one scale: that scale (its inputs' codes are checked)
+        scales = {float(np.asarray(model.get_initializer(_quantizer(model, t).input[1])).reshape(-1)[0])
+                  for t in prod.input}
+        assert len(scales) == 1, f"{tensor}: a concat of branches at different scales"
+        for t in prod.input:
+            _codes(model, ctx, t)
+        q = np.asarray(ctx[tensor], dtype=np.float64) / scales.pop()
+        assert np.max(np.abs(q - np.round(q))) < 1e-3, f"{tensor}: not integer codes"
+        return np.round(q)
     is_q64 = prod is not None and prod.op_type == "Mul" and prod.name.endswith("_mul64")
     assert prod is not None and (prod.op_type in ("Quant", "BipolarQuant") or is_q64), f"{tensor} is not quantized"
     scale = np.asarray(model.get_initializer(prod.input[1]), dtype=np.float64)

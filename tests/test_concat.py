@@ -70,16 +70,34 @@ class FcConcat(nn.Module):
         return self.fc3(y)
 
 
+class DenseConcat(nn.Module):
+    """DenseNet-style: conv0-BN-ReLU -> cat([x, conv1(x)]) on the channels, both behind one shared
+    quantizer (the skip branch is requantised: a Thresholding node on chip) -> flatten -> fc."""
+
+    def __init__(self, c: int = 4, g: int = 2, side: int = 6):
+        super().__init__()
+        self.inp = _inp()
+        self.c0, self.bn0, self.a0 = qnn.QuantConv2d(1, c, 3, padding=1, bias=False, **_wq(4)), nn.BatchNorm2d(c), _act(4)
+        self.c1, self.bn1 = qnn.QuantConv2d(c, g, 3, padding=1, bias=False, **_wq(4)), nn.BatchNorm2d(g)
+        self.join, self.flat = _join_quant(), nn.Flatten()
+        self.fc = qnn.QuantLinear((c + g) * side * side, 10, bias=False, **_wq(4))
+
+    def forward(self, x):
+        x = self.a0(self.bn0(self.c0(self.inp(x))))
+        return self.fc(self.flat(torch.cat([self.join(x), self.join(self.bn1(self.c1(x)))], dim=1)))
+
+
 def _concat_nodes(m):
     return [n for n in hw_nodes(m) if n.op_type == "StreamingConcat"]
 
 
-@pytest.mark.parametrize("kind", ["fc", "conv"])
+@pytest.mark.parametrize("kind", ["fc", "conv", "dense"])
 def test_concat_network_bit_exact_every_step(tmp_path, kind):
     """The QONNX model's integer outputs exactly, after every lowering step, on real images;
     one StreamingConcat whose inputs carry the two branches' channels in torch.cat's order."""
     torch.manual_seed(1)
-    model, shape, chans = (FcConcat(), (1, 28, 28), [12, 4]) if kind == "fc" else (ConvConcat(), (1, 6, 6), [4, 2])
+    model, shape, chans = {"fc": (FcConcat(), (1, 28, 28), [12, 4]), "conv": (ConvConcat(), (1, 6, 6), [4, 2]),
+                           "dense": (DenseConcat(), (1, 6, 6), [4, 2])}[kind]
     _, compiled = _compile_and_check(model, tmp_path, n=16, shape=shape, per_step=True)
     (cat,) = _concat_nodes(compiled)
     op = getCustomOp(cat)

@@ -239,7 +239,9 @@ class HWCustomOp(CustomOp):
         """How the op consumes and produces stream words over one frame when never stalled:
         ``(n_steps, consume_steps, produce_steps)``, the clock steps (0 .. n_steps-1) at which
         input word k is taken and output word k is emitted. ``n_steps`` equals ``cycles(p)``
-        (scalar params). FIFO sizing simulates the chain from these patterns."""
+        (scalar params). FIFO sizing simulates the chain from these patterns. An op whose stream
+        inputs carry different words (the concat) returns a tuple of consume-step arrays, one per
+        input, and overrides ``latency``; a join whose inputs move together returns one array."""
         raise NotImplementedError
 
     @classmethod
