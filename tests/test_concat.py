@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 from brevitas.quant import Int8ActPerTensorFloat
-from dataflow_helpers import calibrate_and_randomise_bn, export, images
 from qonnx.custom_op.registry import getCustomOp
-from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
 from torch import nn
 
 from codesign.dataflow.compiler import hw_nodes, lower_to_hw
 from codesign.errors import UnsupportedError
+from dataflow_helpers import calibrate_and_randomise_bn, export, images
+from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
 
 
 def _join_quant() -> nn.Module:
