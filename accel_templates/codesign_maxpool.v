@@ -33,6 +33,9 @@ module codesign_maxpool #(
     localparam integer BD = OW * CF;
     localparam integer BAW = (BD > 1) ? $clog2(BD) : 1;
 
+    // no_rw_check: a read in the cycle its address is written is never used (the forwarding
+    // below takes the written word instead), so Yosys need not build a read-during-write bypass
+    (* no_rw_check *)
     reg [WW-1:0] rowbuf [0:BD-1];
     reg [15:0] cf, col, kx, row, ky;
     reg [BAW-1:0] bidx;      // ox*CF + cf

@@ -108,6 +108,10 @@ module codesign_mvau #(
     // streams in during neuron folds 1..NF-1 of the current one (no stall of the producer).
     // On fold 0 the reader may also consume words of the buffer still being filled (widx > sf),
     // so a vector is processed as it arrives.
+    // no_rw_check: the reader never reads the word being written (the other buffer, or on fold 0
+    // only words below widx), so Yosys need not build a read-during-write bypass on the buffer's
+    // output (in block RAM it sat between the RAM and the next register)
+    (* no_rw_check *)
     reg [SIMD*IBITS-1:0] ibuf [0:2*(1<<SFW)-1];  // address {buffer, word}
     reg [SFW-1:0] widx;
     reg wsel, rsel;

