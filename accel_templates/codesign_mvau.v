@@ -25,7 +25,8 @@
 // Latency: DEPTH = 4 + RL + CBL + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from a step's issue to its
 // result in the output register, where TL = clog2(SIMD * NPP) (0 if SIMD * NPP = 1), NPP = WBITS
 // for LUT multiplies of non-bipolar operands, else 1, DSPL = 1 for USE_DSP (non-bipolar) and
-// CBL = 1 with codebook storage, RL = WROM_LAT - 1 (1 when the weight ROM is registered twice).
+// CBL = 1 with codebook storage, RL = WROM_LAT - 1 (1 when the weight ROM is banked: each bank
+// registered twice; 2 when its bank select is a registered two-level mux, more than 4 banks).
 // The last word of an input vector accepted at cycle t gives the first output word (fold 0) at
 // t + 1 + DEPTH; the other folds follow every SF cycles. Throughput unchanged: NF*SF cycles per
 // vector. Measured (rtlsim): SIMD 4 w4 NT 15 -> 14; SIMD 1 w2 no activation -> 6.
@@ -60,8 +61,9 @@ module codesign_mvau #(
     parameter integer USE_DSP = 0,
     parameter integer NT = 0,
     parameter integer ACTVAL = 0,
-    // weight ROM read latency: 1 (q one cycle after addr/en), or 2 when the wrapper registers
-    // the ROM output twice (a block-RAM ROM split in depth: the read mux after a flip-flop)
+    // weight ROM read latency: 1 (q one cycle after addr/en), 2 when the wrapper registers the
+    // ROM output twice (a block-RAM ROM split in depth: the read mux after a flip-flop), 3 when
+    // the bank select is itself pipelined (groups of 4 banks, a register, then the group select)
     parameter integer WROM_LAT = 1,
     parameter integer CB = 0,
     parameter integer KBITS = 1,
@@ -254,11 +256,11 @@ module codesign_mvau #(
     reg [PE*SIMD*WBITS-1:0] wq2;
     assign dot_x = x2;
     assign dot_en = adv;
-    wire [SIMD*IBITS-1:0] x1w;  // x1, delayed by the ROM's extra stage when there is one
+    wire [SIMD*IBITS-1:0] x1w;  // x1, delayed by the ROM's extra stages when there are any
     if (RL > 0) begin : g_x1r
-        reg [SIMD*IBITS-1:0] x1r;
-        always @(posedge ap_clk) if (adv) x1r <= x1;
-        assign x1w = x1r;
+        reg [RL*SIMD*IBITS-1:0] x1r;  // RL words, the newest in the low bits
+        always @(posedge ap_clk) if (adv) x1r <= (x1r << (SIMD*IBITS)) | x1;
+        assign x1w = x1r[(RL-1)*SIMD*IBITS +: SIMD*IBITS];
     end else begin : g_x1
         assign x1w = x1;
     end

@@ -56,10 +56,11 @@ def test_mvau_bram_follows_ram_style():
     dist = C.mvau_cost(**kw, ram_style=C.RAM_DISTRIBUTED)
     # distributed must not report "free" memory: the weight bits move into LUTs, 64 words per
     # LUT6 per bit (18432/64 = 288 per bit) plus a mux tree of clog2(288) = 9 levels, each times
-    # its fitted factor
+    # its fitted factor; auto's banked ROM has the bank select instead (18 selects, 18:1 x 32 bits)
     assert int(dist["BRAM_18K"]) == 1  # only the input buffer: ram_style applies to the ROMs
     cf = MV.RESOURCE_COEFFS["LUT"]
-    assert int(dist["LUT"]) - int(auto["LUT"]) == pytest.approx(cf[7] * 32 * 288 + cf[9] * 32 * 288 * 9, abs=1)
+    assert int(dist["LUT"]) - int(auto["LUT"]) == pytest.approx(
+        cf[7] * 32 * 288 + cf[9] * 32 * 288 * 9 - cf[10] * 18 - cf[11] * 18 * 32, abs=1)
     # the generator writes ram_style "block" for ultra (Yosys infers no URAM): BRAM as block
     ultra = C.mvau_cost(**kw, ram_style=C.RAM_ULTRA)
     assert int(ultra["URAM"]) == 0 and int(ultra["BRAM_18K"]) == 36 + 1 + 1  # + thresholds + input buffer

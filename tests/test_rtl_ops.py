@@ -233,18 +233,19 @@ def test_deep_pipelines_long_stalls(tmp_path, op):
     _run(tmp_path, [spec], x, exp, seed=11, p_bubble=0.4, p_stall=0.9)
 
 
-@pytest.mark.parametrize("ram_style", ["block", "distributed"])
-def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style):
+@pytest.mark.parametrize("ram_style,MW", [("block", 128), ("distributed", 128), ("block", 640)])
+def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style, MW):
     """A 2048 x 16 weight ROM in block RAM is deeper than one BRAM at its width, so it is banked
     (each bank read into its own register, the bank select after them: timing); the same layer
-    in logic is not. Both are bit-exact under backpressure, and the first output comes
-    exactly `pipeline_depth` cycles after the last input word, with one more stage for the
-    registered ROM."""
+    in logic is not. A 10240 x 16 ROM has 10 banks: its select is two registered levels (groups
+    of 4 banks, the last one of 2). All are bit-exact under backpressure, and the first output
+    comes exactly `pipeline_depth` cycles after the last input word, with one more stage for the
+    registered ROM and two for the grouped select."""
     from codesign.dataflow.cost import RAM_STYLES
-    from codesign.dataflow.ops.mvau import MVAU, wrom_out_reg
+    from codesign.dataflow.ops.mvau import MVAU, wrom_extra_latency, wrom_out_reg
 
     rng = np.random.default_rng(11)
-    MW, MH, PE, SIMD = 128, 64, 1, 4
+    MH, PE, SIMD = 64, 1, 4
     attrs = dict(MW=MW, MH=MH, PE=PE, SIMD=SIMD, inputDataType="UINT2", weightDataType="INT4",
                  outputDataType="UINT2", ActVal=0, noActivation=0, numInputVectors=[1], resType="lut",
                  ram_style=ram_style, mem_mode="const")
@@ -258,6 +259,9 @@ def test_mvau_deep_bram_rom_latency_is_the_pipeline_depth(tmp_path, ram_style):
     design, _ = _run(tmp_path / "bp", [spec], x, golden.mvau(x, W, T, 0))
     text = (design.out_dir / design.nodes[0].files[0]).read_text() if design.nodes[0].files else ""
     assert ("wrom0_b1_q2" in text) is registered  # banked: 2048 words = 2 banks of 1024 x 16
+    grouped = MW == 640
+    assert int(wrom_extra_latency(MW, MH, PE, SIMD, 4, RAM_STYLES[ram_style])) == (2 if grouped else int(registered))
+    assert ("wrom0_g2_q3" in text and "wrom0_b9_q2" in text) is grouped
     free = run_frames(design, x, seed=0)
     sim = free.sim
     words = len(sim.in_cycles) // x.shape[0]

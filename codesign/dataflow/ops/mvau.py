@@ -84,8 +84,8 @@ def mvau_acc_bits_exact(W: np.ndarray, amin: float, amax: float, T: np.ndarray |
 #: LUT and FF = coefficients . ``mvau_resource_features``: non-negative least squares over the
 #: training half of the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single MVAUs
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [24.6192, 0.9636, 1.1491, 1.5105, 0.827, 0.2427, 1.6645, 0.253, 0.6764, 0.3912, 8.8051, 0.0],
-    "FF": [0.0, 0.9973, 1.4335, 1.0377, 1.3208, 0.0, 1.8924],
+    "LUT": [24.9015, 0.9699, 1.1383, 1.4437, 0.8855, 0.0823, 1.6033, 0.2626, 0.7462, 0.3863, 8.5964, 0.0],
+    "FF": [0.0, 0.9951, 1.4201, 1.0383, 1.3274, 0.0, 1.9123],
 }
 # ---- resource coefficients (end) ----
 
@@ -149,6 +149,21 @@ def wrom_out_reg(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: An
     wd = (_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE))
     ww = _i(SIMD) * _i(wbits)
     return _banked(wd, ww, _rom_in_bram(rs, wd, ww))
+
+
+#: banks per group of a pipelined bank select (``rom_node.v.j2``): more banks than this are
+#: selected in two registered levels (stitched CNV w1a1: one 36:1 select from banks spread over
+#: the device's block-RAM columns was the top's critical path, 96.0 MHz, 7.9 ns of routing)
+BANK_GROUP = 4
+
+
+def wrom_extra_latency(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, ram_style: Any) -> np.ndarray:
+    """Read cycles the weight ROM adds to the plain one: 0 (one memory), 1 (banked: each bank
+    read into its own register, ``wrom_out_reg``), 2 (more than BANK_GROUP banks: the select is a
+    registered group level, then the group select)."""
+    banked = wrom_out_reg(MW, MH, PE, SIMD, wbits, ram_style)
+    nb = cdiv((_i(MW) // _i(SIMD)) * (_i(MH) // _i(PE)), bram_depth(_i(SIMD) * _i(wbits)))
+    return np.where(banked, np.where(nb > BANK_GROUP, 2, 1), 0).astype(np.int64)
 
 
 def _rom_in_bram(rs: Any, depth: Any, width: Any) -> np.ndarray:
@@ -328,6 +343,12 @@ def mvau_resources(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any,
     nb = cdiv(s["wmem"], bram_depth(s["Q"] * rb))  # banks of a banked weight ROM
     ff = ff + np.where(wrom_out_reg(MW, MH, PE, SIMD, rb, ram_style) & (rb > 0),
                        s["P"] * (nb * s["Q"] * rb + 2 * _clog2(nb)) + s["Q"] * s["A"] + 3 + s["nfw"], 0)
+    # a grouped bank select: the group registers and the group index register per ROM, and one
+    # more input-word and delay-line stage
+    ng = cdiv(nb, BANK_GROUP)
+    ff = ff + np.where((wrom_extra_latency(MW, MH, PE, SIMD, rb, ram_style) == 2) & (rb > 0),
+                       s["P"] * (ng * s["Q"] * rb + _clog2(nb) - _clog2(BANK_GROUP)) + s["Q"] * s["A"] + 3 + s["nfw"],
+                       0)
     return res_out(lut, ff, mem["BRAM_18K"], np.zeros_like(dsp), dsp, mem["bits"])
 
 
@@ -822,7 +843,8 @@ class MVAU(HWCustomOp):
         last step, DEPTH = 4 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0); TL = clog2(SIMD*NPP)
         registered adder-tree levels, NPP = WBITS partial products per LUT multiply (1 for
         bipolar/XNOR/DSP products), DSPL = 1 registered DSP multiply; + 1 where the weight ROM
-        is banked (read latency 2, ``wrom_out_reg``)."""
+        is banked (read latency 2, ``wrom_out_reg``), + 2 with more than BANK_GROUP banks
+        (``wrom_extra_latency``)."""
         def bipolar(dt_key: str, bits_key: str) -> np.ndarray:  # 1-bit operands are bipolar in the zoo
             return np.asarray(p[dt_key]) == "BIPOLAR" if dt_key in p else _i(p[bits_key]) == 1
 
@@ -839,8 +861,8 @@ class MVAU(HWCustomOp):
             return np.where(full, 1 + 4 + _i(p["const_extl"]) + thr, 1 + 4 + dsp.astype(np.int64) + tl + thr)
         cbl = 1 if storage == STORAGE_CODEBOOK else 0  # the registered centroid lookup
         rom_bits = p.get("cb_bits", p["wbits"]) if storage == STORAGE_CODEBOOK else p["wbits"]
-        rom = wrom_out_reg(p["MW"], p["MH"], p["PE"], p["SIMD"], rom_bits, ram_code(p["ram_style"]))
-        return 1 + 4 + cbl + rom.astype(np.int64) + dsp.astype(np.int64) + tl + thr
+        rom = wrom_extra_latency(p["MW"], p["MH"], p["PE"], p["SIMD"], rom_bits, ram_code(p["ram_style"]))
+        return 1 + 4 + cbl + rom + dsp.astype(np.int64) + tl + thr
 
     @classmethod
     def io_pattern(cls, p):
@@ -958,7 +980,7 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     ports, ties = [], []
     cb_params: dict[str, Any] = {}
     cdot = None
-    wrom_reg = False
+    wrom_lat, wrom_reg = 1, False
     extra_files: list[str] = []
     if storage.mode == STORAGE_CONSTANTS:
         # SF = NF = 1: the weights become constant shift-add logic beside the core, no ROM
@@ -977,7 +999,8 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         else:
             wcodes, ebits = _codes(W, wdt.bits, wdt.bipolar), wdt.bits
         wroms = []
-        wrom_reg = bool(wrom_out_reg(MW, MH, PE, SIMD, ebits, ram_code(str(_attr(a, "ram_style", "auto")))))
+        wrom_lat = 1 + int(wrom_extra_latency(MW, MH, PE, SIMD, ebits, ram_code(str(_attr(a, "ram_style", "auto")))))
+        wrom_reg = wrom_lat > 1
         bd = int(bram_depth(SIMD * ebits))  # banked ROM: one block RAM deep per bank
         for p in range(PE):
             # address nf*SF + sf holds W[sf*SIMD + k, nf*PE + p], k = 0..SIMD-1 (its code or index)
@@ -989,6 +1012,10 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                     _hex_lines(np.array(rows[b:b + bd], dtype=object), ebits, SIMD * ebits))}
                     for b in range(0, len(rows), bd)]
                 rom["bank_bits"] = bd.bit_length() - 1
+                if wrom_lat == 3:  # the bank select in two registered levels (``BANK_GROUP``)
+                    nb = len(rom["banks"])
+                    rom["groups"] = [list(range(g, min(g + BANK_GROUP, nb))) for g in range(0, nb, BANK_GROUP)]
+                    rom["group_bits"] = BANK_GROUP.bit_length() - 1
             else:
                 rom["file"] = ctx.write_data(f"{base}_w{p}.dat",
                                              _hex_lines(np.array(rows, dtype=object), ebits, SIMD * ebits))
@@ -1008,7 +1035,7 @@ def _gen_mvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         "MW": MW, "MH": MH, "PE": PE, "SIMD": SIMD, "IBITS": idt.bits, "WBITS": wdt.bits, "OBITS": odt.bits,
         "ACCW": accw, "I_SIGNED": idt.signed, "I_BIPOLAR": idt.bipolar, "W_SIGNED": wdt.signed,
         "W_BIPOLAR": wdt.bipolar, "XNOR": xnor, "USE_DSP": str(_attr(a, "resType", "lut")).lower() == "dsp",
-        "NT": NT, "ACTVAL": act_param, "WROM_LAT": 2 if wrom_reg else 1, **cb_params,
+        "NT": NT, "ACTVAL": act_param, "WROM_LAT": wrom_lat, **cb_params,
     })
     in_s = _stream(idt, SIMD, nv * SF)
     out_s = _stream(odt, PE, nv * NF)
