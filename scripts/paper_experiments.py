@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-report", action="store_true", help="run cells only (another run writes the report)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--work", type=Path, default=None, help="run folders and the cell cache (default: /tmp/codesign-paper)")
+    p.add_argument("--cells", type=Path, default=None,
+                   help="the cell cache (default: WORK/cells); a committed folder lets a study resume across machines")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -372,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         st["ft_budgets"] = args.ft_budgets
     tag = ("quick" if args.quick else "full") + ("_60k" if args.full_data else "")
     work = args.work or Path("/tmp/codesign-paper") / tag
-    cache = work / "cells"
+    cache = args.cells or work / "cells"
     cells = enumerate_cells(st, args.models)
     if args.list_cells:
         for c in cells:
