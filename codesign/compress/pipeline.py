@@ -1,6 +1,9 @@
 """The compression flow: relevance -> structured prune -> bit plan -> masks -> clusters -> QAT ->
 snap to the integer grid -> QONNX export. Used by `codesign compress` and the co-design search.
 
+Structured pruning of a chain spec uses `prune.py`; a spec with residual blocks or depthwise
+convs (`depgraph.needs_depgraph`) goes through `depgraph.py` (Torch-Pruning's DepGraph), which
+removes every group of coupled channels together; on chains both give identical results.
 Order matters and is fixed: structured pruning first (it changes the spec every later step
 sees), then bits (allocated on the pruned network), then unstructured masks and weight sharing
 (both act on the weights that enter QAT and are kept through it by `after_step` hooks).
@@ -24,6 +27,7 @@ from codesign.atomic import write_json
 from codesign.compress.bits import (Budget, CostFn, allocate_bits, parse_budget, uniform_allocation,
                                     weight_memory_bits)
 from codesign.compress.cluster import ClusterHook, cluster_layer, onnx_weight_levels, snap_to_grid
+from codesign.compress.depgraph import needs_depgraph, prune_structured_graph, slice_relevance_graph
 from codesign.compress.prune import (MaskHook, Ratios, chain_hooks, check_ratio, prune_structured,
                                      slice_relevance, weight_masks)
 from codesign.data import DatasetSplits, make_loaders, sample_batch
@@ -330,11 +334,16 @@ def compress(float_ckpt: str | Path, rel: Relevance | None, out: str | Path, cfg
     if cfg.prune_filters:
         step_r = _step_ratio(cfg.prune_filters, cfg.prune_steps)
         keep_total: dict[str, list[int]] = {}
+        graph = needs_depgraph(spec0)  # residual / depthwise: channels tied across layers (DepGraph)
         for step in range(cfg.prune_steps):
-            res = prune_structured(spec, state, rel, step_r, scope=cfg.prune_scope)
+            if graph:
+                res = prune_structured_graph(spec, state, rel, step_r, scope=cfg.prune_scope)
+                rel = slice_relevance_graph(rel, res)
+            else:
+                res = prune_structured(spec, state, rel, step_r, scope=cfg.prune_scope)
+                rel = slice_relevance(rel, res)
             for n, k in res.keep.items():
                 keep_total[n] = [keep_total[n][i] for i in k] if n in keep_total else k
-            rel = slice_relevance(rel, res)
             spec, state = res.spec, res.state_dict
             if step < cfg.prune_steps - 1:
                 state = _float_finetune(spec, state, splits, cfg)
