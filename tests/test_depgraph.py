@@ -282,6 +282,10 @@ def test_bad_ratios_and_scores_are_clear_errors():
         groups.select(scores, 1.0)
     keep_g = groups.select(scores, {"conv5": 0.5, "conv6": 0.5})  # one ratio for a shared group is fine
     assert [len(k) for k in keep_g] == [8, 8, 16, 8]
+    grouped = nn.Sequential(OrderedDict(_cba("conv0", 3, 8, 3) + _cba("conv1", 8, 8, 3, groups=2)
+                                        + [("flatten", nn.Flatten()), ("fc0", nn.Linear(8 * 4 * 4, 2))]))
+    with pytest.raises(CodesignError, match="grouped conv"):
+        DependencyGroups(grouped, torch.zeros(1, 3, 8, 8))
 
 
 def test_needs_depgraph_reads_layer_types():
@@ -291,6 +295,63 @@ def test_needs_depgraph_reads_layer_types():
     assert needs_depgraph({"layers": [conv, {"type": "residual", "name": "r", "body": [], "shortcut": []}]})
     assert needs_depgraph({"layers": [conv, {"type": "dwconv", "name": "d", "kernel": 3, "bn": True, "act": True}]})
     assert needs_depgraph({"layers": [dict(conv, groups=2)]})
+
+
+class TinyConcatNet(nn.Module):
+    """A concat joined by an add (one group spanning two convs' channel ranges and a 1x1 conv),
+    then a concat of that with another branch read by one conv (two groups, one consumer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(OrderedDict(_cba("conv0", 3, 8, 3, pad=1)))
+        self.a = nn.Sequential(OrderedDict(_cba("conv1", 8, 4, 3, pad=1, act=False)))
+        self.b = nn.Sequential(OrderedDict(_cba("conv2", 8, 6, 1, act=False)))
+        self.c = nn.Sequential(OrderedDict(_cba("conv4", 8, 10, 1, act=False)))
+        self.d = nn.Sequential(OrderedDict(_cba("conv6", 8, 4, 1)))
+        self.tail = nn.Sequential(OrderedDict(_cba("conv7", 14, 6, 1) + [("gap", nn.AdaptiveAvgPool2d(1)),
+                                                                         ("flatten", nn.Flatten()),
+                                                                         ("fc0", nn.Linear(6, 3, bias=False))]))
+
+    def forward(self, x):
+        h = self.stem(x)
+        j = torch.relu(torch.cat([self.a(h), self.b(h)], 1) + self.c(h))
+        return self.tail(torch.cat([j, self.d(h)], 1))
+
+
+def test_concat_groups_map_channel_ranges():
+    net = _randomise(TinyConcatNet(), 8).double().eval()
+    ref = _randomise(TinyConcatNet(), 8).double().eval()
+    x = _x()
+    groups = DependencyGroups(net, x[:1])
+    assert sorted(tuple(sorted(g.layers)) for g in groups.groups) == \
+        [("conv0",), ("conv1", "conv2", "conv4"), ("conv6",), ("conv7",)]
+    # removed by hand: conv1 unit 1 and conv2 units 0, 3 = channels 1, 4, 7 of the add (conv4)
+    drop = {"conv1": [1], "conv2": [0, 3], "conv4": [1, 4, 7], "conv6": [2], "conv0": [5], "conv7": [0, 3]}
+    widths = {"conv0": 8, "conv1": 4, "conv2": 6, "conv4": 10, "conv6": 4, "conv7": 6}
+    rng = np.random.default_rng(9)
+    scores = {}
+    for n, w in widths.items():
+        s = 1.0 + rng.random(w)
+        s[drop[n]] = 0.0
+        scores[n] = s
+    ratio = {"conv0": 1 / 8, "conv1": 0.3, "conv6": 0.25, "conv7": 2 / 6}
+    with torch.no_grad():
+        mods = _modules(net)
+        for n, d in drop.items():
+            mods[n].weight[d] = 0
+            _bn(net, n).weight[d] = 0
+            _bn(net, n).bias[d] = 0
+        want = net(x)
+    _, keep, keep_in = prune_module(net, x[:1], scores, ratio)
+    for n, w in widths.items():
+        assert keep[n] == [i for i in range(w) if i not in drop[n]], n
+    assert keep_in["conv7"] == [i for i in range(14) if i not in (1, 4, 7, 10 + 2)]
+    assert keep_in["conv1"] == keep_in["conv2"] == keep_in["conv4"] == keep_in["conv6"] == keep["conv0"]
+    with torch.no_grad():
+        got = net(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(_modules(net)["conv7"].weight, _modules(ref)["conv7"].weight[keep["conv7"]][
+        :, keep_in["conv7"]], rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- zoo graph specs
@@ -326,3 +387,10 @@ def test_zoo_graph_specs_prune_to_a_consistent_spec(model):
         got = small.double().eval()(x)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
     assert layer_shapes(res.spec)[quant_layers(spec)[-1]["name"]]["fan_out"] == spec["num_classes"]
+    # the relevance path of the pipeline: scores from a Relevance, then sliced to the new spec
+    rel = _relevance(spec, 4)
+    res2 = prune_structured_graph(spec, state, rel, 0.5, scope="global")
+    sliced = slice_relevance_graph(rel, res2)
+    sliced.check_matches(res2.spec)
+    for n, k in res2.keep.items():
+        assert sliced.layers[n]["units"] == [rel.layers[n]["units"][i] for i in k]
