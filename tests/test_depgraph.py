@@ -16,16 +16,14 @@ import pytest
 import torch
 from torch import nn
 
-pytest.importorskip("torch_pruning")
-
-from codesign.compress.depgraph import (DependencyGroups, needs_depgraph, prune_module,  # noqa: E402
+from codesign.compress.depgraph import (DependencyGroups, needs_depgraph, prune_module,
                                         prune_spec_structured, prune_structured_graph,
                                         slice_relevance_graph, spec_layer_names)
-from codesign.compress.prune import (apply_structured, prune_structured, select_units,  # noqa: E402
+from codesign.compress.prune import (apply_structured, prune_structured, select_units,
                                      slice_relevance)
-from codesign.errors import CodesignError  # noqa: E402
-from codesign.models import build_float, layer_shapes, make_spec, quant_layers, with_widths  # noqa: E402
-from codesign.relevance import Relevance, weight_shapes  # noqa: E402
+from codesign.errors import CodesignError
+from codesign.models import build_float, layer_shapes, make_spec, quant_layers, with_widths
+from codesign.relevance import Relevance, weight_shapes
 
 
 def _randomise(model: nn.Module, seed: int) -> nn.Module:
@@ -262,9 +260,9 @@ def test_global_scope_normalises_per_group():
     keep_g = groups.select(scores, 0.5, scope="global")
     total = sum(g.width for g in groups.groups)
     assert total - sum(len(k) for k in keep_g) == round(0.5 * total)
-    big = [i for i, g in enumerate(groups.groups) if "conv5" in g.members][0]
+    big = next(i for i, g in enumerate(groups.groups) if "conv5" in g.members)
     assert len(keep_g[big]) < groups.groups[big].width
-    keep, _ = groups.prune(keep_g)
+    groups.prune(keep_g)
     assert _modules(net)["fc0"].out_features == 10
 
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -290,7 +291,7 @@ class DependencyGroups:
         keep: dict[str, list[int]] = {}
         dropped_in: dict[str, set[int]] = {}
         for g, kg in zip(self.groups, keep_groups):
-            ks = set(int(i) for i in kg)
+            ks = {int(i) for i in kg}
             if not ks or not ks <= set(range(g.width)):
                 raise CodesignError(f"channel group of {g.layers}: keep indices must be a non-empty subset of "
                                     f"0..{g.width - 1}")
