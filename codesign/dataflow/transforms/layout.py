@@ -162,7 +162,11 @@ class LowerAvgPoolToDepthwise(Transformation):
 
 
 class LowerMaxPoolToStreaming(Transformation):
-    """MaxPool (NCHW, kernel = stride, no padding) -> Transpose, StreamingMaxPool, Transpose."""
+    """MaxPool (NCHW) -> Transpose, pool, Transpose. Kernel = stride, square, no padding: the
+    streaming pool (a row buffer of running maxima). Any other 2-D max pool (padding, a stride
+    other than the kernel, a non-square kernel): [FMPadding with the datatype's minimum, the
+    identity of max] + SlidingWindow + WindowMax, as FINN+ lowers max pools (floor mode only;
+    PyTorch's padding keeps every window on at least one pixel, so the padding is never chosen)."""
 
     def apply(self, model: ModelWrapper):
         for n in model.graph.node:
@@ -171,16 +175,36 @@ class LowerMaxPoolToStreaming(Transformation):
             k = [int(v) for v in _attr(n, "kernel_shape", [])]
             s = [int(v) for v in _attr(n, "strides", k)]
             pads = [int(v) for v in _attr(n, "pads", [0] * 4)]
-            if len(k) != 2 or k[0] != k[1] or s != k or any(pads) or int(_attr(n, "ceil_mode", 0)) != 0 \
-                    or [int(v) for v in _attr(n, "dilations", [1, 1])] != [1, 1]:
-                raise unsupported(n, f"only square max-pooling with stride = kernel, no padding, floor mode "
+            if len(k) != 2 or int(_attr(n, "ceil_mode", 0)) != 0 \
+                    or [int(v) for v in _attr(n, "dilations", [1, 1])] != [1, 1] \
+                    or _attr(n, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+                raise unsupported(n, f"only 2-D max-pooling in floor mode without dilation or auto_pad "
                                      f"(got kernel {k}, strides {s}, pads {pads})")
+            top, left, bottom, right = pads
+            if max(top, bottom) >= k[0] or max(left, right) >= k[1]:
+                raise unsupported(n, f"max-pool padding {pads} must be smaller than the kernel {k}")
             _, c, h, w = model.get_tensor_shape(n.input[0])
             a, b = fresh_name(model, "nhwc"), fresh_name(model, "pooled")
-            nodes = [_transpose(model, n.input[0], a, TO_NHWC, "PoolInTranspose"),
-                     make_hw_node("StreamingMaxPool", [a], [b], fresh_name(model, "StreamingMaxPool"),
-                                  ImgDim=[h, w], PoolDim=k, NumChannels=c, PE=1, dataType="FLOAT32"),
-                     _transpose(model, b, n.output[0], TO_NCHW, "PoolOutTranspose")]
+            nodes = [_transpose(model, n.input[0], a, TO_NHWC, "PoolInTranspose")]
+            if k[0] == k[1] and s == k and not any(pads):
+                nodes.append(make_hw_node("StreamingMaxPool", [a], [b], fresh_name(model, "StreamingMaxPool"),
+                                          ImgDim=[h, w], PoolDim=k, NumChannels=c, PE=1, dataType="FLOAT32"))
+            else:
+                cur, hp, wp = a, h + top + bottom, w + left + right
+                if any(pads):
+                    cur = fresh_name(model, "padded")
+                    nodes.append(make_hw_node("FMPadding", [a], [cur], fresh_name(model, "FMPadding"), ImgDim=[h, w],
+                                              Padding=pads, NumChannels=c, SIMD=1, inputDataType="FLOAT32",
+                                              PadValue="min"))
+                oh, ow = (hp - k[0]) // s[0] + 1, (wp - k[1]) // s[1] + 1
+                win = fresh_name(model, "im2col")
+                nodes += [make_hw_node("SlidingWindow", [cur], [win], fresh_name(model, "SlidingWindow"),
+                                       ConvKernelDim=k, IFMChannels=c, IFMDim=[hp, wp], OFMDim=[oh, ow], SIMD=1,
+                                       Stride=s, Dilation=[1, 1], inputDataType="FLOAT32",
+                                       outputDataType="FLOAT32"),
+                          make_hw_node("WindowMax", [win], [b], fresh_name(model, "WindowMax"), Channels=c,
+                                       Kernel=k, PE=1, inputDataType="FLOAT32", numInputVectors=[1, oh, ow])]
+            nodes.append(_transpose(model, b, n.output[0], TO_NCHW, "PoolOutTranspose"))
             idx = list(model.graph.node).index(n)
             model.graph.node.remove(n)
             for i, new in enumerate(nodes):
