@@ -165,3 +165,10 @@ def test_resnet_stage_rtlsim_bit_exact_at_estimate(tmp_path):
     torch.manual_seed(5)
     perf = _rtlsim_at_estimate(ResNetStage(), tmp_path, (1, 14, 14), target_fps=20000)
     print(perf)
+
+
+def test_padded_maxpool_rtlsim_bit_exact_at_estimate(tmp_path):
+    torch.manual_seed(6)
+    perf = _rtlsim_at_estimate(PaddedMaxPool(c=4, side=12, signed=True), tmp_path, (1, 12, 12), target_fps=50000)
+    assert "WindowMax" in perf["ops"]
+    print(perf)

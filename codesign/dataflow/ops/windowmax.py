@@ -1,13 +1,14 @@
 """WindowMax (the maximum over each sliding window, per channel): the reduction of a max pool
 whose windows overlap or whose border is padded, everything about the op in one place.
 
-Why a separate op and not the streaming pool: ``StreamingMaxPool`` keeps one running maximum
+Why a separate op and not the streaming pool: the kernel = stride pool keeps one running maximum
 per output column in a row buffer, which is only right when windows tile the map (kernel =
-stride, no padding). A MaxPool2d(3, stride 2, padding 1) lowers instead to FMPadding (padding
-with the datatype's minimum, the identity of max) + SlidingWindow + WindowMax, as FINN+ lowers
-its max pools to a sliding window plus its ``Pool`` unit. The unit reads the window stream in its
-``(k, c)`` order (c innermost, PE channels per word; the window's SIMD equals this op's PE) and
-keeps one running maximum per channel word: one input word per clock.
+stride, no padding). A MaxPool2d(3, stride 2, padding 1) lowers instead to a padding with the
+datatype's minimum (the identity of max), the im2col window generator and this op, as FINN+
+lowers its max pools to a sliding window plus its pool unit (``transforms/layout.py``). The
+unit reads the window stream in its ``(k, c)`` order (c innermost, PE channels per word; the
+window's SIMD equals this op's PE) and keeps one running maximum per channel word: one input
+word per clock.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ def window_max(x: np.ndarray, K: int) -> np.ndarray:
     return x.reshape(*x.shape[:-1], int(K), -1).max(axis=-2)
 
 
-# ---- resource coefficients (structural counts checked against Yosys; begin) ----
-#: LUT and FF = coefficients . ``windowmax_resource_features``. Set from Yosys 0.23
-#: ``synth_xilinx -family xc7`` of codesign_windowmax.v (tests/test_graph_ops.py
-#: ::test_windowmax_rtl_and_yosys); not yet in the bench_costmodel corpus
+# ---- resource coefficients (fitted to Yosys by hand; begin) ----
+#: LUT and FF = coefficients . ``windowmax_resource_features``: set from Yosys 0.23
+#: ``synth_xilinx -family xc7`` of codesign_windowmax.v at eight foldings (C, PE, K, dtype) =
+#: (4,1,9,U4) (4,4,9,U4) (8,2,9,I4) (16,4,9,U2) (12,12,4,I8) (64,8,9,U4) (3,3,9,U4) (2,1,9,I3):
+#: LUT 39 44 48 46 204 96 39 34 (model 39 44 47 47 204 95 36 37), FF 28 51 32 32 211 58 43 30
+#: (model: equal); not yet in the bench_costmodel corpus
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [20.0, 1.0, 1.0, 1.0],
-    "FF": [21.0, 1.0, 1.0, 1.0],
+    "LUT": [12.0, 2.0, 19.0, 1.0],
+    "FF": [19.0, 1.0, 1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
 
@@ -47,18 +50,22 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 def windowmax_resource_features(p: Any) -> dict[str, list[Any]]:
     """Structural LUT / FF features of codesign_windowmax.v (columns of RESOURCE_COEFFS).
 
-    LUT: [1, word bits (the select of max / first / output), lanes * bits (each lane's
-    comparator: one carry LUT a bit), the running maxima's storage (CF > 1: LUTRAM, one RAM64x1
-    per bit per 64 words, read asynchronously)]; FF: [1 (counters, flags), output word bits,
-    running-maximum flip-flops (CF = 1: one word of registers), channel-counter bits]."""
+    W = PE * bits (the word). LUT: [1, W (per bit: the lane's compare and the max / first /
+    output select), CF > 1 (the channel counter, its flag and the register file's address
+    logic), W per 64 words of running maxima beyond the first 64 (a LUTRAM bit each; none of the
+    measured designs needed more than one)]. FF: [1 (the 16-bit kernel counter, flags, valid),
+    W (output register), the running maxima when Yosys keeps them in flip-flops (CF <= 2:
+    CF * W; deeper ones are LUTRAM), 2 * clog2(CF) + (CF > 2) (the channel counter and its
+    flag, the LUTRAM's registered address)]."""
     P, b = _i(p["PE"]), _i(p["bits"])
     cf = _i(p["C"]) // P
     width = P * b
     one = np.ones_like(width)
-    lutram = np.where(cf > 1, width * -(-cf // 64), 0)
-    ff_acc = np.where(cf > 1, 0, width)
     cfb = np.where(cf > 1, np.maximum(_clog2(cf), 1), 0)
-    return {"LUT": [one, width, P * b, lutram], "FF": [one, width, ff_acc, cfb]}
+    more = width * np.maximum(-(-cf // 64) - 1, 0)
+    ff_acc = np.where(cf <= 2, cf * width, 0)
+    return {"LUT": [one, width, (cf > 1).astype(np.int64), more],
+            "FF": [one, width, ff_acc, 2 * cfb + (cf > 2).astype(np.int64)]}
 
 
 class WindowMax(HWCustomOp):
