@@ -32,12 +32,12 @@ def window_max(x: np.ndarray, K: int) -> np.ndarray:
 
 # ---- resource coefficients (fitted to Yosys by hand; begin) ----
 #: LUT and FF = coefficients . ``windowmax_resource_features``: set from Yosys 0.23
-#: ``synth_xilinx -family xc7`` of codesign_windowmax.v at eight foldings (C, PE, K, dtype) =
-#: (4,1,9,U4) (4,4,9,U4) (8,2,9,I4) (16,4,9,U2) (12,12,4,I8) (64,8,9,U4) (3,3,9,U4) (2,1,9,I3):
-#: LUT 39 44 48 46 204 96 39 34 (model 39 44 47 47 204 95 36 37), FF 28 51 32 32 211 58 43 30
-#: (model: equal); not yet in the bench_costmodel corpus
+#: ``synth_xilinx -family xc7`` of codesign_windowmax.v at nine foldings (C, PE, K, dtype) =
+#: (4,1,9,U4) (4,4,9,U4) (8,2,9,I4) (16,4,9,U2) (12,12,4,I8) (64,8,9,U4) (3,3,9,U4) (2,1,9,I3)
+#: (2,2,9,I4): LUT 39 44 48 46 204 96 39 34 34 (model 39 47 47 47 207 95 39 37 31: within 3),
+#: FF 28 51 32 32 211 58 43 30 35 (model: equal); not yet in the bench_costmodel corpus
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [12.0, 2.0, 19.0, 1.0],
+    "LUT": [15.0, 2.0, 16.0, 1.0],
     "FF": [19.0, 1.0, 1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
