@@ -60,6 +60,7 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
     _pad_convs_on_thin_maps(m)
     m = m.transform(ExtractBiasFromConv())
     _weight_scales_after(m, weight_codes, weight_scales)
+    _grouped_convs_dense(m, weight_codes)
     m = m.transform(InferShapes()).transform(LowerConvsToMatMul()).transform(InferShapes())
     g = m.graph
     for init in list(g.initializer):
@@ -119,6 +120,33 @@ def _weight_scales_after(m: ModelWrapper, codes: dict[str, np.ndarray], scales: 
         n.input[1], n.output[0] = w_name, acc
         g.node.insert(list(g.node).index(n) + 1,
                       onnx.helper.make_node("Mul", [acc, s_name], [out], name=f"{base}_wscale64"))
+
+
+def _grouped_convs_dense(m: ModelWrapper, codes: dict[str, np.ndarray]) -> None:
+    """A grouped Conv (1 < group, not depthwise) -> an ordinary Conv whose weight holds zeros
+    between the groups (qonnx's conv lowering, which runs the reference, knows only group 1 and
+    depthwise). The same sums, each product with a zero weight exactly 0."""
+    g = m.graph
+    for n in [n for n in g.node if n.op_type == "Conv"]:
+        group = next((int(a.i) for a in n.attribute if a.name == "group"), 1)
+        W = m.get_initializer(n.input[1])
+        if group == 1 or W is None or W.ndim != 4:
+            continue
+        cout, cin, kh, kw = W.shape
+        if cin == 1 and cout == group:
+            continue  # depthwise: qonnx lowers it itself
+        og = cout // group
+        dense = np.zeros((cout, cin * group, kh, kw), dtype=W.dtype)
+        for k in range(group):
+            dense[k * og:(k + 1) * og, k * cin:(k + 1) * cin] = W[k * og:(k + 1) * og]
+        name = f"{n.name}_dense64"
+        m.set_initializer(name, dense)
+        if n.input[1] in codes:
+            codes[name] = np.asarray(dense, dtype=np.float64)
+        n.input[1] = name
+        for a in n.attribute:
+            if a.name == "group":
+                a.i = 1
 
 
 def _pad_convs_on_thin_maps(m: ModelWrapper) -> None:

@@ -178,6 +178,31 @@ def test_padded_maxpool(tmp_path, signed):
     assert "StreamingMaxPool" not in _ops(m)
 
 
+class GroupedConvs(nn.Module):
+    """conv -> grouped conv (4 -> 6, groups 2, 3x3 pad 1) -> conv with depth multiplier 2
+    (6 -> 12, groups 6, 3x3 stride 2) -> flatten -> fc."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = _inp()
+        self.c0, self.bn0, self.a0 = _conv(1, 4, 3, 1, 1), nn.BatchNorm2d(4), _act(4)
+        self.g1, self.bn1, self.a1 = _conv(4, 6, 3, 1, 1, groups=2), nn.BatchNorm2d(6), _act(4)
+        self.g2, self.bn2, self.a2 = _conv(6, 12, 3, 2, 0, groups=6), nn.BatchNorm2d(12), _act(4)
+        self.flat, self.fc = nn.Flatten(), qnn.QuantLinear(12 * 3 * 3, 10, bias=False, **_wq(4))
+
+    def forward(self, x):
+        x = self.a0(self.bn0(self.c0(self.inp(x))))
+        x = self.a1(self.bn1(self.g1(x)))
+        return self.fc(self.flat(self.a2(self.bn2(self.g2(x)))))
+
+
+def test_grouped_conv(tmp_path):
+    """(f) 1 < groups < channels, and a depth multiplier of 2: the matrix unit with a
+    block-diagonal weight (zeros between the groups), exact."""
+    m = _check(GroupedConvs, tmp_path, (1, 8, 8), seed=7)
+    assert _ops(m).count("MVAU") == 4 and "VVAU" not in _ops(m)
+
+
 def test_ceil_mode_max_pool_is_refused_by_name(tmp_path):
     net = nn.Sequential(_inp(), _conv(1, 2, 3), _act(4), nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True))
     with pytest.raises(UnsupportedError, match=r"node '[^']+' \(op MaxPool\): only 2-D max-pooling in floor mode") as e:

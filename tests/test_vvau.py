@@ -130,25 +130,6 @@ def test_activation_thresholds_round_half_to_even():
     assert np.array_equal(codes_int, np.clip(np.round(acc / 16 / 0.25), -4, 3))
 
 
-def test_grouped_conv_is_refused_by_name(tmp_path):
-    """1 < groups < channels: one line naming the Conv node, its op and the group count."""
-    import brevitas.nn as qnn
-    from torch import nn
-
-    from codesign.dataflow.compiler import lower_to_hw
-    from codesign.errors import UnsupportedError
-    from dataflow_helpers import export, images
-    from test_dataflow_lowering import _act, _inp, _wq
-
-    net = nn.Sequential(_inp(), qnn.QuantConv2d(1, 4, 3, bias=False, **_wq(4)), _act(4),
-                        qnn.QuantConv2d(4, 4, 3, groups=2, bias=False, **_wq(4)), _act(4))
-    model = export(net, images(2), tmp_path / "grouped.onnx")
-    with pytest.raises(UnsupportedError, match=r"node '[^']*Conv[^']*' \(op Conv\): grouped convolution with "
-                                               r"group=2") as e:
-        lower_to_hw(model)
-    assert "\n" not in str(e.value)
-
-
 def test_vvau_synthesises_with_yosys(tmp_path):
     """Yosys synth_xilinx of the template: the DSP count is the model's (PE*SIMD with resType
     dsp at 4+4 bits, none with lut), the LUT variant maps its multiplies to LUTs."""

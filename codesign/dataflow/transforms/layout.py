@@ -49,10 +49,10 @@ class LowerConvToSlidingWindow(Transformation):
             cout, cin, kh, kw = W.shape
             _, c, h, w = model.get_tensor_shape(n.input[0])
             group = int(_attr(n, "group", 1))
-            depthwise = group != 1
-            if depthwise and not (group == c and cin == 1 and cout == c):
-                raise unsupported(n, f"grouped convolution with group={group} (channels {c}, outputs {cout}) is "
-                                     f"not supported: only group = 1 or depthwise (group = channels = outputs)")
+            depthwise = group != 1 and group == c and cin == 1 and cout == c
+            if group < 1 or c % group or cout % group or cin * group != c:
+                raise unsupported(n, f"convolution with group={group} does not divide its channels {c} and "
+                                     f"outputs {cout} (weights of {cin} inputs per group)")
             pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
             strides = [int(v) for v in _attr(n, "strides", [1, 1])]
             dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
@@ -80,7 +80,7 @@ class LowerConvToSlidingWindow(Transformation):
             if depthwise:  # (kh*kw*C, C) block of diagonals: the depthwise unit's tag and shape
                 W2 = depthwise_matrix(W[:, 0].transpose(1, 2, 0).reshape(kh * kw, c))
             else:
-                W2 = W.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
+                W2 = grouped_matrix(W, group)
             wname = add_const(model, "conv_w", W2, wdt)
             mm_out = fresh_name(model, "conv_mm")
             nodes.append(helper.make_node("MatMul", [nxt, wname], [mm_out],
@@ -108,6 +108,20 @@ def depthwise_matrix(Wkc: np.ndarray) -> np.ndarray:
     for k in range(K):
         W2[k * C + np.arange(C), np.arange(C)] = Wkc[k]
     return W2
+
+
+def grouped_matrix(W: np.ndarray, group: int) -> np.ndarray:
+    """The (kh*kw*C, Cout) MatMul weight of a conv with ``group`` groups (1: an ordinary conv),
+    W (Cout, C/group, kh, kw): row (ky*kw + kx)*C + c, column o holds W[o, c - g*C/group, ky, kx]
+    when input channel c and output o are both in group g, else 0 (the sliding window's
+    (kh, kw, c) order). A grouped conv (1 < group, not depthwise) thus runs on the matrix unit
+    with a block-diagonal weight: exact, and costed as the dense matrix it multiplies."""
+    cout, cin, kh, kw = W.shape
+    c, og = cin * group, cout // group
+    W2 = np.zeros((kh, kw, c, cout), dtype=np.float64)
+    for g in range(group):
+        W2[:, :, g * cin:(g + 1) * cin, g * og:(g + 1) * og] = W[g * og:(g + 1) * og].transpose(2, 3, 1, 0)
+    return W2.reshape(kh * kw * c, cout)
 
 
 def depthwise_kernels(W2: np.ndarray, C: int) -> np.ndarray | None:
