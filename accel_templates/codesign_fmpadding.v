@@ -1,7 +1,8 @@
-// Zero padding of an NHWC feature map, SIMD channels per word.
+// Constant padding of an NHWC feature map, SIMD channels per word.
 //
 // Walks the padded output (OH, OW, CF) one word per cycle: inside the image it forwards an
-// input word (and only then asserts in0_V_TREADY), on the border it emits zeros. The output
+// input word (and only then asserts in0_V_TREADY), on the border it emits PADV in every lane
+// (0 for a conv; the datatype's minimum for a max pool: the same one LUT level per bit). The output
 // register advances only on adv, so a stalled consumer stalls the walk.
 //
 // Latency: 1 cycle (an input word accepted at t leaves at t + 1); the paths are one compare
@@ -16,6 +17,7 @@ module codesign_fmpadding #(
     parameter integer PB = 1,
     parameter integer PR = 1,
     parameter integer BITS = 8,
+    parameter integer PADV = 0,
     parameter integer OH = IH + PT + PB,
     parameter integer OW = IW + PL + PR,
     parameter integer CF = C / SIMD,
@@ -59,6 +61,6 @@ module codesign_fmpadding #(
     end
 
     always @(posedge ap_clk) begin
-        if (adv) out_V_TDATA <= in_img ? in0_V_TDATA : {WW{1'b0}};
+        if (adv) out_V_TDATA <= in_img ? in0_V_TDATA : {SIMD{PADV[BITS-1:0]}};
     end
 endmodule

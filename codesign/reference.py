@@ -56,8 +56,11 @@ def float64_reference(model: ModelWrapper) -> ModelWrapper:
         weight_scales[q.output[0]] = scale
         g.node.remove(q)
     _avgpool_as_depthwise_conv(m)
+    m = m.transform(InferShapes())
+    _pad_convs_on_thin_maps(m)
     m = m.transform(ExtractBiasFromConv())
     _weight_scales_after(m, weight_codes, weight_scales)
+    _grouped_convs_dense(m, weight_codes)
     m = m.transform(InferShapes()).transform(LowerConvsToMatMul()).transform(InferShapes())
     g = m.graph
     for init in list(g.initializer):
@@ -119,6 +122,54 @@ def _weight_scales_after(m: ModelWrapper, codes: dict[str, np.ndarray], scales: 
                       onnx.helper.make_node("Mul", [acc, s_name], [out], name=f"{base}_wscale64"))
 
 
+def _grouped_convs_dense(m: ModelWrapper, codes: dict[str, np.ndarray]) -> None:
+    """A grouped Conv (1 < group, not depthwise) -> an ordinary Conv whose weight holds zeros
+    between the groups (qonnx's conv lowering, which runs the reference, knows only group 1 and
+    depthwise). The same sums, each product with a zero weight exactly 0."""
+    g = m.graph
+    for n in [n for n in g.node if n.op_type == "Conv"]:
+        group = next((int(a.i) for a in n.attribute if a.name == "group"), 1)
+        W = m.get_initializer(n.input[1])
+        if group == 1 or W is None or W.ndim != 4:
+            continue
+        cout, cin, kh, kw = W.shape
+        if cin == 1 and cout == group:
+            continue  # depthwise: qonnx lowers it itself
+        og = cout // group
+        dense = np.zeros((cout, cin * group, kh, kw), dtype=W.dtype)
+        for k in range(group):
+            dense[k * og:(k + 1) * og, k * cin:(k + 1) * cin] = W[k * og:(k + 1) * og]
+        name = f"{n.name}_dense64"
+        m.set_initializer(name, dense)
+        if n.input[1] in codes:
+            codes[name] = np.asarray(dense, dtype=np.float64)
+        n.input[1] = name
+        for a in n.attribute:
+            if a.name == "group":
+                a.i = 1
+
+
+def _pad_convs_on_thin_maps(m: ModelWrapper) -> None:
+    """A padded Conv on a map of one row or one column (MobileNet's tail: a depthwise 3x3 pad 1
+    on 1x1) -> an explicit zero ``Pad`` and an unpadded Conv: qonnx's Im2Col, which runs the
+    reference's convs, refuses padding on such maps. Zero padding is what the Conv does."""
+    g = m.graph
+    for n in [n for n in g.node if n.op_type == "Conv"]:
+        shape = m.get_tensor_shape(n.input[0])
+        pads = next((list(a.ints) for a in n.attribute if a.name == "pads"), [])
+        if shape is None or len(shape) != 4 or not any(pads) or min(int(v) for v in shape[2:]) > 1:
+            continue
+        t, l, b, r = (int(v) for v in pads)
+        pname, out = f"{n.name}_pads64", f"{n.name}_padded64"
+        m.set_initializer(pname, np.asarray([0, 0, t, l, 0, 0, b, r], dtype=np.int64))
+        g.node.insert(list(g.node).index(n), onnx.helper.make_node("Pad", [n.input[0], pname], [out],
+                                                                  name=f"{n.name}_pad64", mode="constant"))
+        n.input[0] = out
+        for a in n.attribute:
+            if a.name == "pads":
+                a.ints[:] = [0, 0, 0, 0]
+
+
 def _avgpool_as_depthwise_conv(m: ModelWrapper) -> None:
     """AveragePool (no padding) / GlobalAveragePool -> depthwise Conv of 1/(kh*kw) weights, so the
     Conv lowering above runs it in double (onnxruntime has no double AveragePool)."""
@@ -131,8 +182,20 @@ def _avgpool_as_depthwise_conv(m: ModelWrapper) -> None:
         if any(attrs.get("pads", [0])) or attrs.get("ceil_mode", 0):
             continue  # left as is: the compiler refuses it by name
         c, h, w = (int(v) for v in shape[1:])
-        k = [h, w] if n.op_type == "GlobalAveragePool" else [int(v) for v in attrs["kernel_shape"]]
-        strides = [1, 1] if n.op_type == "GlobalAveragePool" else [int(v) for v in attrs.get("strides", [1, 1])]
+        if n.op_type == "GlobalAveragePool":
+            # the exact integer window sum, then one division by H*W in double (the accumulator
+            # check reads the codes of a global average as the sums: ``*_mean64``)
+            axes, hw, summed = f"{n.name}_axes64", f"{n.name}_hw64", f"{n.name}_sum64"
+            m.set_initializer(axes, np.asarray([2, 3], dtype=np.int64))
+            m.set_initializer(hw, np.asarray(h * w, dtype=np.float32))
+            idx = list(g.node).index(n)
+            g.node.remove(n)
+            g.node.insert(idx, onnx.helper.make_node("ReduceSum", [n.input[0], axes], [summed], keepdims=1,
+                                                     name=f"{n.name}_sum64"))
+            g.node.insert(idx + 1, onnx.helper.make_node("Div", [summed, hw], list(n.output), name=f"{n.name}_mean64"))
+            continue
+        k = [int(v) for v in attrs["kernel_shape"]]
+        strides = [int(v) for v in attrs.get("strides", [1, 1])]
         wname = f"{n.name}_avg_w64"
         m.set_initializer(wname, np.full((c, 1, *k), 1.0 / (k[0] * k[1]), dtype=np.float32))
         conv = onnx.helper.make_node("Conv", [n.input[0], wname], list(n.output), name=f"{n.name}_conv64",

@@ -116,6 +116,19 @@ def _codes(model: ModelWrapper, ctx: dict, tensor: str) -> np.ndarray:
         q = np.asarray(ctx[tensor], dtype=np.float64) / scales.pop()
         assert np.max(np.abs(q - np.round(q))) < 1e-3, f"{tensor}: not integer codes"
         return np.round(q)
+    if prod is not None and prod.op_type == "Div" and prod.name.endswith("_mean64"):
+        # an unquantized global average of quantized codes (ResNet's / MobileNet's head; the
+        # reference runs it as ReduceSum / (H*W)): its codes are the integer window sums the
+        # hardware computes, the 1/(H*W) a scale after them
+        src = model.find_producer(prod.input[0]).input[0]
+        summed = _codes(model, ctx, src).sum(axis=(2, 3), keepdims=True)
+        v = np.asarray(ctx[prod.output[0]], dtype=np.float64).reshape(summed.shape)
+        nz = summed != 0
+        ratio = v[nz] / summed[nz]
+        assert ratio.size == 0 or np.allclose(ratio, ratio.reshape(-1)[0], rtol=1e-9), \
+            f"{tensor}: the average is not one scale of the sums"
+        assert np.all(v[~nz] == 0)
+        return summed.reshape(np.asarray(ctx[tensor]).shape)
     is_q64 = prod is not None and prod.op_type == "Mul" and prod.name.endswith("_mul64")
     assert prod is not None and (prod.op_type in ("Quant", "BipolarQuant") or is_q64), f"{tensor} is not quantized"
     scale = np.asarray(model.get_initializer(prod.input[1]), dtype=np.float64)

@@ -70,7 +70,26 @@ def _ref_maxpool(x: np.ndarray, k: int) -> np.ndarray:
 def test_registry_exposes_every_op():
     assert set(custom_op) == {"MVAU", "Thresholding", "SlidingWindow", "StreamingMaxPool", "FMPadding",
                               "LabelSelect", "StreamingDataWidthConverter", "StreamingFIFO", "VVAU",
-                              "DuplicateStreams", "AddStreams", "StreamingConcat"}
+                              "DuplicateStreams", "AddStreams", "StreamingConcat", "WindowMax"}
+
+
+def test_padded_maxpool_golden_matches_torch():
+    """FMPadding (PadValue min) -> sliding window -> WindowMax equals torch's padded max_pool2d
+    (-inf padding), on a signed non-square map with a 3x3 stride-2 and a 3x2 stride (1, 2) window."""
+    import torch
+
+    from codesign.dataflow.ops.fmpadding import fmpadding, pad_value
+    from codesign.dataflow.ops.sliding_window import sliding_window
+    from codesign.dataflow.ops.windowmax import window_max
+    from qonnx.core.datatype import DataType
+
+    x = np.random.default_rng(4).integers(-8, 8, size=(2, 7, 6, 3))
+    for k, s, p in (((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 1))):
+        pv = pad_value("min", DataType["INT4"])
+        y = window_max(sliding_window(fmpadding(x, (p[0], p[1], p[0], p[1]), pv), k, s), k[0] * k[1])
+        t = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
+        ref = torch.nn.functional.max_pool2d(t, k, s, padding=p).permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(y, ref)
 
 
 @pytest.mark.parametrize("pe,simd", [(1, 1), (2, 4), (4, 8)])

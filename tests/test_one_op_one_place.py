@@ -99,6 +99,7 @@ EXAMPLES = {
     "AddStreams": [dict(C=8, PE=4, abits=2, bbits=4, obits=5, Nv=3)],
     "StreamingConcat": [dict(C0=8, C1=4, G=4, SIMD=2, ibits0=4, ibits1=4, obits=4, Nv=3),
                         dict(C0=3, C1=6, G=3, SIMD=3, ibits0=2, ibits1=3, obits=3, Nv=2)],
+    "WindowMax": [dict(K=9, C=4, PE=2, bits=4, Nv=6), dict(K=4, C=3, PE=3, bits=1, Nv=5)],
 }
 
 
@@ -122,6 +123,8 @@ def _words(op: str, p: dict) -> tuple[Any, int]:
         return p["L"] // p["PE"], p["K"]
     if op == "VVAU":
         return p["Nv"] * p["K"] * p["C"] // (p["PE"] * p["SIMD"]), p["Nv"] * p["C"] // p["PE"]
+    if op == "WindowMax":
+        return p["Nv"] * p["K"] * p["C"] // p["PE"], p["Nv"] * p["C"] // p["PE"]
     if op in ("DuplicateStreams", "AddStreams"):  # per stream: one word per Nv * C / PE
         return (p["Nv"] * p["C"] // p["PE"],) * 2
     if op == "StreamingDataWidthConverter":

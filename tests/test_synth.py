@@ -84,3 +84,25 @@ def test_dsp_estimate_counts_what_yosys_maps(small_synth):
     est = mvau_cost(8, 4, 2, 2, 1, wbits=4, abits=4, obits=16, acc_bits=16, n_thr=0, res_type=RES_DSP)
     assert int(est["DSP"]) == rep["nodes"]["mv dsp"]["DSP"] == 2 * 2
     assert int(mvau_cost(4, 2, 1, 1, 1, 2, 2, 6, 6, 0)["DSP"]) == rep["nodes"]["mv lut"]["DSP"] == 0
+
+
+def test_windowmax_and_min_padding_match_yosys(tmp_path):
+    """A padded max pool's new RTL in one Yosys run: FMPadding with PadValue "min" costs what
+    its model (and the zero-padding variant) says; WindowMax with its running maxima in LUTRAM
+    (CF = 4) and in flip-flops (CF = 1) within 3 LUT of its model, FF exactly."""
+    from codesign.dataflow.ops.fmpadding import FMPadding
+    from codesign.dataflow.ops.windowmax import WindowMax
+
+    nodes = [HWNodeSpec("pad", "FMPadding", dict(ImgDim=[6, 6], Padding=[1, 1, 1, 1], NumChannels=4, SIMD=2,
+                                                 inputDataType="INT4", PadValue="min")),
+             HWNodeSpec("wm lutram", "WindowMax", dict(Channels=8, Kernel=[3, 3], PE=2, inputDataType="INT4",
+                                                       numInputVectors=[1, 4, 4])),
+             HWNodeSpec("wm ff", "WindowMax", dict(Channels=2, Kernel=[3, 3], PE=2, inputDataType="INT4",
+                                                   numInputVectors=[1, 4, 4]))]
+    rep = synth_design(render_nodes(nodes, tmp_path / "rtl"), "xc7z020clg400-1", tmp_path / "ooc.json")
+    for s in nodes:
+        cls = FMPadding if s.op_type == "FMPadding" else WindowMax
+        est = cls.resources(cls.params_from_attrs({**cls.declared_defaults(), **s.attrs}))
+        got = rep["nodes"][s.name]
+        assert abs(got["LUT"] - int(est["LUT"])) <= 3 and got["FF"] == int(est["FF"]), (s.name, got, est)
+        assert got["BRAM_18K"] == 0 and got["DSP"] == 0

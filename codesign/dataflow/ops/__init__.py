@@ -21,11 +21,12 @@ from codesign.dataflow.ops.mvau import MVAU
 from codesign.dataflow.ops.sliding_window import SlidingWindow
 from codesign.dataflow.ops.thresholding import Thresholding
 from codesign.dataflow.ops.vvau import VVAU
+from codesign.dataflow.ops.windowmax import WindowMax
 
 #: every registered HW op class (adding an op: one module here plus its Verilog template)
 OPS: tuple[type[HWCustomOp], ...] = (MVAU, Thresholding, SlidingWindow, StreamingMaxPool, FMPadding, LabelSelect,
                                      StreamingDataWidthConverter, StreamingFIFO, VVAU, DuplicateStreams, AddStreams,
-                                     StreamingConcat)
+                                     StreamingConcat, WindowMax)
 
 custom_op: dict[str, type[HWCustomOp]] = {cls.__name__: cls for cls in OPS}
 

@@ -10,13 +10,25 @@ from qonnx.core.datatype import DataType
 from codesign.dataflow.cost import _i, res_out
 from codesign.dataflow.ops.base import HWCustomOp, as_pair, param_dt
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _stream, dtype
-from codesign.errors import FoldingError
+from codesign.errors import FoldingError, UnsupportedError
 
 
-def fmpadding(x: np.ndarray, pad: tuple[int, int, int, int]) -> np.ndarray:
-    """Zero padding in NHWC; pad = [top, left, bottom, right]."""
+def fmpadding(x: np.ndarray, pad: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """Constant padding in NHWC (zeros unless ``value``); pad = [top, left, bottom, right]."""
     top, left, bottom, right = pad
-    return np.pad(np.asarray(x), ((0, 0), (top, bottom), (left, right), (0, 0)))
+    return np.pad(np.asarray(x), ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+#: ``PadValue`` modes: "zero" (a padded conv) or "min", the smallest value of the input datatype
+#: (-inf on a float tensor): the identity of max, so a padded max pool never picks a border pixel
+PAD_VALUES = ("zero", "min")
+
+
+def pad_value(mode: str, dt: DataType) -> float:
+    """The value a ``PadValue`` mode pads ``dt`` with (bipolar "min" is -1, the code 0)."""
+    if mode == "zero":
+        return 0.0
+    return float(dt.min()) if dt.is_integer() else -np.inf
 
 
 def fmpadding_cost(H: Any, W: Any, pad_t: Any, pad_l: Any, pad_b: Any, pad_r: Any, C: Any,
@@ -51,7 +63,8 @@ def fmpadding_resource_features(p: Any) -> dict[str, list[Any]]:
 
 
 class FMPadding(HWCustomOp):
-    """Zero padding of an NHWC feature map; Padding = [top, left, bottom, right]."""
+    """Constant padding of an NHWC feature map; Padding = [top, left, bottom, right]; zeros
+    (a conv) or, with ``PadValue`` "min", the datatype's smallest value (a max pool)."""
 
     def op_attrs(self) -> dict[str, tuple]:
         return {
@@ -60,6 +73,7 @@ class FMPadding(HWCustomOp):
             "NumChannels": ("i", True, 0),
             "SIMD": ("i", False, 1),
             "inputDataType": ("s", True, ""),
+            "PadValue": ("s", False, "zero", set(PAD_VALUES)),
         }
 
     def get_output_datatype(self, ind: int = 0) -> DataType:
@@ -89,7 +103,8 @@ class FMPadding(HWCustomOp):
         return [] if c % simd == 0 else [f"NumChannels={c} is not divisible by SIMD={simd}"]
 
     def _execute(self, x: np.ndarray) -> np.ndarray:
-        return fmpadding(x, tuple(self.get_nodeattr("Padding")))
+        return fmpadding(x, tuple(self.get_nodeattr("Padding")),
+                         pad_value(self.get_nodeattr("PadValue"), self.get_input_datatype()))
 
     # -- the op's models -----------------------------------------------------------------------
     finn_folding_attrs = ("SIMD",)
@@ -160,9 +175,19 @@ def _gen_fmpadding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     if C % SIMD:
         raise FoldingError(f"{spec.name}: NumChannels={C} % SIMD={SIMD} must be 0")
     dt = dtype(_attr(a, "inputDataType"))
+    mode = _attr(a, "PadValue", "zero")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if mode not in PAD_VALUES:
+        raise UnsupportedError(f"{spec.name}: PadValue {mode!r} is not one of {', '.join(PAD_VALUES)}")
+    if dt.bipolar and mode == "zero":
+        raise UnsupportedError(f"{spec.name}: zero padding of a bipolar map (0 is not a bipolar value)")
+    # the pad element's code: 0, or the datatype's minimum (two's complement 100..0 when signed,
+    # bit 0 = -1 when bipolar, 0 when unsigned)
+    padv = (1 << (dt.bits - 1)) if (mode == "min" and dt.signed and not dt.bipolar) else 0
     CF = C // SIMD
     oh, ow = ih + pt + pb, iw + pl + pr
-    params = _p({"IH": ih, "IW": iw, "C": C, "SIMD": SIMD, "PT": pt, "PL": pl, "PB": pb, "PR": pr, "BITS": dt.bits})
+    params = _p({"IH": ih, "IW": iw, "C": C, "SIMD": SIMD, "PT": pt, "PL": pl, "PB": pb, "PR": pr, "BITS": dt.bits,
+                 "PADV": padv})
     return NodeRTL(spec.name, inst, spec.op_type, "codesign_fmpadding", params,
                    _stream(dt, SIMD, ih * iw * CF), _stream(dt, SIMD, oh * ow * CF), [], FMPadding.rtl_cycles(spec))
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 #: HW ops whose datatype attributes simply follow their input
 _DTYPE_FOLLOWERS = {"SlidingWindow": ("inputDataType", "outputDataType"), "FMPadding": ("inputDataType",),
-                    "StreamingMaxPool": ("dataType",)}
+                    "StreamingMaxPool": ("dataType",), "WindowMax": ("inputDataType",)}
 
 
 def is_hw_node(node) -> bool:
@@ -44,7 +44,7 @@ class UpdateHWDatatypes(Transformation):
             attrs = _DTYPE_FOLLOWERS[n.op_type]
             if inst.get_nodeattr(attrs[0]) == idt.name:
                 continue
-            if n.op_type == "FMPadding" and idt == DataType["BIPOLAR"]:
+            if n.op_type == "FMPadding" and idt == DataType["BIPOLAR"] and _attr(n, "PadValue", "zero") in ("zero", b"zero"):
                 raise unsupported(n, "zero padding of a bipolar (1-bit) feature map: 0 is not a bipolar "
                                      "value; use padding 0 or >= 2-bit activations before a padded conv",
                                   supported=["FMPadding of integer (>= 2-bit or unsigned) maps"])

@@ -49,10 +49,10 @@ class LowerConvToSlidingWindow(Transformation):
             cout, cin, kh, kw = W.shape
             _, c, h, w = model.get_tensor_shape(n.input[0])
             group = int(_attr(n, "group", 1))
-            depthwise = group != 1
-            if depthwise and not (group == c and cin == 1 and cout == c):
-                raise unsupported(n, f"grouped convolution with group={group} (channels {c}, outputs {cout}) is "
-                                     f"not supported: only group = 1 or depthwise (group = channels = outputs)")
+            depthwise = group != 1 and group == c and cin == 1 and cout == c
+            if group < 1 or c % group or cout % group or cin * group != c:
+                raise unsupported(n, f"convolution with group={group} does not divide its channels {c} and "
+                                     f"outputs {cout} (weights of {cin} inputs per group)")
             pads = [int(v) for v in _attr(n, "pads", [0, 0, 0, 0])]
             strides = [int(v) for v in _attr(n, "strides", [1, 1])]
             dil = [int(v) for v in _attr(n, "dilations", [1, 1])]
@@ -80,7 +80,7 @@ class LowerConvToSlidingWindow(Transformation):
             if depthwise:  # (kh*kw*C, C) block of diagonals: the depthwise unit's tag and shape
                 W2 = depthwise_matrix(W[:, 0].transpose(1, 2, 0).reshape(kh * kw, c))
             else:
-                W2 = W.transpose(2, 3, 1, 0).reshape(kh * kw * cin, cout)
+                W2 = grouped_matrix(W, group)
             wname = add_const(model, "conv_w", W2, wdt)
             mm_out = fresh_name(model, "conv_mm")
             nodes.append(helper.make_node("MatMul", [nxt, wname], [mm_out],
@@ -108,6 +108,20 @@ def depthwise_matrix(Wkc: np.ndarray) -> np.ndarray:
     for k in range(K):
         W2[k * C + np.arange(C), np.arange(C)] = Wkc[k]
     return W2
+
+
+def grouped_matrix(W: np.ndarray, group: int) -> np.ndarray:
+    """The (kh*kw*C, Cout) MatMul weight of a conv with ``group`` groups (1: an ordinary conv),
+    W (Cout, C/group, kh, kw): row (ky*kw + kx)*C + c, column o holds W[o, c - g*C/group, ky, kx]
+    when input channel c and output o are both in group g, else 0 (the sliding window's
+    (kh, kw, c) order). A grouped conv (1 < group, not depthwise) thus runs on the matrix unit
+    with a block-diagonal weight: exact, and costed as the dense matrix it multiplies."""
+    cout, cin, kh, kw = W.shape
+    c, og = cin * group, cout // group
+    W2 = np.zeros((kh, kw, c, cout), dtype=np.float64)
+    for g in range(group):
+        W2[:, :, g * cin:(g + 1) * cin, g * og:(g + 1) * og] = W[g * og:(g + 1) * og].transpose(2, 3, 1, 0)
+    return W2.reshape(kh * kw * c, cout)
 
 
 def depthwise_kernels(W2: np.ndarray, C: int) -> np.ndarray | None:
@@ -162,7 +176,11 @@ class LowerAvgPoolToDepthwise(Transformation):
 
 
 class LowerMaxPoolToStreaming(Transformation):
-    """MaxPool (NCHW, kernel = stride, no padding) -> Transpose, StreamingMaxPool, Transpose."""
+    """MaxPool (NCHW) -> Transpose, pool, Transpose. Kernel = stride, square, no padding: the
+    streaming pool (a row buffer of running maxima). Any other 2-D max pool (padding, a stride
+    other than the kernel, a non-square kernel): [FMPadding with the datatype's minimum, the
+    identity of max] + SlidingWindow + WindowMax, as FINN+ lowers max pools (floor mode only;
+    PyTorch's padding keeps every window on at least one pixel, so the padding is never chosen)."""
 
     def apply(self, model: ModelWrapper):
         for n in model.graph.node:
@@ -171,16 +189,36 @@ class LowerMaxPoolToStreaming(Transformation):
             k = [int(v) for v in _attr(n, "kernel_shape", [])]
             s = [int(v) for v in _attr(n, "strides", k)]
             pads = [int(v) for v in _attr(n, "pads", [0] * 4)]
-            if len(k) != 2 or k[0] != k[1] or s != k or any(pads) or int(_attr(n, "ceil_mode", 0)) != 0 \
-                    or [int(v) for v in _attr(n, "dilations", [1, 1])] != [1, 1]:
-                raise unsupported(n, f"only square max-pooling with stride = kernel, no padding, floor mode "
+            if len(k) != 2 or int(_attr(n, "ceil_mode", 0)) != 0 \
+                    or [int(v) for v in _attr(n, "dilations", [1, 1])] != [1, 1] \
+                    or _attr(n, "auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET"):
+                raise unsupported(n, f"only 2-D max-pooling in floor mode without dilation or auto_pad "
                                      f"(got kernel {k}, strides {s}, pads {pads})")
+            top, left, bottom, right = pads
+            if max(top, bottom) >= k[0] or max(left, right) >= k[1]:
+                raise unsupported(n, f"max-pool padding {pads} must be smaller than the kernel {k}")
             _, c, h, w = model.get_tensor_shape(n.input[0])
             a, b = fresh_name(model, "nhwc"), fresh_name(model, "pooled")
-            nodes = [_transpose(model, n.input[0], a, TO_NHWC, "PoolInTranspose"),
-                     make_hw_node("StreamingMaxPool", [a], [b], fresh_name(model, "StreamingMaxPool"),
-                                  ImgDim=[h, w], PoolDim=k, NumChannels=c, PE=1, dataType="FLOAT32"),
-                     _transpose(model, b, n.output[0], TO_NCHW, "PoolOutTranspose")]
+            nodes = [_transpose(model, n.input[0], a, TO_NHWC, "PoolInTranspose")]
+            if k[0] == k[1] and s == k and not any(pads):
+                nodes.append(make_hw_node("StreamingMaxPool", [a], [b], fresh_name(model, "StreamingMaxPool"),
+                                          ImgDim=[h, w], PoolDim=k, NumChannels=c, PE=1, dataType="FLOAT32"))
+            else:
+                cur, hp, wp = a, h + top + bottom, w + left + right
+                if any(pads):
+                    cur = fresh_name(model, "padded")
+                    nodes.append(make_hw_node("FMPadding", [a], [cur], fresh_name(model, "FMPadding"), ImgDim=[h, w],
+                                              Padding=pads, NumChannels=c, SIMD=1, inputDataType="FLOAT32",
+                                              PadValue="min"))
+                oh, ow = (hp - k[0]) // s[0] + 1, (wp - k[1]) // s[1] + 1
+                win = fresh_name(model, "im2col")
+                nodes += [make_hw_node("SlidingWindow", [cur], [win], fresh_name(model, "SlidingWindow"),
+                                       ConvKernelDim=k, IFMChannels=c, IFMDim=[hp, wp], OFMDim=[oh, ow], SIMD=1,
+                                       Stride=s, Dilation=[1, 1], inputDataType="FLOAT32",
+                                       outputDataType="FLOAT32"),
+                          make_hw_node("WindowMax", [win], [b], fresh_name(model, "WindowMax"), Channels=c,
+                                       Kernel=k, PE=1, inputDataType="FLOAT32", numInputVectors=[1, oh, ow])]
+            nodes.append(_transpose(model, b, n.output[0], TO_NCHW, "PoolOutTranspose"))
             idx = list(model.graph.node).index(n)
             model.graph.node.remove(n)
             for i, new in enumerate(nodes):

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 #: ops through which a positive scalar Mul commutes (they are linear / order-preserving)
 _SCALAR_COMMUTERS = ("MatMul", "Transpose", "Flatten", "Reshape", "SlidingWindow", "FMPadding",
-                     "StreamingMaxPool", "MaxPool")
-_ORDER_BASED = ("StreamingMaxPool", "MaxPool")
+                     "StreamingMaxPool", "MaxPool", "WindowMax")
+_ORDER_BASED = ("StreamingMaxPool", "MaxPool", "WindowMax")
 
 
 def _mt_channel_axis(model: ModelWrapper, mt) -> int:
@@ -77,13 +77,15 @@ class MoveScalarMulPastLinear(Transformation):
             if nxt.op_type in _ORDER_BASED:
                 if nxt.op_type == "MaxPool" and c.size != 1:
                     continue
-                if nxt.op_type == "StreamingMaxPool" and c.size != 1 and \
+                if nxt.op_type in ("StreamingMaxPool", "WindowMax") and c.size != 1 and \
                         channel_vector(c, model.get_tensor_shape(n.output[0]), -1) is None:
                     continue
                 if n.op_type == "Mul" and np.any(c <= 0):
                     continue
             elif n.op_type == "Add" or c.size != 1:
                 continue
+            elif nxt.op_type == "FMPadding" and _attr(nxt, "PadValue", "zero") in ("min", b"min") and np.any(c <= 0):
+                continue  # padding with the minimum (a max pool's border) commutes with a positive scale only
             _swap_after(model, n, nxt, dyn)
             return model, True
         return model, False
