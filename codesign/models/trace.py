@@ -843,11 +843,24 @@ def source_fingerprint(ref: str) -> str | None:
         return None
 
 
+def check_model_name(model: str) -> None:
+    """Before any data is loaded: a zoo name, or an entry point that imports and is callable
+    (calling it needs the dataset's input shape, so that waits for `resolve_model`)."""
+    from codesign.models.zoo import ZOO
+
+    if is_entry_point(model):
+        load_entry_point(model)
+    elif str(model).lower() not in ZOO:
+        raise ModelEntryError(f"unknown model '{model}': choose one of {', '.join(ZOO)}, or give your own model as "
+                              "package.module:function (a function returning an nn.Module)")
+
+
 def resolve_model(model: str, input_shape: tuple[int, int, int], num_classes: int) -> TracedModel:
     """The ONE place a `--model` / `model:` value becomes a spec: a zoo name gives the zoo spec
     (no weights, no plan); 'package.module:function' builds the user's module and traces it."""
     from codesign.models.zoo import make_spec
 
+    check_model_name(model)
     if not is_entry_point(model):
         return TracedModel(make_spec(model, input_shape, num_classes), {}, None)
     module = build_entry_point(model)
