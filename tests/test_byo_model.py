@@ -287,7 +287,7 @@ def test_brevitas_user_model_gives_its_plan_and_its_outputs(user_models, digits)
         assert torch.equal(net(x), user(x))
 
 
-def test_residual_user_model_traces_to_the_contracts_block(user_models):
+def test_residual_user_model_traces_to_the_contracts_block(user_models, digits):
     from codesign.models.trace import build_entry_point, spec_from_module
 
     # check=False: this SpecNet may not build residual specs yet (graph-models branch)
@@ -309,7 +309,9 @@ def test_residual_user_model_traces_to_the_contracts_block(user_models):
     assert {"body.res0.body.conv1.weight", "body.res1.body.conv4_bn.running_mean", "body.res1.shortcut.conv5.weight",
             "body.res1.shortcut.conv5_bn.weight", "body.dwconv0.weight"} <= set(state)
 
-    qspec, qstate, plan = spec_from_module(build_entry_point("mymodels:build_qres"), (1, 8, 8), "qr", check=False)
+    qres = build_entry_point("mymodels:build_qres")
+    _settle_bn(qres, digits[1])  # the join quantizer's scale exists once it has seen data
+    qspec, qstate, plan = spec_from_module(qres, (1, 8, 8), "qr", check=False)
     block = qspec["layers"][1]
     assert block["type"] == "residual" and block["shortcut"] == [] and block["act"]
     assert [l["name"] for l in block["body"]] == ["conv1"] and block["body"][0]["act"] is False
@@ -317,7 +319,9 @@ def test_residual_user_model_traces_to_the_contracts_block(user_models):
     # the body's last act_bits = the block's post-add QuantReLU; the join is signed a + 1 = 5 bits
     assert plan == {"input_bits": 8, "layers": {"conv0": {"weight_bits": 4, "act_bits": 3},
                                                 "conv1": {"weight_bits": 2, "act_bits": 4}, "fc0": {"weight_bits": 6}}}
-    assert any(k.startswith("body.res0.join.") for k in qstate) or not any("join" in k for k in qstate)
+    assert "body.res0.join.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value" in qstate
+    assert torch.equal(qstate["body.res0.body.conv1.weight"], qres.c1.weight)
+    assert "body.res0.act.act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl.value" in qstate
 
 
 def test_residual_user_model_computes_the_module(user_models, digits):
@@ -414,3 +418,29 @@ def test_codesign_run_with_a_user_model_end_to_end(user_models, tmp_path):
     assert qck["plan"] is not None and [l.get("name") for l in qck["spec"]["layers"] if "name" in l] == \
         ["conv0", "conv1", "fc0", "fc1"]
     assert (out / "model.onnx").is_file() and (out / "BUILD" / "dataflow.onnx").is_file()
+
+
+def test_brevitas_user_model_through_the_step_commands(user_models, tmp_path):
+    """train -> relevance -> compress -> qat with the model's own bits -> export -> compile, each
+    step a plain CLI command on the traced checkpoint (none of them knows it is not a zoo model)."""
+    run = tmp_path / "run"
+    assert main(["train", "--model", "mymodels:build_quant", "--dataset", "digits", "--epochs", "1", "--max-batches",
+                 "3", "--no-progress", "--out", str(run)]) == 0
+    user_plan = json.loads((run / "user_plan.json").read_text())
+    assert user_plan["input_bits"] == 6 and user_plan["layers"]["fc0"] == {"weight_bits": 5, "act_bits": 2}
+    assert main(["relevance", str(run / "float.pt"), "--samples", "32", "--no-progress",
+                 "--out", str(run / "relevance.json")]) == 0
+    assert main(["compress", str(run / "float.pt"), "--relevance", str(run / "relevance.json"), "--prune-filters",
+                 "0.25", "--bits", "uniform:w3a3", "--qat-epochs", "1", "--finetune-epochs", "1", "--no-progress",
+                 "--out", str(tmp_path / "pruned")]) == 0
+    pruned = json.loads((tmp_path / "pruned" / "compress.json").read_text())
+    widths = {l["name"]: l.get("out_channels", l.get("out_features")) for l in pruned["spec"]["layers"] if "name" in l}
+    assert widths == {"conv0": 9, "fc0": 18, "fc1": 10} and (tmp_path / "pruned" / "model.onnx").is_file()
+    assert main(["qat", str(run / "float.pt"), "--plan", str(run / "user_plan.json"), "--epochs", "1",
+                 "--max-batches", "3", "--no-progress", "--out", str(run)]) == 0
+    assert json.loads((run / "plan.json").read_text()) == user_plan
+    assert main(["export", str(run / "qat.pt"), "--out", str(run / "model.onnx"), "--check-samples", "16"]) == 0
+    assert json.loads((run / "model.check.json").read_text())["ok"]
+    assert main(["compile", str(run / "model.onnx"), "--board", "Pynq-Z2", "--target-fps", "2000",
+                 "--out", str(tmp_path / "BUILD")]) == 0
+    assert (tmp_path / "BUILD" / "dataflow.onnx").is_file()
