@@ -100,12 +100,13 @@ USER_MODELS = textwrap.dedent('''
             self.b1 = Block(8, 8, 1)
             self.b2 = Block(8, 16, 2)
             self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+            self.avg = nn.AvgPool2d(2)
             self.gap = nn.AdaptiveAvgPool2d(1)
             self.fc = nn.Linear(16, 10, bias=False)
 
         def forward(self, x):
             x = F.relu(self.dw(self.b2(self.b1(self.stem(x)))))
-            return self.fc(torch.flatten(self.gap(x), 1))
+            return self.fc(torch.flatten(self.gap(self.avg(x)), 1))
 
 
     def build_resnet():
@@ -119,7 +120,9 @@ USER_MODELS = textwrap.dedent('''
             super().__init__()
             import brevitas.nn as qnn
             from brevitas.quant import Int8ActPerTensorFloat
+            from codesign.models.quantizers import InputQuant
 
+            self.inp = qnn.QuantIdentity(act_quant=InputQuant, bit_width=8, return_quant_tensor=False)
             self.c0 = qnn.QuantConv2d(1, 8, 3, padding=1, bias=False, weight_bit_width=4)
             self.b0 = nn.BatchNorm2d(8)
             self.a0 = qnn.QuantReLU(bit_width=3, return_quant_tensor=False)
@@ -127,14 +130,13 @@ USER_MODELS = textwrap.dedent('''
             self.b1 = nn.BatchNorm2d(8)
             self.join = qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=5, return_quant_tensor=False)
             self.a1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=False)
-            self.pool = nn.AvgPool2d(8)
             self.flat = nn.Flatten()
-            self.fc = qnn.QuantLinear(8, 10, bias=False, weight_bit_width=6)
+            self.fc = qnn.QuantLinear(8 * 64, 10, bias=False, weight_bit_width=6)
 
         def forward(self, x):
-            x = self.a0(self.b0(self.c0(x)))
+            x = self.a0(self.b0(self.c0(self.inp(x))))
             x = self.a1(self.join(self.b1(self.c1(x))) + self.join(x))
-            return self.fc(self.flat(self.pool(x)))
+            return self.fc(self.flat(x))
 
 
     def build_qres():
@@ -304,7 +306,7 @@ def test_residual_user_model_traces_to_the_contracts_block(user_models, digits):
          "shortcut": [{"type": "conv", "name": "conv5", "out_channels": 16, "kernel": 1, "stride": 2, "padding": 0,
                        "bn": True, "act": False}]},
         {"type": "dwconv", "name": "dwconv0", "kernel": 3, "stride": 1, "padding": 1, "bn": False, "act": True},
-        {"type": "gap"}, {"type": "flatten"},
+        {"type": "avgpool", "kernel": 2}, {"type": "gap"}, {"type": "flatten"},
         {"type": "fc", "name": "fc0", "out_features": 10, "bn": False, "act": False}]
     assert {"body.res0.body.conv1.weight", "body.res1.body.conv4_bn.running_mean", "body.res1.shortcut.conv5.weight",
             "body.res1.shortcut.conv5_bn.weight", "body.dwconv0.weight"} <= set(state)
@@ -315,7 +317,7 @@ def test_residual_user_model_traces_to_the_contracts_block(user_models, digits):
     block = qspec["layers"][1]
     assert block["type"] == "residual" and block["shortcut"] == [] and block["act"]
     assert [l["name"] for l in block["body"]] == ["conv1"] and block["body"][0]["act"] is False
-    assert qspec["layers"][2] == {"type": "avgpool", "kernel": 8}
+    assert qspec["layers"][2] == {"type": "flatten"}
     # the body's last act_bits = the block's post-add QuantReLU; the join is signed a + 1 = 5 bits
     assert plan == {"input_bits": 8, "layers": {"conv0": {"weight_bits": 4, "act_bits": 3},
                                                 "conv1": {"weight_bits": 2, "act_bits": 4}, "fc0": {"weight_bits": 6}}}
@@ -339,11 +341,22 @@ def test_residual_user_model_computes_the_module(user_models, digits):
         validate_spec(spec)
     except CodesignError as exc:
         pytest.skip(f"this SpecNet cannot build residual specs yet ({exc})")
+    spec_from_module(user, (1, 8, 8), "r")  # with its own check (validate, float SpecNet == module)
     net = build_float(spec).eval()
     net.load_state_dict(state)
     with torch.no_grad():
         want, got = user(x), net(x)
     assert float((want - got).abs().max()) <= 1e-5 * float(want.abs().max())
+
+    from codesign.models.build import build_quant
+
+    quser = build_entry_point("mymodels:build_qres")
+    _settle_bn(quser, x)
+    qspec, qstate, plan = spec_from_module(quser, (1, 8, 8), "qr")
+    qnet = build_quant(qspec, plan).eval()
+    qnet.load_state_dict(qstate)  # the shared join (signed a + 1 bits) and the post-add QuantReLU included
+    with torch.no_grad():
+        assert torch.equal(qnet(x), quser(x))
 
 
 @pytest.mark.parametrize("entry,needle", [
