@@ -179,7 +179,7 @@ def validate_names(cfg: "RunConfig", where: str = "config") -> None:
         if str(value).lower() not in [str(a).lower() for a in allowed]:
             raise CodesignError(f"{where}: {key}: unknown name {value!r}; choose one of {', '.join(allowed)}")
 
-    from codesign.models.trace import check_model_name, is_entry_point
+    from codesign.models.entry import check_model_name, is_entry_point
 
     if is_entry_point(cfg.model):  # your own model: package.module:function
         try:

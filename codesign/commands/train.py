@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from codesign.commands.common import check_out_dir
     from codesign.flow import train_float
 
-    from codesign.models.trace import check_model_name
+    from codesign.models.entry import check_model_name
 
     check_out_dir(args.out)
     check_model_name(args.model)

@@ -77,7 +77,7 @@ def ensure_float(cfg: RunConfig, out: Path, splits: Any, progress: bool = False)
     t = cfg.train
     settings = {"model": cfg.model, "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit_train": cfg.limit_train,
                 "limit_test": cfg.limit_test, "split_seed": cfg.seed, "train": dataclasses.asdict(t)}
-    from codesign.models.trace import is_entry_point, source_fingerprint
+    from codesign.models.entry import is_entry_point, source_fingerprint
 
     if is_entry_point(cfg.model):  # your own model: an edited model file is a new float model
         settings["model_source"] = source_fingerprint(cfg.model)
