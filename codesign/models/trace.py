@@ -766,10 +766,16 @@ def trace_module(module: nn.Module, input_shape: tuple[int, int, int] | list[int
         plan = {"input_bits": asm.input_bits or 8, "layers": entries}
     traced = TracedModel(spec, _rename_state(module, asm.prefixes), plan, asm.sources)
     if check:
-        validate_spec(spec)
-        if plan is not None:
-            validate_plan(spec, plan)
-        _self_check(module, traced, name, quant, asm.bipolar)
+        try:
+            validate_spec(spec)
+            if plan is not None:
+                validate_plan(spec, plan)
+            _self_check(module, traced, name, quant, asm.bipolar)
+        except CodesignError:
+            raise
+        except (TypeError, KeyError, ValueError, RuntimeError) as exc:  # a spec this SpecNet cannot build
+            raise TraceError(f"{name}: the traced spec does not build here ({_first_line(exc)}); the model uses a "
+                             "layer form this codesign's SpecNet lacks (see docs/byo-model.md)") from None
     log.info("%s: traced %d layers (%s)", name, len(_plan_quant_layers(layers)),
              ", ".join(f"{k}<-{v}" for k, v in asm.sources.items()))
     return traced
