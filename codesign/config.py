@@ -127,7 +127,7 @@ class RunConfig:
 
     __pydantic_config__ = _STRICT
     name: str = "run"
-    model: str = "tfc"
+    model: str = "tfc"  # a zoo name, or your own model as package.module:function
     dataset: str = "fashion-mnist"
     data_dir: Optional[str] = None
     limit_train: Optional[Pos] = None
@@ -179,7 +179,15 @@ def validate_names(cfg: "RunConfig", where: str = "config") -> None:
         if str(value).lower() not in [str(a).lower() for a in allowed]:
             raise CodesignError(f"{where}: {key}: unknown name {value!r}; choose one of {', '.join(allowed)}")
 
-    one_of("model", cfg.model, ZOO)
+    from codesign.models.entry import check_model_name, is_entry_point
+
+    if is_entry_point(cfg.model):  # your own model: package.module:function
+        try:
+            check_model_name(cfg.model)
+        except CodesignError as exc:
+            raise CodesignError(f"{where}: model: {exc}") from None
+    else:
+        one_of("model", cfg.model, ZOO)
     one_of("dataset", cfg.dataset, DATASETS)
     one_of("search.strategy", cfg.search.strategy, STRATEGIES)
     one_of("search.sampler", cfg.search.sampler, ("nsga2", "nsgaii", "nsga-ii", "tpe", "random"))

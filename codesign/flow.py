@@ -17,7 +17,7 @@ import torch
 from codesign.atomic import write_json
 from codesign.data import DatasetSplits, load_dataset, sample_batch
 from codesign.errors import CodesignError
-from codesign.models import build_float, make_spec, quant_from_float, save_plan, validate_plan
+from codesign.models import build_float, quant_from_float, save_plan, validate_plan
 from codesign.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -36,15 +36,29 @@ def dataset_for(meta: dict[str, Any], **overrides: Any) -> DatasetSplits:
 def train_float(model_name: str, dataset: str, out: Path, cfg: TrainConfig, data_dir: str | None = None,
                 limit_train: int | None = None, limit_test: int | None = None,
                 splits: DatasetSplits | None = None) -> dict:
-    """Train the float model of a zoo topology; writes out/float.pt and out/float.json."""
+    """Train the float model of a zoo topology, or of the user's own module
+    (`model_name` = 'package.module:function', traced into a spec: codesign/models/trace.py);
+    writes out/float.pt and out/float.json. A user's module starts from its own weights; a
+    Brevitas one also leaves its bit widths as out/user_plan.json (for `codesign qat --plan`)."""
+    from codesign.models.trace import check_model_name, is_entry_point, resolve_model
+
     out = Path(out)
+    check_model_name(model_name)  # a typo or a bad entry point before the dataset is loaded
     splits = splits or load_dataset(dataset, data_dir=data_dir, seed=cfg.seed,
                                     limit_train=limit_train, limit_test=limit_test)
-    spec = make_spec(model_name, splits.input_shape, splits.num_classes)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # before the user's build(): its initial weights are seeded too
+    traced = resolve_model(model_name, splits.input_shape, splits.num_classes)
+    spec = traced.spec
     model = build_float(spec)
     meta = {"stage": "float", "model": model_name, "dataset": splits.name, "data_dir": data_dir,
             "split_seed": cfg.seed, "limit_train": limit_train, "limit_test": limit_test}
+    if is_entry_point(model_name):
+        keys = set(model.state_dict())
+        model.load_state_dict({k: v for k, v in traced.state_dict.items() if k in keys})
+        meta["layer_sources"] = dict(traced.layer_sources)
+        if traced.plan is not None:
+            save_plan(out / "user_plan.json", traced.plan)
+            log.info("the bit widths of %s are in %s", model_name, out / "user_plan.json")
     log.info("training float %s on %s (%d train / %d val / %d test)", model_name, splits.name,
              len(splits.train), len(splits.val), len(splits.test))
     res = fit(model, splits, cfg, checkpoint_path=out / "float.pt.partial", meta=meta, spec=spec)

@@ -77,6 +77,10 @@ def ensure_float(cfg: RunConfig, out: Path, splits: Any, progress: bool = False)
     t = cfg.train
     settings = {"model": cfg.model, "dataset": cfg.dataset, "data_dir": cfg.data_dir, "limit_train": cfg.limit_train,
                 "limit_test": cfg.limit_test, "split_seed": cfg.seed, "train": dataclasses.asdict(t)}
+    from codesign.models.entry import is_entry_point, source_fingerprint
+
+    if is_entry_point(cfg.model):  # your own model: an edited model file is a new float model
+        settings["model_source"] = source_fingerprint(cfg.model)
     if ck.is_file():
         check_reuse(out, "float", ck, settings, fallback=load_checkpoint(ck)["meta"])
         log.info("reusing %s", ck)
