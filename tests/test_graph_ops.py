@@ -213,7 +213,8 @@ def test_ceil_mode_max_pool_is_refused_by_name(tmp_path):
 def _rtlsim_at_estimate(make, tmp_path, shape, target_fps: int, seed: int, n: int = 6) -> dict:
     """Build (folding for ``target_fps``, sized FIFOs, Verilog) and simulate in Verilator under
     random backpressure: bit-exact against the compiled graph and the source QONNX model on real
-    images; steady-state cycles per frame equal to the estimate (the slowest node) within 2%."""
+    images; steady-state cycles per frame equal to the estimate (the slowest node) within 2%; the
+    vectorised search path's estimate equal to the per-node one."""
     from codesign.dataflow.build import BuildConfig, build_dataflow
     from codesign.hw.rtlsim import rtlsim_build
 
@@ -228,6 +229,10 @@ def _rtlsim_at_estimate(make, tmp_path, shape, target_fps: int, seed: int, n: in
     perf = rtlsim_build(build, images(n, shape, offset=30), backpressure=True)
     assert perf["bit_exact_frames"] == n and perf["checked_against"] == ["dataflow.onnx", "source.onnx"]
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.02, perf
+    from codesign.dataflow.fast import FastNet
+
+    fast = FastNet.from_model(res.model).evaluate()  # the vectorised search path agrees
+    assert int(np.asarray(fast["max_cycles"]).reshape(-1)[0]) == res.performance["max_cycles"]
     perf["ops"] = _ops(res.model)
     perf["max_cycles"] = res.performance["max_cycles"]
     return perf
