@@ -12,14 +12,14 @@ import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
+from dataflow_helpers import calibrate_and_randomise_bn, export, images, run
 from qonnx.custom_op.registry import getCustomOp
+from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
+from test_residual import _join_quant
 from torch import nn
 
 from codesign.dataflow.compiler import hw_nodes, lower_to_hw
 from codesign.errors import UnsupportedError
-from dataflow_helpers import calibrate_and_randomise_bn, export, images, run
-from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
-from test_residual import _join_quant
 
 log = logging.getLogger(__name__)
 
