@@ -12,14 +12,14 @@ import brevitas.nn as qnn
 import numpy as np
 import pytest
 import torch
+from dataflow_helpers import calibrate_and_randomise_bn, export, images, run
 from qonnx.custom_op.registry import getCustomOp
+from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
+from test_residual import _join_quant
 from torch import nn
 
 from codesign.dataflow.compiler import hw_nodes, lower_to_hw
 from codesign.errors import UnsupportedError
-from dataflow_helpers import calibrate_and_randomise_bn, export, images, run
-from test_dataflow_lowering import _act, _compile_and_check, _inp, _wq
-from test_residual import _join_quant
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,8 @@ def test_ceil_mode_max_pool_is_refused_by_name(tmp_path):
 def _rtlsim_at_estimate(make, tmp_path, shape, target_fps: int, seed: int, n: int = 6) -> dict:
     """Build (folding for ``target_fps``, sized FIFOs, Verilog) and simulate in Verilator under
     random backpressure: bit-exact against the compiled graph and the source QONNX model on real
-    images; steady-state cycles per frame equal to the estimate (the slowest node) within 2%."""
+    images; steady-state cycles per frame equal to the estimate (the slowest node) within 2%; the
+    vectorised search path's estimate equal to the per-node one."""
     from codesign.dataflow.build import BuildConfig, build_dataflow
     from codesign.hw.rtlsim import rtlsim_build
 
@@ -228,6 +229,10 @@ def _rtlsim_at_estimate(make, tmp_path, shape, target_fps: int, seed: int, n: in
     perf = rtlsim_build(build, images(n, shape, offset=30), backpressure=True)
     assert perf["bit_exact_frames"] == n and perf["checked_against"] == ["dataflow.onnx", "source.onnx"]
     assert abs(perf["stable_cycles_vs_estimate"] - 1.0) <= 0.02, perf
+    from codesign.dataflow.fast import FastNet
+
+    fast = FastNet.from_model(res.model).evaluate()  # the vectorised search path agrees
+    assert int(np.asarray(fast["max_cycles"]).reshape(-1)[0]) == res.performance["max_cycles"]
     perf["ops"] = _ops(res.model)
     perf["max_cycles"] = res.performance["max_cycles"]
     return perf

@@ -73,17 +73,20 @@ def sliding_window_resource_features(p: Any) -> dict[str, list[Any]]:
     Last column of both (a removal, <= 0): with one output column the window-column counter ox,
     its flag and the column bookkeeping (pix_base, need_wi) are constants that Yosys removes;
     with one output row the row counter oy and its flag (CNV's last window: 3x3 -> 1x1 drops
-    45 of 109 FF and 74 of 152 LUT)."""
+    45 of 109 FF and 74 of 152 LUT); with one kernel row (a 1x1 stride-2 shortcut) the kernel-row
+    counter ky, its flag and the row-slot adder (Yosys 0.23: 77 FF / 109 LUT at C 2, IW 14, UINT4
+    and 101 / 95 at C 16, SIMD 4, IW 28 where the model without it said 110 / 146 and 132 / 135)."""
     depth, width, rwb = _swg_buffer(p["C"], p["SIMD"], p["IW"], p["kh"], p["sh"], p["abits"])
     mem = _swg_memory(depth, width)
     one = np.ones_like(width)
     ow1 = (_i(p.get("OW", 2)) == 1).astype(np.int64)
     oh1 = (_i(p.get("OH", 2)) == 1).astype(np.int64)
+    kh1 = (_i(p.get("kh", 3)) == 1).astype(np.int64)
     # the line buffer's read register is the RAM's own output latch in block RAM (Yosys: 512-bit
     # word, 15 RAMB18, 101 FF), SIMD*bits flip-flops in LUTRAM; the RAM-side register and the
     # output register always are
-    return {"LUT": [one, width, mem["LUTRAM"], -(ow1 + oh1)],
-            "FF": [one, np.where(mem["in_bram"], 2, 3) * width, rwb, -(ow1 * (20 + 2 * rwb) + oh1 * 17)]}
+    return {"LUT": [one, width, mem["LUTRAM"], -(ow1 + oh1 + kh1)],
+            "FF": [one, np.where(mem["in_bram"], 2, 3) * width, rwb, -(ow1 * (20 + 2 * rwb) + oh1 * 17 + kh1 * 32)]}
 
 
 def _swg_memory(depth: Any, width: Any) -> dict[str, np.ndarray]:

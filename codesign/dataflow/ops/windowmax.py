@@ -19,7 +19,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from codesign.dataflow.cost import _i, res_out
-from codesign.dataflow.ops.base import _clog2, HWCustomOp, as_pair, param_dt, prod_or_int
+from codesign.dataflow.ops.base import HWCustomOp, _clog2, as_pair, param_dt, prod_or_int
 from codesign.dataflow.ops.rtlgen import HWNodeSpec, NodeRTL, _attr, _p, _prod, _stream, dtype
 from codesign.errors import FoldingError
 

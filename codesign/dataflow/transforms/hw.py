@@ -44,7 +44,8 @@ class UpdateHWDatatypes(Transformation):
             attrs = _DTYPE_FOLLOWERS[n.op_type]
             if inst.get_nodeattr(attrs[0]) == idt.name:
                 continue
-            if n.op_type == "FMPadding" and idt == DataType["BIPOLAR"] and _attr(n, "PadValue", "zero") in ("zero", b"zero"):
+            zero_pad = _attr(n, "PadValue", "zero") == "zero"
+            if n.op_type == "FMPadding" and idt == DataType["BIPOLAR"] and zero_pad:
                 raise unsupported(n, "zero padding of a bipolar (1-bit) feature map: 0 is not a bipolar "
                                      "value; use padding 0 or >= 2-bit activations before a padded conv",
                                   supported=["FMPadding of integer (>= 2-bit or unsigned) maps"])

@@ -31,7 +31,8 @@ def _perm(node) -> list[int]:
 
 
 class LowerConvToSlidingWindow(Transformation):
-    """Conv (NCHW) -> Transpose, [FMPadding], SlidingWindow, MatMul, Transpose back.
+    """Conv (NCHW) -> Transpose, [FMPadding], SlidingWindow, MatMul, Transpose back (a pointwise
+    1x1 stride-1 unpadded conv needs no window: the MatMul reads the NHWC map, as in FINN).
 
     The weight (Cout, Cin, kh, kw) is re-laid out to (kh*kw*Cin, Cout) with c innermost, the
     sliding window's element order.
@@ -72,11 +73,14 @@ class LowerConvToSlidingWindow(Transformation):
                 cur, hp, wp = nxt, h + top + bottom, w + left + right
             oh = (hp - dil[0] * (kh - 1) - 1) // strides[0] + 1
             ow = (wp - dil[1] * (kw - 1) - 1) // strides[1] + 1
-            nxt = fresh_name(model, "im2col")
-            nodes.append(make_hw_node("SlidingWindow", [cur], [nxt], fresh_name(model, "SlidingWindow"),
-                                      ConvKernelDim=[kh, kw], IFMChannels=c, IFMDim=[hp, wp], OFMDim=[oh, ow],
-                                      SIMD=1, Stride=strides, Dilation=dil, inputDataType="FLOAT32",
-                                      outputDataType="FLOAT32"))
+            if (kh, kw) == (1, 1) and strides == [1, 1] and not any(pads) and not depthwise:
+                nxt = cur  # pointwise: the NHWC stream already is the window stream (no line buffer)
+            else:
+                nxt = fresh_name(model, "im2col")
+                nodes.append(make_hw_node("SlidingWindow", [cur], [nxt], fresh_name(model, "SlidingWindow"),
+                                          ConvKernelDim=[kh, kw], IFMChannels=c, IFMDim=[hp, wp], OFMDim=[oh, ow],
+                                          SIMD=1, Stride=strides, Dilation=dil, inputDataType="FLOAT32",
+                                          outputDataType="FLOAT32"))
             if depthwise:  # (kh*kw*C, C) block of diagonals: the depthwise unit's tag and shape
                 W2 = depthwise_matrix(W[:, 0].transpose(1, 2, 0).reshape(kh * kw, c))
             else:

@@ -63,14 +63,17 @@ def spec_chain(spec: Mapping[str, Any], weight_bits: Mapping[str, Any], act_bits
                 layers.append(fm)
                 h, w = h + 2 * pad, w + 2 * pad
             oh, ow = (h - k) // s + 1, (w - k) // s + 1
-            sw = {"op_type": "SlidingWindow", "name": name("SlidingWindow"), "C": C, "SIMD": None, "IH": h,
-                  "IW": w, "OH": oh, "OW": ow, "kh": k, "kw": k, "sh": s, "sw": s, "dh": 1, "dw": 1,
-                  "abits": cur_bits, "ram_style": "distributed"}
-            layers.append(sw)
+            pointwise = k == 1 and s == 1 and not pad  # as the QONNX lowering: no window
+            if not pointwise:
+                sw = {"op_type": "SlidingWindow", "name": name("SlidingWindow"), "C": C, "SIMD": None, "IH": h,
+                      "IW": w, "OH": oh, "OW": ow, "kh": k, "kw": k, "sh": s, "sw": s, "dh": 1, "dw": 1,
+                      "abits": cur_bits, "ram_style": "distributed"}
+                layers.append(sw)
             mw, nv, h, w = C * k * k, oh * ow, oh, ow
             if pad:
                 followers.append((fm, len(layers)))
-            followers.append((sw, len(layers)))
+            if not pointwise:
+                followers.append((sw, len(layers)))
         elif t == "pool":
             kp = int(layer["kernel"])
             nm = name("StreamingMaxPool")
