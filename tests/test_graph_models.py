@@ -284,11 +284,11 @@ def test_deeplift_on_a_residual_net_is_complete_and_per_unit(kind):
     from dataflow_helpers import calibrate_and_randomise_bn
 
     spec = _tiny("resnet8")
-    x, y = _images(12), torch.arange(12) % 10
+    x, y = _images(6), torch.arange(6) % 10
     torch.manual_seed(0)
     model = build_quant(spec, uniform_plan(spec, 4, 4)) if kind == "quant" else build_float(spec)
     calibrate_and_randomise_bn(model, x.numpy())
-    rel = compute_relevance(model, spec, x, y, method="deeplift", progress=False, batch_size=12)
+    rel = compute_relevance(model, spec, x, y, method="deeplift", progress=False, batch_size=6)
     shapes = layer_shapes(spec)
     assert list(rel.layers) == list(shapes)
     for n, s in shapes.items():
@@ -305,10 +305,10 @@ def test_relevance_lengths_on_depthwise_nets(method):
     from codesign.relevance import compute_relevance, weight_relevance
 
     spec = _tiny("dscnn")
-    x, y = _images(8), torch.arange(8) % 10
+    x, y = _images(4), torch.arange(4) % 10
     torch.manual_seed(1)
     model = _randomise_bn(build_quant(spec, uniform_plan(spec, 4, 4)))
-    rel = compute_relevance(model, spec, x, y, method=method, progress=False, batch_size=8)
+    rel = compute_relevance(model, spec, x, y, method=method, progress=False, batch_size=4)
     for n, s in layer_shapes(spec).items():
         assert len(rel.layers[n]["units"]) == s["fan_out"], n
     assert rel.layers["dw1"]["weight_shape"] == [8, 1, 3, 3] and rel.layers["conv0"]["weight_shape"] == [64 // 8, 1, 10, 4]
