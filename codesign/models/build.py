@@ -7,7 +7,7 @@ Graph specs (docs/contracts.md "Graph specs"): a residual block is one module un
 name with children `body`, `shortcut` (nn.Sequential, named like the top level), `join` and
 `act`; out = act(join(body(x)) + join(shortcut(x))). In the Brevitas model `join` is ONE
 signed quantizer shared by both branches (act bits + 1), so the add is of integers at one
-scale, which the dataflow compiler lowers to AddStreams; in the float model it is an identity.
+scale, which the dataflow compiler lowers to its stream adder; in the float model it is an identity.
 An average pool / global average pool in the Brevitas model is followed by a QuantReLU at the
 bits of the activation feeding it (`avgpool{i}_act`, `gap_act`), as the compiler's average-pool
 lowering expects (the window sum runs exactly on the depthwise unit, the next threshold
