@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from codesign.atomic import atomic_write, read_json, write_json
 from codesign.errors import CodesignError
 from codesign.models.quantizers import QUANT_ACT_TYPES, QUANT_WEIGHT_TYPES
-from codesign.models.zoo import Spec, layer_shapes, quant_layers
+from codesign.models.zoo import Spec, block_of, is_quant_layer, layer_shapes, quant_layers, refuse_graph_spec
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,14 @@ def load_relevance(path: str | Path, spec: Spec | None = None) -> Relevance:
 
 
 def weight_shapes(spec: Spec) -> dict[str, list[int]]:
-    """Weight tensor shape of every conv/fc layer (what a relevance file must match)."""
+    """Weight tensor shape of every conv/dwconv/fc layer (what a relevance file must match):
+    [out, in / groups, kh, kw] for a conv (a dwconv's is [C, 1, kh, kw])."""
     out = {}
     for name, s in layer_shapes(spec).items():
-        if s["type"] == "conv":
-            out[name] = [s["out_shape"][0], s["in_shape"][0], s["kernel"], s["kernel"]]
+        if s["type"] in ("conv", "dwconv"):
+            k = s["kernel"]
+            kh, kw = (k, k) if isinstance(k, int) else (int(k[0]), int(k[1]))
+            out[name] = [s["out_shape"][0], s["in_shape"][0] // s["groups"], kh, kw]
         else:
             out[name] = [s["out_shape"][0], s["in_shape"][0]]
     return out
@@ -152,7 +155,8 @@ def weight_relevance(rel: Relevance, name: str, weight: torch.Tensor) -> torch.T
 
     Rule (docs/compression.md): unit i's relevance R_i is split over its incoming weights in
     proportion to their mean contribution c_ij = |w_ij| * mean|a_j| (for a conv weight
-    [i, j, kh, kw], a_j is input channel j's mean |activation|). For the random criterion the
+    [i, j, kh, kw], a_j is input channel j's mean |activation|; in a grouped or depthwise conv
+    weight [i, j] reads input channel group(i) * in_per_group + j). For the random criterion the
     weights get their own seeded random scores, so "random" stays random at every granularity.
     """
     entry = rel._layer(name)
@@ -164,8 +168,15 @@ def weight_relevance(rel: Relevance, name: str, weight: torch.Tensor) -> torch.T
         g = torch.Generator().manual_seed(rel.seed * 7919 + sum(map(ord, name)))
         return torch.rand(w.shape, generator=g)
     a = torch.tensor(entry["in_act"], dtype=torch.float32)
-    view = [1, -1] + [1] * (w.dim() - 2)
-    contrib = w.abs() * a.view(view)
+    if w.dim() == 4 and len(a) != w.shape[1]:  # grouped / depthwise: per output unit, its group's inputs
+        per_group = w.shape[1]
+        groups = len(a) // per_group
+        grp = torch.arange(w.shape[0]) // (w.shape[0] // groups)
+        a_io = a[grp.view(-1, 1) * per_group + torch.arange(per_group).view(1, -1)]
+        contrib = w.abs() * a_io.view(w.shape[0], per_group, 1, 1)
+    else:
+        view = [1, -1] + [1] * (w.dim() - 2)
+        contrib = w.abs() * a.view(view)
     denom = contrib.flatten(1).sum(1).clamp_min(1e-12).view([-1] + [1] * (w.dim() - 1))
     units = torch.tensor(entry["units"], dtype=torch.float32).view([-1] + [1] * (w.dim() - 1))
     return units * contrib / denom
@@ -180,7 +191,7 @@ def normalised_units(rel: Relevance, name: str) -> np.ndarray:
 
 # --------------------------------------------------------------------------- computation
 
-def _unit_module_name(layer: dict) -> str:
+def _unit_module(model: nn.Module, layer: dict) -> nn.Module:
     """Where a layer's units are observed: at the BN output (pre-activation), else the layer.
 
     For DeepLIFT's rescale rule (and for Taylor's activation x gradient) the attribution of a
@@ -189,12 +200,12 @@ def _unit_module_name(layer: dict) -> str:
     pre-activation output is used.
     """
     if layer.get("bn"):
-        return f"{layer['name']}_bn"
-    return layer["name"]
+        return model.bn(layer["name"])
+    return model.layer(layer["name"])
 
 
-def _observation_point(model: nn.Module, spec: Spec, name: str) -> tuple[nn.Module, bool]:
-    """(module, attribute_to_layer_input) where captum reads a layer's unit attributions.
+def _observation_point(model: nn.Module, spec: Spec, name: str) -> tuple[nn.Module, bool, bool]:
+    """(module, attribute_to_layer_input, is_cut) where captum reads a layer's unit attributions.
 
     A hidden layer's units are read at the *input of the next weight layer* (after BN,
     activation and pooling; a flatten keeps each channel's H*W features together). Max-pooling
@@ -202,12 +213,31 @@ def _observation_point(model: nn.Module, spec: Spec, name: str) -> tuple[nn.Modu
     unit's relevance; reading it at a ReLU/QuantReLU/BN output that feeds another hooked
     nonlinearity breaks captum's summation-to-delta (measured delta 0.57-0.72 on conv0 of
     float LeNet and a 4-bit CNN). The logits layer is read at its own output.
+
+    Graph specs: "next" is within the layer's own sequence (top level, a residual body or a
+    shortcut); a top-level layer followed by a residual block is read at the block's input; the
+    last layer of a branch at the input of that branch's join quantizer (``model`` is a
+    `split_joins` copy, so each branch has its own). Only top-level points cut the network,
+    so only their summation-to-delta is a per-layer check (``is_cut``).
     """
-    names = [l["name"] for l in quant_layers(spec)]
-    i = names.index(name)
-    if i == len(names) - 1:
-        return model.layer(name), False
-    return model.layer(names[i + 1]), True
+    inside = block_of(spec)
+    if name in inside:
+        blk_name, branch = inside[name]
+        blk = next(l for l in spec["layers"] if l.get("name") == blk_name)
+        seq = blk.get(branch, [])
+        block_mod = model.get_submodule(f"body.{blk_name}")
+        join = block_mod.join if branch == "body" else getattr(block_mod, "join_shortcut", block_mod.join)
+        after = seq[[l.get("name") for l in seq].index(name) + 1:]
+        nxt = next((l for l in after if is_quant_layer(l)), None)
+        return (model.layer(nxt["name"]), True, False) if nxt is not None else (join, False, False)
+    top = spec["layers"]
+    i = [l.get("name") for l in top].index(name)
+    for l in top[i + 1:]:
+        if is_quant_layer(l):
+            return model.layer(l["name"]), True, True
+        if l["type"] == "residual":
+            return model.get_submodule(f"body.{l['name']}"), True, True
+    return model.layer(name), False, True
 
 
 def _is_quant(model: nn.Module) -> bool:
@@ -254,7 +284,7 @@ def _input_activity(model: nn.Module, spec: Spec, x: torch.Tensor, bs: int) -> d
     out = {}
     for name, tot in sums.items():
         s = shapes[name]
-        positions = (s["in_shape"][1] * s["in_shape"][2]) if s["type"] == "conv" else 1
+        positions = (s["in_shape"][1] * s["in_shape"][2]) if s["type"] in ("conv", "dwconv") else 1
         out[name] = tot / (len(x) * positions)
     return out
 
@@ -278,6 +308,7 @@ class _FoldedNet(nn.Module):
 
     def __init__(self, model: nn.Module, spec: Spec):
         super().__init__()
+        refuse_graph_spec(spec, "LRP relevance", "use deeplift (or magnitude/taylor/random) for graph models")
         self.steps: list[tuple[str, str]] = []
         self.mods = nn.ModuleDict()
         npool = 0
@@ -326,7 +357,13 @@ def _attribution_units(model: nn.Module, spec: Spec, x: torch.Tensor, y: torch.T
                              LayerIntegratedGradients, LayerLRP)
 
     target_model: nn.Module = model
+    graph = bool(block_of(spec)) or any(l["type"] == "residual" for l in spec["layers"])
+    if graph and method != "lrp":
+        from codesign.models.build import split_joins
+
+        model = split_joins(model).eval()  # captum needs each nonlinearity called once per forward
     if method == "lrp":
+        refuse_graph_spec(spec, "LRP relevance", "use deeplift (or magnitude/taylor/random) for graph models")
         if any(isinstance(m, nn.Module) and type(m).__name__ == "QuantIdentity" and n.endswith("_act")
                for n, m in model.named_modules()):
             raise CodesignError("LRP needs ReLU activations; this model has bipolar (1-bit) "
@@ -340,16 +377,18 @@ def _attribution_units(model: nn.Module, spec: Spec, x: torch.Tensor, y: torch.T
     with torch.no_grad():
         out = model(x)
         ref = model(base).expand_as(out) if method in ("deeplift", "ig", "lrp") else None
+    cut: dict[str, bool] = {}
+    signed: dict[str, torch.Tensor] = {}  # per-sample signed attribution sums (block checks)
     for layer in quant_layers(spec):
         name = layer["name"]
-        to_input = False
+        to_input, is_cut = False, True
         if method == "lrp":
             # captum gives ReLU no rule, and LRP passes relevance through ReLU unchanged, so
             # a unit's LRP relevance is read at the folded conv/linear output.
             mod = target_model.mods[name]
             algo = LayerLRP(target_model, mod)
         else:
-            obs, to_input = _observation_point(model, spec, name)
+            obs, to_input, is_cut = _observation_point(model, spec, name)
             algo = {"deeplift": LayerDeepLift, "ig": LayerIntegratedGradients,
                     "gradshap": LayerGradientShap, "deepliftshap": LayerDeepLiftShap}[method](model, obs)
         kw_in = {"attribute_to_layer_input": True} if method != "lrp" and to_input else {}
@@ -377,9 +416,29 @@ def _attribution_units(model: nn.Module, spec: Spec, x: torch.Tensor, y: torch.T
             t = _per_unit(attr)
             tot = t if tot is None else tot + t
             dmax = max(dmax, float(delta.detach().abs().max()))
+            if not is_cut:
+                sb = attr.detach().flatten(1).sum(1)
+                signed[name] = sb if name not in signed else torch.cat([signed[name], sb])
         units[name] = tot / len(x)
-        deltas[name] = dmax
+        cut[name] = is_cut
+        if is_cut:
+            deltas[name] = dmax
     conv: dict[str, Any] = {"per_layer_max_abs": deltas, "max_abs": max(deltas.values())}
+    if graph:
+        # a layer inside a residual branch is no cut of the network, so its own captum delta
+        # means nothing; the last layers of a body and a conv shortcut together are a cut: their
+        # attributions must sum to the output change (DeepLIFT / IG completeness)
+        conv["not_cut_layers"] = [n for n, c in cut.items() if not c]
+        blocks = {}
+        if ref is not None and method in ("deeplift", "ig"):
+            diff = (out - ref)[torch.arange(len(x)), y]
+            for blk in (l for l in spec["layers"] if l["type"] == "residual"):
+                short = [l for l in blk.get("shortcut", []) if is_quant_layer(l)]
+                ends = [[l for l in blk["body"] if is_quant_layer(l)][-1]["name"]] + ([short[-1]["name"]] if short else [])
+                if len(ends) == 2 and all(e in signed for e in ends):
+                    blocks[blk["name"]] = float((signed[ends[0]] + signed[ends[1]] - diff).abs().max())
+        conv["block_max_abs"] = blocks
+        conv["max_abs"] = max([conv["max_abs"], *blocks.values()])
     if ref is not None:
         idx = torch.arange(len(x))
         spread = float((out[idx, y] - ref[idx, y]).abs().mean())
@@ -411,7 +470,7 @@ def _taylor_units(model: nn.Module, spec: Spec, x: torch.Tensor, y: torch.Tensor
         return fn
 
     for l in quant_layers(spec):
-        hooks.append(getattr(model.body, _unit_module_name(l)).register_forward_hook(hook(l["name"])))
+        hooks.append(_unit_module(model, l).register_forward_hook(hook(l["name"])))
     sums: dict[str, torch.Tensor] = {}
     try:
         for xb, yb in _batches(x, y, bs, "taylor", progress):

@@ -87,6 +87,18 @@ def cluster_layer(weight: torch.Tensor, k: int, relevance: torch.Tensor | None =
     return LayerClusters(labels=labels.view_as(weight), k=int(lab.max()) + 1)
 
 
+def _weight_key(state_dict: Mapping[str, torch.Tensor], name: str) -> str:
+    """The state_dict key of layer ``name``'s weight: `body.<name>.weight` at the top level,
+    `body.<block>.body.<name>.weight` inside a residual block (names are unique per spec)."""
+    top = f"body.{name}.weight"
+    if top in state_dict:
+        return top
+    hits = [k for k in state_dict if k.endswith(f".{name}.weight")]
+    if len(hits) != 1:
+        raise CodesignError(f"state dict has no unique weight for layer '{name}' (found {hits[:3]})")
+    return hits[0]
+
+
 class ClusterHook:
     """``after_step`` hook: re-tie each clustered layer's weights to their cluster means."""
 
@@ -95,7 +107,7 @@ class ClusterHook:
 
     def apply_state(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for n, c in self.clusters.items():
-            key = f"body.{n}.weight"
+            key = _weight_key(state_dict, n)
             state_dict[key] = c.tie(state_dict[key])
         return state_dict
 

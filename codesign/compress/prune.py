@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from codesign.errors import CodesignError
-from codesign.models.zoo import Spec, layer_shapes, quant_layers, with_widths
+from codesign.models.zoo import Spec, layer_shapes, quant_layers, refuse_graph_spec, with_widths
 from codesign.relevance import Relevance, weight_relevance
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,20 @@ def select_units(spec: Spec, scores: Mapping[str, np.ndarray], ratio: Ratios,
     return keep
 
 
+_GRAPH_HINT = ("structured pruning of graph specs (residual blocks, depthwise convs) needs the dependency-aware "
+               "pruning of codesign.compress.depgraph, which ties coupled channels together")
+
+
+def _refuse_graph(spec: Spec, who: str) -> None:
+    """Chain pruning removes a unit from one layer and the matching input of the next; in a
+    graph spec a channel can feed several layers (a fork, a residual add, a dwconv that follows
+    its producer), so it refuses them with one line."""
+    refuse_graph_spec(spec, who, _GRAPH_HINT)
+
+
 def _next_layer(spec: Spec, name: str) -> tuple[str, bool]:
     """The weight layer after ``name`` and whether a flatten lies between them."""
+    _refuse_graph(spec, "chain pruning")
     seen, flat = False, False
     for l in spec["layers"]:
         if seen and l["type"] == "flatten":
@@ -135,6 +147,7 @@ def _next_layer(spec: Spec, name: str) -> tuple[str, bool]:
 def apply_structured(spec: Spec, state_dict: Mapping[str, torch.Tensor],
                      keep: Mapping[str, list[int]]) -> StructuredPrune:
     """Physically remove the units not in ``keep`` (see the module doc for what goes with them)."""
+    _refuse_graph(spec, "apply_structured (chain pruning)")
     shapes = layer_shapes(spec)
     sd = {k: v.clone() for k, v in state_dict.items()}
     for name, idx in keep.items():
@@ -164,6 +177,7 @@ def apply_structured(spec: Spec, state_dict: Mapping[str, torch.Tensor],
 def prune_structured(spec: Spec, state_dict: Mapping[str, torch.Tensor], rel: Relevance,
                      ratio: Ratios, scope: str = "layer", min_keep: int = 1) -> StructuredPrune:
     """Remove the least relevant filters/neurons (``rel``: any criterion) from a network."""
+    _refuse_graph(spec, "prune_structured (chain pruning)")
     rel.check_matches(spec)
     scores = {n: rel.units(n) for n in prunable_layers(spec)}
     keep = select_units(spec, scores, ratio, scope=scope, min_keep=min_keep)
@@ -176,6 +190,7 @@ def prune_structured(spec: Spec, state_dict: Mapping[str, torch.Tensor], rel: Re
 def slice_relevance(rel: Relevance, pruned: StructuredPrune) -> Relevance:
     """The relevance of the pruned network: kept units' scores and kept inputs' activations."""
     old = rel.spec
+    _refuse_graph(old, "slice_relevance (chain pruning)")
     shapes = layer_shapes(old)
     layers = {}
     prev_keep: list[int] | None = None
@@ -222,7 +237,7 @@ def mask_structured(model: nn.Module, spec: Spec, keep: Mapping[str, list[int]])
                 continue
             t = torch.tensor(drop)
             model.layer(name).weight[t] = 0
-            bn = getattr(model.body, f"{name}_bn", None)
+            bn = model.bn(name)
             if bn is not None:
                 bn.weight[t] = 0
                 bn.bias[t] = 0

@@ -160,7 +160,7 @@ def brevitas_weight(weight: torch.Tensor, bits: int) -> torch.Tensor:
 
     w = weight.detach().float().cpu()
     if w.dim() == 4:
-        m = Q.quant_conv(w.shape[1], w.shape[0], w.shape[2], 1, 0, int(bits))
+        m = Q.quant_conv(w.shape[1], w.shape[0], (w.shape[2], w.shape[3]), 1, 0, int(bits))
     else:
         m = Q.quant_linear(w.shape[1], w.shape[0], int(bits))
     with torch.no_grad():
@@ -184,7 +184,7 @@ def _pre_activations(model: nn.Module, spec: Spec, x: torch.Tensor, bs: int = 25
     hooks = []
     names = [l["name"] for l in quant_layers(spec) if l.get("act")]
     for n in names:
-        mod = getattr(model.body, f"{n}_act", None)
+        mod = model.act(n)
         if mod is None:
             continue
         hooks.append(mod.register_forward_hook(

@@ -176,10 +176,14 @@ class FastNet:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], input_bits: int = 8,
                   label_select_k: int | None = None) -> "FastNet":
-        """A network described by a contracts.md model spec (no weights, no graph)."""
-        from codesign.models.zoo import validate_spec
+        """A network described by a contracts.md model spec (no weights, no graph); chain specs
+        only: a graph spec (residual blocks, depthwise convs, ...) is refused with one line."""
+        from codesign.dataflow.transforms.spec import _GRAPH_HINT
+        from codesign.errors import UnsupportedError
+        from codesign.models.zoo import refuse_graph_spec, validate_spec
 
         validate_spec(dict(spec))
+        refuse_graph_spec(dict(spec), "the vectorised spec estimate (FastNet.from_spec)", _GRAPH_HINT, UnsupportedError)
         return cls([], source="spec", spec=dict(spec), input_bits=int(input_bits), label_select_k=label_select_k)
 
     @staticmethod

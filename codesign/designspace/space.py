@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from codesign.errors import CodesignError
 from codesign.models.plan import Plan, validate_plan
-from codesign.models.zoo import Spec, layer_shapes, quant_layers, with_widths
+from codesign.models.zoo import Spec, layer_shapes, quant_layers, refuse_graph_spec, with_widths
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,10 @@ class SearchSpace:
                 raise CodesignError(f"prune levels must be in [0, 1), got {p}")
         if not self.weight_bits or not self.act_bits:
             raise CodesignError("the search space needs at least one weight and one activation bit width")
+        if any(p > 0 for p in self.prune_levels):
+            refuse_graph_spec(self.spec, "the search's structured pruning",
+                              "pruning graph specs needs the dependency-aware pruning (codesign.compress.depgraph); "
+                              "search bits only with prune_levels=(0,)")
         self.layers = [l["name"] for l in quant_layers(self.spec)]
         self.prunable = self.layers[:-1]
         self.act_layers = self.layers[:-1]

@@ -5,9 +5,10 @@ them without importing torch; the torch builders are imported on first use.
 """
 
 from codesign.models.plan import load_plan, parse_bits, save_plan, uniform_plan, validate_plan
-from codesign.models.zoo import ZOO, layer_shapes, make_spec, quant_layers, validate_spec, with_widths
+from codesign.models.zoo import (ZOO, graph_features, is_graph_spec, layer_shapes, make_spec, module_paths, quant_layers,
+                                 validate_spec, with_widths)
 
-_BUILD_NAMES = ("SpecNet", "build_float", "build_quant", "count_weights", "quant_from_float")
+_BUILD_NAMES = ("SpecNet", "build_float", "build_quant", "count_weights", "quant_from_float", "split_joins")
 
 
 def __getattr__(name: str):
@@ -21,5 +22,6 @@ def __getattr__(name: str):
 __all__ = [
     *_BUILD_NAMES,
     "load_plan", "parse_bits", "save_plan", "uniform_plan", "validate_plan",
-    "ZOO", "layer_shapes", "make_spec", "quant_layers", "validate_spec", "with_widths",
+    "ZOO", "graph_features", "is_graph_spec", "layer_shapes", "make_spec", "module_paths", "quant_layers",
+    "validate_spec", "with_widths",
 ]

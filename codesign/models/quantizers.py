@@ -43,7 +43,7 @@ def activation(bits: int) -> nn.Module:
 
 def quant_conv(cin: int, cout: int, k, stride, padding, bits: int, groups: int = 1) -> nn.Module:
     """QuantConv2d without bias (BN carries it); k/stride/padding are ints or (h, w) pairs;
-    groups = cin = cout is a depthwise conv (the compiler's VVAU)."""
+    groups = cin = cout is a depthwise conv (the compiler's depthwise unit)."""
     return qnn.QuantConv2d(cin, cout, k, stride=stride, padding=padding, groups=groups, bias=False,
                            **weight_kwargs(bits))
 
@@ -51,7 +51,7 @@ def quant_conv(cin: int, cout: int, k, stride, padding, bits: int, groups: int =
 def join_quant(act_bits: int) -> nn.Module:
     """The one quantizer both branches of a residual block pass through right before the add:
     signed, act_bits + 1 bits (room for the signed pre-activation sum's sign), one scale for
-    both, so the add is of integers at a common scale, which is what the compiler's AddStreams
+    both, so the add is of integers at a common scale, which is what the compiler's residual-add
     lowering needs (tests/test_residual.py). Plain tensors out, like every activation here."""
     return qnn.QuantIdentity(act_quant=Int8ActPerTensorFloat, bit_width=int(act_bits) + 1,
                              return_quant_tensor=False)

@@ -22,6 +22,9 @@ from codesign.dataflow.ops.mvau import mvau_acc_bits_worst
 
 log = logging.getLogger(__name__)
 
+_GRAPH_HINT = ("estimate the compiled dataflow graph instead (FastNet.from_model on the model lowered by "
+               "codesign.dataflow.compiler)")
+
 
 def spec_chain(spec: Mapping[str, Any], weight_bits: Mapping[str, Any], act_bits: Mapping[str, Any],
                pe: Mapping[str, Any], simd: Mapping[str, Any], channels: Mapping[str, Any] | None,
@@ -32,6 +35,10 @@ def spec_chain(spec: Mapping[str, Any], weight_bits: Mapping[str, Any], act_bits
     thresholds when the layer has an activation), pool -> StreamingMaxPool, fc -> MVAU, last
     fc -> MVAU without activation, optional LabelSelect. Fold attributes not given (followers,
     top-k PE unless in ``aux_pe``; a max pool takes all channels per word) are None for the caller to choose."""
+    from codesign.errors import UnsupportedError
+    from codesign.models.zoo import refuse_graph_spec
+
+    refuse_graph_spec(dict(spec), "the vectorised spec estimate (codesign.dataflow.fast)", _GRAPH_HINT, UnsupportedError)
     channels = channels or {}
     aux_pe = aux_pe or {}
     n = n_of((weight_bits, act_bits, pe, simd, channels, input_bits, aux_pe))
