@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from codesign.errors import CodesignError
 from codesign.designspace.space import Candidate, SearchSpace
+from codesign.models.zoo import is_graph_spec
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,11 @@ def _fold_spec_graph(spec: dict, plan_bits: tuple[dict, dict], input_bits: int, 
     wb, ab = plan_bits
     names = list(wb)
     ones = {n: 1 for n in names}
-    net = FastNet.from_spec(spec, input_bits=input_bits)
-    model = net.to_model(0, weight_bits=wb, act_bits=ab, pe=ones, simd=ones)
+    if not is_graph_spec(spec):
+        net = FastNet.from_spec(spec, input_bits=input_bits)
+        model = net.to_model(0, weight_bits=wb, act_bits=ab, pe=ones, simd=ones)
+    else:
+        model = exported_hw_graph(spec, wb, ab, input_bits)
     if target_fps is None:
         fold = max_fps_fold(model, board, clock_ns, util, mvau_wwidth_max, calibration, apply=True)
     else:
@@ -70,6 +74,44 @@ def _fold_spec_graph(spec: dict, plan_bits: tuple[dict, dict], input_bits: int, 
                          apply=True)
     cost = model_cost(model, calibration, board.dsp_family) if per_node else None
     return fold, cost, model
+
+
+def exported_hw_graph(spec: Mapping[str, Any], weight_bits: Mapping[str, int], act_bits: Mapping[str, int],
+                      input_bits: int) -> Any:
+    """The HW graph of a graph spec (residual, depthwise, pooled): a Brevitas model at the plan with
+    seeded initial weights, exported to QONNX and lowered by the compiler itself at PE = SIMD = 1.
+
+    Why an export rather than a vectorised model: branching graphs need the compiler's own
+    lowering (forks, joins, the join's requantisation, pools); one export costs about a second,
+    small next to the training every search trial does, and the estimator caches by plan. The
+    accumulators come from the seeded weights, which span each layer's full integer range (the
+    quantizer's scale is set from the largest weight), so they are the worst case in practice.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from codesign.dataflow.compiler import lower_to_hw
+    from codesign.export import export_qonnx
+    from codesign.models import build_quant
+
+    layers: dict[str, dict[str, int]] = {}
+    for n, b in weight_bits.items():
+        layers[n] = {"weight_bits": int(b)}
+        if n in act_bits:
+            layers[n]["act_bits"] = int(act_bits[n])
+    plan = {"input_bits": int(input_bits), "layers": layers}
+    gen = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(0)
+        model = build_quant(dict(spec), plan).eval()
+        x = torch.rand(1, *spec["input_shape"])
+    finally:
+        torch.random.set_rng_state(gen)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_qonnx(model, x, Path(tmp) / "estimate.onnx")
+        return lower_to_hw(str(path))
 
 
 class HwEstimator:
