@@ -76,8 +76,14 @@ def check_spec(path: str | Path, spec: Any) -> None:
     """A checkpoint's model spec must build a model: a malformed one is one line naming the file."""
     try:
         build_float(spec)
-    except CodesignError:
-        raise
+    except CodesignError as exc:
+        if str(path) in str(exc):
+            raise
+        try:
+            named = type(exc)(f"{path}: {exc}")
+        except TypeError:
+            named = CodesignError(f"{path}: {exc}")
+        raise named from exc
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise CodesignError(f"{path}: the model spec is malformed ({type(exc).__name__}: {exc}); "
                             "re-run the step that wrote it") from exc
