@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from codesign.compress.prune import Ratios, StructuredPrune, check_ratio
+from codesign.compress.prune import Ratios, StructuredPrune, check_ratio, sliced_relevance
 from codesign.errors import CodesignError
 from codesign.models.zoo import Spec, quant_layers, with_widths
 
@@ -379,8 +379,6 @@ def prune_structured_graph(spec: Spec, state_dict: Mapping[str, torch.Tensor], r
 def slice_relevance_graph(rel: Any, pruned: GraphPrune) -> Any:
     """The relevance of the pruned network: kept units' scores and kept inputs' activations
     (inputs sliced by the dependency groups, so a residual or concat consumer is right too)."""
-    from codesign.relevance import Relevance, weight_shapes
-
     layers = {}
     for l in quant_layers(rel.spec):
         n = l["name"]
@@ -392,10 +390,4 @@ def slice_relevance_graph(rel: Any, pruned: GraphPrune) -> Any:
             in_act = [in_act[i] for i in pruned.keep_in[n]]
         e.update(units=units, in_act=in_act, total=float(sum(units)))
         layers[n] = e
-    grand = sum(e["total"] for e in layers.values()) or 1.0
-    ws = weight_shapes(pruned.spec)
-    for n, e in layers.items():
-        e["score"] = e["total"] / grand
-        e["weight_shape"] = ws[n]
-    return Relevance(method=rel.method, spec=pruned.spec, layers=layers, baseline=rel.baseline,
-                     samples=rel.samples, seed=rel.seed, convergence=rel.convergence, seconds=rel.seconds)
+    return sliced_relevance(rel, pruned.spec, layers)

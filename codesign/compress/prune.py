@@ -212,15 +212,7 @@ def slice_relevance(rel: Relevance, pruned: StructuredPrune) -> Relevance:
         e.update(units=units, in_act=in_act, total=float(sum(units)))
         layers[n] = e
         prev_keep, prev_name = k, n
-    from codesign.relevance import weight_shapes
-
-    grand = sum(e["total"] for e in layers.values()) or 1.0
-    ws = weight_shapes(pruned.spec)
-    for n, e in layers.items():
-        e["score"] = e["total"] / grand
-        e["weight_shape"] = ws[n]
-    return Relevance(method=rel.method, spec=pruned.spec, layers=layers, baseline=rel.baseline,
-                     samples=rel.samples, seed=rel.seed, convergence=rel.convergence, seconds=rel.seconds)
+    return sliced_relevance(rel, pruned.spec, layers)
 
 
 def mask_structured(model: nn.Module, spec: Spec, keep: Mapping[str, list[int]]) -> nn.Module:
@@ -318,3 +310,18 @@ def chain_hooks(*hooks):
         for h in hs:
             h(model)
     return run
+
+
+def sliced_relevance(rel: Relevance, spec: Spec, layers: dict) -> Relevance:
+    """A Relevance for the pruned ``spec`` from its sliced per-layer entries: layer scores
+    renormalised over the remaining totals, weight shapes of the new spec (shared by the chain
+    and the dependency-graph slicers)."""
+    from codesign.relevance import weight_shapes
+
+    grand = sum(e["total"] for e in layers.values()) or 1.0
+    ws = weight_shapes(spec)
+    for n, e in layers.items():
+        e["score"] = e["total"] / grand
+        e["weight_shape"] = ws[n]
+    return Relevance(method=rel.method, spec=spec, layers=layers, baseline=rel.baseline,
+                     samples=rel.samples, seed=rel.seed, convergence=rel.convergence, seconds=rel.seconds)
