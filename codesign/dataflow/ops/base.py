@@ -557,7 +557,7 @@ def rom_variable_bits(codes: np.ndarray, bits: int) -> dict[int, tuple[int, ...]
 _ROM_COL_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
 
 
-def rom_distinct_columns(codes: np.ndarray, bits: int) -> dict[int, tuple[int, ...]]:
+def rom_distinct_columns(codes: np.ndarray, bits: int, pes: Any = None) -> dict[int, tuple[int, ...]]:
     """Per folding PE (as ``rom_variable_bits``): the number of distinct varying bit columns of
     each PE's ROM that no earlier PE's ROM has (a column: one bit position over the ROM's words;
     the sum over PEs is the distinct columns of all of them).
@@ -566,18 +566,20 @@ def rom_distinct_columns(codes: np.ndarray, bits: int) -> dict[int, tuple[int, .
     identical functions (and their read registers) are merged (opt_merge), so a shallow ROM
     costs at most one LUT per distinct column: 135 varying bits of a 4-word ROM are at most
     14 distinct functions of its 2 address bits, also over all the PE ROMs (one address). Block-RAM placement still sees every varying
-    bit (``rom_variable_bits``)."""
+    bit (``rom_variable_bits``). ``pes``: only these foldings (default every divisor of the rows;
+    a weight ROM of K*C rows folds only by divisors of C)."""
     c = np.asarray(codes, dtype=np.int64)
     if c.ndim != 2 or c.size == 0 or bits <= 0:
         return {}
-    key = (c.shape, int(bits), hash(c.tobytes()))
+    rows = c.shape[0]
+    want = sorted({int(x) for x in pes if rows % int(x) == 0}) if pes is not None else None
+    key = (c.shape, int(bits), hash(c.tobytes()), tuple(want) if want is not None else None)
     hit = _ROM_COL_CACHE.get(key)
     if hit is not None:
         return hit
-    rows = c.shape[0]
     planes = ((c[:, :, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.uint8).reshape(rows, -1)
     out: dict[int, tuple[int, ...]] = {}
-    for pe in range(1, rows + 1):
+    for pe in (want if want is not None else range(1, rows + 1)):
         if rows % pe:
             continue
         n, seen = [], set()

@@ -265,7 +265,8 @@ class VVAU(HWCustomOp):
             Tq, acc = vvau_threshold_codes(W, T if not noact else None, int(idt.min()), int(idt.max()))
             wcodes = np.asarray(W, np.float64).astype(np.int64) & ((1 << wdt.bitwidth()) - 1)
             extra["w_var"] = rom_variable_bits(wcodes.reshape(K * C, 1), wdt.bitwidth())
-            extra["w_cols"] = rom_distinct_columns(wcodes.reshape(K * C, 1), wdt.bitwidth())
+            extra["w_cols"] = rom_distinct_columns(wcodes.reshape(K * C, 1), wdt.bitwidth(),
+                                                   [d for d in range(1, C + 1) if C % d == 0])
             if Tq is not None and Tq.size:
                 extra["thr_var"] = rom_variable_bits(Tq & ((1 << acc) - 1), acc)
                 extra["thr_cols"] = rom_distinct_columns(Tq & ((1 << acc) - 1), acc)
