@@ -119,8 +119,8 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     adder bits, compare bits, accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits,
     output bits]. FF: [1, input and product registers, the three ACCW registers per PE (dot3,
     dot4, sum5; + the accumulator when CF = 1; dot3 in the DSP48's PREG with resType dsp and
-    SIMD = 1), output bits, counter and
-    delayed channel-fold bits, ROM read registers of the ROMs left in logic]."""
+    SIMD = 1), output bits, counter and delayed channel-fold bits, read registers of the ROMs
+    left in logic]."""
     P, Q = _i(p["PE"]), _i(p["SIMD"])
     W_, A_, acc, nt = _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"]), _i(p["n_thr"])
     K, C = _i(p["K"]), _i(p["C"])
@@ -137,15 +137,15 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     lut = [one, P, mult, adder, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw, P * out_bits]
     # with DSPs the product and (SIMD = 1) the dot register sit in the DSP48 (MREG, PREG)
     ff = [one, Q * P * A_ + np.where(use_dsp, 0, P * Q * pw), np.where(use_dsp & (Q == 1), 2, 3) * P * acc + am["reg"],
-          P * out_bits,
-          kfw + 5 * cfw + waw, mem["q_bits"]]
+          P * out_bits, kfw + 5 * cfw + waw, mem["q_bits"]]
     return {"LUT": lut, "FF": ff}
 
 
 def vvau_resources(p: Any) -> dict[str, np.ndarray]:
     """Resources of codesign_vvau.v in its wrapper as Yosys 0.23 maps it: LUT / FF are
     ``vvau_resource_features`` times the fitted RESOURCE_COEFFS; BRAM18 the wrapper ROMs placed
-    as Yosys does (``pe_rom_memories``) plus the accumulator RAMs from 256 words (``_acc_mem``);
+    as Yosys does (``pe_rom_memories``) plus the accumulator RAMs where Yosys prefers block RAM
+    (``_acc_mem``: 256 x 11 and up);
     DSP: PE*SIMD with resType=dsp when W + A >= 8 (the products of the DSP variant)."""
     f = vvau_resource_features(p)
     P, Q = _i(p["PE"]), _i(p["SIMD"])
@@ -158,12 +158,12 @@ def vvau_resources(p: Any) -> dict[str, np.ndarray]:
 
 
 def vvau_threshold_codes(W: np.ndarray, T: np.ndarray | None, ilo: int, ihi: int) -> tuple[np.ndarray | None, int]:
-    """The threshold words as ``_gen_vvau`` writes them, (C, NT) two's-complement codes
-    (thresholds ceiled, clipped to each channel's reachable accumulator range), and the
-    accumulator width ACCW of the RTL (holds every sum and threshold; T None: the sums only).
-    The generator calls this, so the model's ROM contents are the RTL's."""
+    """The thresholds as ``_gen_vvau`` stores them, (C, NT) integers (ceiled, clipped to each
+    channel's reachable accumulator range; the ROM holds them as ACCW-bit two's complement),
+    and the accumulator width ACCW of the RTL (holds every sum and threshold; T None: the sums
+    only). The generator calls this, so the model's ROM contents are the RTL's."""
     W = np.asarray(W, dtype=np.float64).astype(np.int64)
-    K, C = W.shape
+    C = W.shape[1]
     Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
     acc_hi = (Wp * ihi + Wn * ilo).sum(axis=0)
     acc_lo = (Wp * ilo + Wn * ihi).sum(axis=0)
