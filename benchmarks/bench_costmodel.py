@@ -27,7 +27,7 @@ Steps:
      whole design (benchmarks/results/costmodel_designs.json + .md). CNV takes tens of minutes
      the first time (its widest MVAUs); a rerun with ``--resume`` only compiles.
 
-Run: ``nice -n 10 python benchmarks/bench_costmodel.py --resume [--fit [--write]] [--designs demo|cnv|none]``
+Run: ``nice -n 10 python benchmarks/bench_costmodel.py --resume [--fit [--write] [--ops VVAU,...]] [--designs demo|cnv|none]``
 (``--cached``: no synthesis at all, report what the caches hold).
 """
 
@@ -68,7 +68,7 @@ DESIGNS_JSON = RESULTS / "yosys_designs.json"
 RES = ("LUT", "FF", "BRAM_18K", "DSP")
 
 #: whole configurations never used for fitting (checked as held out whatever their index)
-HELD_OUT_CONFIGS = {"mvau_w3a5", "thr_in6", "swg_k2"}
+HELD_OUT_CONFIGS = {"mvau_w3a5", "thr_in6", "swg_k2", "vvau_k25"}
 
 
 def _dt(bits: int, signed: bool) -> str:
@@ -141,6 +141,63 @@ def corpus() -> list[dict[str, Any]]:
         odt = "BIPOLAR" if ob == 1 else f"UINT{ob}"
         add("Thresholding", f"thr_in{ib}", C=c, PE=pe, idt=_dt(ib, j % 2 == 0), odt=odt,
             nthr=1 if ob == 1 else None, ram_style=("auto", "distributed", "block")[j % 3], seed=j)
+    # Thresholding with one threshold row for all channels (per-tensor activations, as ResNet-8's
+    # standalone quantizers): the ROM is constant, the core's compares and registers are not
+    for j, (ib, nthr, pe, c) in enumerate([(4, 31, 1, 16), (6, 15, 1, 16), (6, 15, 1, 64), (6, 15, 2, 32),
+                                           (8, 3, 1, 8), (4, 7, 4, 16), (5, 31, 2, 32), (7, 15, 1, 32)]):
+        add("Thresholding", "thr_tensor", C=c, PE=pe, idt=_dt(ib, j % 2 == 1), odt=f"UINT{nthr.bit_length()}",
+            nthr=nthr, ram_style=("auto", "distributed")[j % 2], seed=50 + j, per_tensor=True)
+    # deeper per-channel threshold ROMs (a mux tree above 64 words)
+    for j, (ib, pe, c) in enumerate([(6, 1, 128), (5, 1, 64), (6, 2, 256)]):
+        add("Thresholding", "thr_deep", C=c, PE=pe, idt=_dt(ib, False), odt="UINT4", ram_style="auto", seed=60 + j)
+    # VVAU: K (1, 3x3, 5x5, 7x7, 10x4 ...) x C x PE, 2..8 bits and BINARY all-ones weights (average
+    # pools), with thresholds per channel (folded batch norm) or one row for all (per-tensor),
+    # without activation, ram styles and DSP multiplies
+    vv = [  # K, C, PE, SIMD, wdt, idt, nthr, thresholds, ram_style, resType
+        (9, 8, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 16, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 32, 1, 1, "INT4", "UINT4", None, "tensor", "auto", "lut"),
+        (9, 64, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 128, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 256, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 64, 4, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 32, 2, 1, "INT4", "UINT4", None, "tensor", "auto", "lut"),
+        (9, 16, 4, 1, "INT2", "UINT2", None, "channel", "auto", "lut"),
+        (9, 8, 2, 1, "INT3", "UINT5", 7, "channel", "distributed", "lut"),
+        (4, 16, 2, 1, "INT4", "INT4", 0, None, "auto", "lut"),
+        (4, 8, 1, 1, "INT2", "UINT2", 0, None, "auto", "lut"),
+        (1, 64, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (1, 256, 1, 1, "BINARY", "UINT4", None, "tensor", "auto", "lut"),
+        (49, 64, 1, 1, "BINARY", "UINT4", None, "tensor", "auto", "lut"),
+        (40, 16, 1, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (25, 32, 2, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 4, 4, 3, "INT4", "UINT4", 3, "channel", "auto", "dsp"),
+        (9, 8, 8, 1, "INT8", "UINT8", 0, None, "auto", "dsp"),
+        (9, 16, 1, 1, "INT8", "UINT8", None, "channel", "auto", "lut"),
+        (9, 32, 4, 1, "INT6", "UINT2", 7, "channel", "auto", "lut"),
+        (9, 128, 2, 1, "INT4", "UINT4", None, "tensor", "auto", "lut"),
+        (9, 64, 1, 1, "INT4", "UINT4", None, "channel", "distributed", "lut"),
+        (9, 64, 2, 1, "INT4", "UINT4", None, "channel", "block", "lut"),
+        (9, 16, 8, 1, "INT4", "UINT4", 0, None, "auto", "lut"),
+        (4, 32, 4, 1, "INT3", "UINT3", 3, "channel", "auto", "lut"),
+        (9, 256, 4, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (9, 256, 1, 1, "INT2", "UINT2", 3, "channel", "auto", "lut"),
+        (16, 128, 1, 1, "INT2", "UINT3", 7, "channel", "auto", "lut"),
+        (9, 16, 2, 1, "INT5", "UINT3", 15, "tensor", "distributed", "lut"),
+        (9, 48, 3, 1, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (4, 64, 8, 1, "INT4", "UINT4", None, "tensor", "auto", "lut"),
+        (9, 8, 8, 9, "INT4", "UINT4", None, "channel", "auto", "lut"),
+        (25, 16, 1, 1, "BINARY", "UINT4", None, "tensor", "auto", "lut"),
+        (9, 32, 1, 1, "INT4", "INT4", None, "channel", "auto", "lut"),
+        (9, 64, 2, 1, "INT2", "UINT4", None, "channel", "auto", "lut"),
+    ]
+    for j, (k, c, pe, simd, wdt, idt, nthr, thr, style, res) in enumerate(vv):
+        kw = dict(K=k, C=c, PE=pe, SIMD=simd, wdt=wdt, idt=idt, nthr=nthr, ram_style=style, res_type=res, seed=200 + j)
+        if thr:
+            kw["thresholds"] = thr
+        if wdt == "BINARY":
+            kw["weights"] = "ones"
+        add("VVAU", f"vvau_k{k}", **kw)
     # SlidingWindow
     for j, (ih, c, simd, k, s, b) in enumerate([(6, 4, 1, 3, 1, 4), (8, 4, 2, 3, 1, 2), (6, 8, 4, 3, 1, 8),
                                                 (8, 2, 1, 2, 2, 4), (10, 4, 4, 2, 2, 1), (8, 16, 4, 3, 1, 2),
@@ -247,7 +304,12 @@ def synthesise(designs: list[dict[str, Any]], resume: bool, batch: int = 1, run:
     todo = []
     for d in designs:
         spec = d["spec"] if "spec" in d else build(d)
-        d["hash"] = design_hash(spec)
+        try:
+            d["hash"] = design_hash(spec)
+        except CodesignError as exc:  # a corpus design the generator refuses: reported, skipped
+            log.warning("%s: not generated (%s)", d["id"], str(exc).strip().splitlines()[-1][:200])
+            d["hash"] = None
+            continue
         d["params"] = params(spec)
         if d["hash"] not in cache["designs"]:
             todo.append((d, spec))
@@ -281,7 +343,7 @@ def synthesise(designs: list[dict[str, Any]], resume: bool, batch: int = 1, run:
 def rows(designs: list[dict[str, Any]], cache: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for d in designs:
-        meas = cache["designs"].get(d["hash"])
+        meas = cache["designs"].get(d["hash"]) if d.get("hash") else None
         if meas is None or "error" in meas:
             continue
         out.append({**d, "yosys": {r: meas[r] for r in RES}})
@@ -506,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="reuse cached Yosys counts (by Verilog hash)")
     ap.add_argument("--fit", action="store_true", help="print freshly fitted coefficient blocks")
     ap.add_argument("--write", action="store_true", help="with --fit: write the coefficients into the op modules")
+    ap.add_argument("--ops", default="",
+                    help="with --fit: fit (and --write) only these op types, comma-separated (default all); "
+                         "the other ops keep their shipped coefficients")
     ap.add_argument("--cached", action="store_true", help="no synthesis: fit/report on the cached designs only")
     ap.add_argument("--synth-only", action="store_true", help="stop after synthesis")
     ap.add_argument("--designs", choices=("all", "none", *whole_designs.BUILDERS), default="all",
@@ -521,6 +586,12 @@ def main(argv: list[str] | None = None) -> int:
     rs = rows(designs, cache)
     if args.fit:
         coefs = fit(rs)
+        if args.ops:
+            keep = set(args.ops.split(","))
+            unknown = keep - set(coefs)
+            if unknown:
+                raise SystemExit(f"--ops: no corpus designs of {', '.join(sorted(unknown))}; known: {', '.join(coefs)}")
+            coefs = {op: c for op, c in coefs.items() if op in keep}
         print(json.dumps(coefs, indent=1))
         if args.write:
             write_coeffs(coefs)

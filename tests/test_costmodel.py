@@ -139,3 +139,111 @@ def test_yosys_memory_rules_match_measured_mappings():
     # 256 x 8, 64 x 32, 64 x 36, 128 x 16, 512 x 3 and 896 x 2 in LUTRAM
     rams = ((256, 32), (94, 32), (128, 16), (256, 8), (64, 32), (64, 36), (512, 3), (896, 2))
     assert [bool(ram_auto_in_bram(d, w)) for d, w in rams] == [True, True] + [False] * 6
+
+
+def _bench():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_costmodel
+
+    return bench_costmodel
+
+
+def _cached_rows(configs):
+    """Corpus designs of these configurations with their cached Yosys 0.23 counts
+    (benchmarks/results/yosys_corpus.json, looked up by the hash of the Verilog the generator writes now)."""
+    b = _bench()
+    cache = b.load_cache()
+    out = []
+    for d in b.corpus():
+        if d["config"] not in configs:
+            continue
+        spec = b.build(d)
+        meas = cache["designs"].get(b.design_hash(spec))
+        if meas and "error" not in meas:
+            out.append((d, spec, meas))
+    return out
+
+
+@pytest.mark.parametrize("kw", [dict(K=9, C=16, PE=2, thresholds="channel", seed=3),
+                                dict(K=4, C=12, PE=3, idt="UINT3", wdt="INT3", seed=4),
+                                dict(K=9, C=8, PE=4, thresholds="tensor", seed=5)],
+                         ids=["channel_pe2", "channel_pe3", "tensor_pe4"])
+def test_vvau_rom_bits_match_the_generated_roms(kw, tmp_path):
+    """The VVAU's modelled ROMs against the files its generator writes: the varying bits of
+    every PE's threshold and weight ROM (what Yosys keeps), and the accumulator width (the
+    threshold word is NT of them) equal to the ACCW the wrapper passes to the core."""
+    import re
+
+    from codesign.dataflow.ops.vvau import VVAU
+
+    spec = BUILDERS["VVAU"](name="n", **kw)
+    design = render_nodes([spec], tmp_path / "rtl")
+
+    def files(tag):
+        fs = [f for f in design.data_files if re.search(rf"_{tag}\d+\.dat$", f)]
+        return [design.out_dir / f for f in sorted(fs, key=lambda f: int(re.search(rf"_{tag}(\d+)\.dat$", f).group(1)))]
+
+    p = VVAU.params_from_attrs({**spec.attrs, "name": spec.name}, spec.inits)
+    pe = kw["PE"]
+    assert list(p["thr_var"][pe]) == [_varying_bits(f) for f in files("t")]
+    assert list(p["w_var"][pe]) == [_varying_bits(f) for f in files("w")]
+    # the node's wrapper (the ROMs and the core instance), not the core's own module file
+    top = next(t for t in ((design.out_dir / f).read_text() for f in design.verilog_files) if "$readmemh" in t)
+    assert int(re.search(r"\.ACCW\((\d+)\)", top).group(1)) == p["acc_bits"]
+    assert int(re.search(r"\.NT\((\d+)\)", top).group(1)) == p["n_thr"]
+    # the threshold ROMs the model places are NT*ACCW wide and C/PE deep, one per PE
+    widths = [int(m) + 1 for m in re.findall(r"reg \[(\d+):0\] trom\d+ \[", top)]
+    depths = [int(m) + 1 for m in re.findall(r"reg \[\d+:0\] trom\d+ \[0:(\d+)\]", top)]
+    assert widths == [p["n_thr"] * p["acc_bits"]] * pe and depths == [kw["C"] // pe] * pe
+    if kw.get("thresholds") == "tensor":  # one row for all channels: no threshold bit varies
+        assert sum(p["thr_var"][pe]) == 0
+
+
+def test_vvau_threshold_rom_count_matches_yosys():
+    """VVAU estimates against the cached Yosys counts of the corpus's VVAU designs (real
+    synthesis, cached by Verilog hash): BRAM18 (threshold ROMs in block RAM from ~20 Kib,
+    the weight ROM in logic below 8 Kib, accumulators in a RAMB18 from 256 channel folds) and
+    DSP exact on every design; LUT / FF on the held-out ones within the bench's targets."""
+    from codesign.dataflow.ops.vvau import VVAU
+
+    b = _bench()
+    rows = _cached_rows({d["config"] for d in b.corpus() if d["op"] == "VVAU"})
+    assert len(rows) >= 30
+    lut, ff = [], []
+    for d, spec, y in rows:
+        est = VVAU.resources(b.params(spec))
+        assert (int(est["BRAM_18K"]), int(est["DSP"])) == (y["BRAM_18K"], y["DSP"]), (d["id"], y)
+        if d["held_out"]:
+            lut.append(abs(float(est["LUT"]) - y["LUT"]) / y["LUT"])
+            ff.append(abs(float(est["FF"]) - y["FF"]) / y["FF"])
+    # the designs do put threshold ROMs into block RAM
+    assert any(y["BRAM_18K"] >= 3 for _, _, y in rows)
+    assert np.mean(lut) <= 0.15 and np.mean(ff) <= 0.20, (np.mean(lut), np.mean(ff))
+
+
+def test_per_tensor_thresholds_cost_the_core_not_the_rom(tmp_path):
+    """One threshold row for every channel (a per-tensor quantizer, ResNet-8's standalone
+    Thresholding nodes): every word of the generated ROM is the same, the model keeps no ROM
+    bit, and yet the estimate meets Yosys on the cached per-tensor designs (the core compares
+    against a register whatever its contents: synthesis keeps the hierarchy)."""
+    from codesign.dataflow.ops.thresholding import Thresholding
+
+    spec = BUILDERS["Thresholding"](name="n", C=16, PE=2, idt="UINT4", odt="UINT5", nthr=31, per_tensor=True)
+    design = render_nodes([spec], tmp_path / "rtl")
+    roms = [design.out_dir / f for f in design.data_files if f.endswith(".dat")]
+    assert roms and all(_varying_bits(f) == 0 for f in roms)
+    p = Thresholding.params_from_attrs({**spec.attrs, "name": spec.name}, spec.inits)
+    assert p["thr_var"][2] == (0, 0)
+    rows = _cached_rows({"thr_tensor"})
+    assert len(rows) >= 6
+    err = {"LUT": [], "FF": []}
+    for d, s, y in rows:
+        est = Thresholding.resources(_bench().params(s))
+        assert int(est["BRAM_18K"]) == y["BRAM_18K"] == 0
+        for k in err:
+            err[k].append(abs(float(est[k]) - y[k]) / y[k])
+    # all of them (fitted and held out): a model that drops the core's compares misses by 80 %
+    assert np.mean(err["LUT"]) <= 0.15 and np.mean(err["FF"]) <= 0.15, err

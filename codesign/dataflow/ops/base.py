@@ -17,6 +17,7 @@ ONNX graph; the per-node path builds the same dict from a node and calls the sam
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
@@ -451,6 +452,74 @@ def ram_auto_in_bram(depth: Any, width: Any) -> np.ndarray:
     return (d > 0) & (w > 0) & (lutram > BRAM18_COST * bram18_count(d, w))
 
 
+def rom_rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
+    """Where Yosys puts a ROM of the rom_node wrapper (RAM_BLOCK or RAM_DISTRIBUTED): the
+    generator writes ram_style "block" for ultra (Yosys infers no URAM); without a style (auto)
+    Yosys 0.23 keeps a ROM in logic unless its bits cost more there than in block RAM
+    (``rom_auto_in_bram``)."""
+    from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, ram_code
+
+    rs = np.asarray(ram_code(ram_style), np.int64)
+    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
+    return np.where(rs == RAM_AUTO, np.where(rom_auto_in_bram(depth, width), RAM_BLOCK, RAM_DISTRIBUTED), rs)
+
+
+@lru_cache(maxsize=65536)
+def _rom_one(rs: int, depth: int, width: int) -> tuple[int, int, int]:
+    """(BRAM18, logic LUTs, mux LUTs) of one ROM of depth x width bits as Yosys maps it.
+    Cached: the folding search asks the same few shapes thousands of times."""
+    from codesign.dataflow.cost import RAM_BLOCK, cdiv
+
+    if depth <= 0 or width <= 0:
+        return 0, 0, 0
+    if int(rom_rtl_style(rs, depth, width)) == RAM_BLOCK:
+        return int(rom_bram18(depth, width)), 0, 0
+    lut = width * int(cdiv(depth, 64))  # one LUT6 per 64 words per bit, then a mux tree per bit
+    return 0, lut, lut * int(_clog2(cdiv(depth, 64)))
+
+
+def _pe_roms_one(pe: int, rs: int, depth: int, width: int, table: Mapping[int, tuple[int, ...]] | None,
+                 cols: Mapping[int, tuple[int, ...]] | None) -> tuple[int, int, int, int, int]:
+    widths = table.get(pe) if table else None
+    if widths is None:  # contents unknown: every bit of every ROM varies
+        widths = (width,) * pe
+    distinct = cols.get(pe) if cols else None
+    if distinct is None or len(distinct) != len(widths):
+        distinct = widths
+    bram = lut = mux = q_lut = 0
+    for w, u in zip(widths, distinct):
+        b, l, m = _rom_one(rs, depth, w)
+        if b == 0 and w > 0:  # in logic: one function (and read register) per distinct column
+            l, m = _rom_one(rs, depth, u)[1:] if u > 0 else (0, 0)
+            q_lut += u
+        bram, lut, mux = bram + b, lut + l, mux + m
+    return bram, lut, mux, int(sum(widths)), q_lut
+
+
+def pe_rom_memories(PE: Any, ram_style: Any, depth: Any, width: Any,
+                    table: Mapping[int, tuple[int, ...]] | None = None,
+                    cols: Mapping[int, tuple[int, ...]] | None = None) -> dict[str, np.ndarray]:
+    """PE ROMs of the rom_node wrapper (one per PE, depth x width, registered read) as Yosys
+    0.23 maps them, over broadcast folding arrays (the vectorised search passes arrays).
+
+    Each ROM is only as wide as its varying bits (``table``: ``rom_variable_bits`` of its
+    contents, by PE; Yosys drops bits constant in every word, and a ROM of constants vanishes),
+    placed by ``rom_rtl_style`` on that trimmed size; in logic, identical columns are one
+    function (``cols``: ``rom_distinct_columns``). Returns BRAM_18K (``rom_bram18``),
+    LUTRAM (logic LUTs: 64 words per LUT6 per distinct column), mux (the clog2(depth/64)-level mux tree per
+    bit), var_bits (kept bits of all PEs), q_bits (read registers of the ROMs left in logic; a
+    block RAM holds its own) and bits (untrimmed). Shared by every op with wrapper ROMs
+    (the standalone threshold op, the depthwise unit) so their placement cannot disagree."""
+    f = np.vectorize(lambda a, b, c, d: _pe_roms_one(int(a), int(b), int(c), int(d), table, cols),
+                     otypes=[np.int64] * 5)
+    from codesign.dataflow.cost import ram_code
+
+    P = np.asarray(PE, np.int64)
+    bram, lut, mux, var, q = f(P, np.asarray(ram_code(ram_style), np.int64), depth, width)
+    return {"BRAM_18K": bram, "URAM": np.zeros_like(bram), "LUTRAM": lut, "mux": mux, "var_bits": var,
+            "q_bits": q, "bits": P * np.asarray(depth, np.int64) * np.asarray(width, np.int64)}
+
+
 #: rom_variable_bits results by content (cost_params runs many times per node during folding)
 _ROM_VAR_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
 
@@ -481,6 +550,49 @@ def rom_variable_bits(codes: np.ndarray, bits: int) -> dict[int, tuple[int, ...]
     if len(_ROM_VAR_CACHE) > 256:
         _ROM_VAR_CACHE.clear()
     _ROM_VAR_CACHE[key] = out
+    return out
+
+
+#: rom_distinct_columns results by content (as _ROM_VAR_CACHE)
+_ROM_COL_CACHE: dict[tuple, dict[int, tuple[int, ...]]] = {}
+
+
+def rom_distinct_columns(codes: np.ndarray, bits: int, pes: Any = None) -> dict[int, tuple[int, ...]]:
+    """Per folding PE (as ``rom_variable_bits``): the number of distinct varying bit columns of
+    each PE's ROM that no earlier PE's ROM has (a column: one bit position over the ROM's words;
+    the sum over PEs is the distinct columns of all of them).
+
+    Why: a ROM Yosys leaves in logic becomes one function of the address per kept bit, and
+    identical functions (and their read registers) are merged (opt_merge), so a shallow ROM
+    costs at most one LUT per distinct column: 135 varying bits of a 4-word ROM are at most
+    14 distinct functions of its 2 address bits, also over all the PE ROMs (one address). Block-RAM placement still sees every varying
+    bit (``rom_variable_bits``). ``pes``: only these foldings (default every divisor of the rows;
+    a weight ROM of K*C rows folds only by divisors of C)."""
+    c = np.asarray(codes, dtype=np.int64)
+    if c.ndim != 2 or c.size == 0 or bits <= 0:
+        return {}
+    rows = c.shape[0]
+    want = sorted({int(x) for x in pes if rows % int(x) == 0}) if pes is not None else None
+    key = (c.shape, int(bits), hash(c.tobytes()), tuple(want) if want is not None else None)
+    hit = _ROM_COL_CACHE.get(key)
+    if hit is not None:
+        return hit
+    planes = ((c[:, :, None] >> np.arange(bits, dtype=np.int64)) & 1).astype(np.uint8).reshape(rows, -1)
+    out: dict[int, tuple[int, ...]] = {}
+    for pe in (want if want is not None else range(1, rows + 1)):
+        if rows % pe:
+            continue
+        n, seen = [], set()
+        for p in range(pe):
+            g = planes[p::pe]  # (depth, columns) of PE p's ROM
+            var = g[:, g.min(axis=0) != g.max(axis=0)]
+            cols = {col.tobytes() for col in var.T}
+            n.append(len(cols - seen))  # the PE ROMs share their address: a column seen before is merged too
+            seen |= cols
+        out[pe] = tuple(n)
+    if len(_ROM_COL_CACHE) > 256:
+        _ROM_COL_CACHE.clear()
+    _ROM_COL_CACHE[key] = out
     return out
 
 

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import RAM_AUTO, RAM_BLOCK, RAM_DISTRIBUTED, RAM_ULTRA, _i, _memory, ram_code, res_out
+from codesign.dataflow.cost import _i, res_out
 from codesign.dataflow.golden import multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, _clog2, bipolar_from_count, param_dt, prod_or_int, rom_auto_in_bram, rom_bram18, rom_variable_bits
+from codesign.dataflow.ops.base import (HWCustomOp, _clog2, bipolar_from_count, param_dt, pe_rom_memories,
+                                        prod_or_int, rom_distinct_columns, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (dt_bits, HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
@@ -32,8 +33,8 @@ def thresholding_cost(C: Any, PE: Any, n_steps: Any, ibits: Any, obits: Any, Nv:
 #: LUT and FF = coefficients . ``thresholding_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single Thresholding nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [3.6239, 0.0, 0.0, 1.3654, 4.5507],
-    "FF": [0.0, 1.2241, 2.0408, 0.0, 6.0456],
+    "LUT": [7.5561, 0.0, 2.0641, 0.589, 1.0223, 0.0136, 0.0],
+    "FF": [7.6701, 1.0432, 1.0377, 1.0497, 1.0225, 0.0],
 }
 # ---- resource coefficients (end) ----
 
@@ -44,65 +45,52 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
     return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
 
 
-def _rtl_style(ram_style: Any, depth: Any, width: Any) -> np.ndarray:
-    """Where Yosys puts a threshold ROM: the generator writes ram_style "block" for ultra (Yosys
-    infers no URAM); without a style (auto) Yosys 0.23 keeps a ROM in logic unless its bits cost
-    more there than in block RAM (``rom_auto_in_bram``)."""
-    rs = _i(ram_code(ram_style))
-    rs = np.where(rs == RAM_ULTRA, RAM_BLOCK, rs)
-    auto_block = rom_auto_in_bram(depth, width)
-    return np.where(rs == RAM_AUTO, np.where(auto_block, RAM_BLOCK, RAM_DISTRIBUTED), rs)
+def _popcount_bits(nt: Any) -> np.ndarray:
+    """Register (= adder) bits of codesign_thresholding_tree over NT compare bits as Yosys keeps
+    them: every node is clog2(NT) + 1 bits wide, but the leaves are zero-extended single bits,
+    so a node k levels above them keeps min(1 + k, clog2(NT) + 1) bits, and nodes over the
+    zero leaves past NT vanish (ceil(NT / 2^k) nodes at level k)."""
+    nt = np.maximum(_i(nt), 1)
+    lv = _clog2(nt)
+    out = np.zeros_like(nt)
+    for k in range(1, int(np.max(lv)) + 1 if np.size(lv) else 1):
+        out = out + np.where(k <= lv, -(-nt // (1 << k)) * np.minimum(1 + k, lv + 1), 0)
+    return out
 
 
 def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
-    """Structural LUT / FF features of codesign_thresholding.v (columns of RESOURCE_COEFFS).
+    """Structural LUT / FF features of codesign_thresholding.v in its rom_node wrapper (columns
+    of RESOURCE_COEFFS).
 
-    Per PE: NT registered compares of TW = ibits + 1 bits, a registered popcount tree of NT
-    bits (NT - 1 adders of clog2(NT) + 1 bits), the output register; shared: the two input word
-    registers, the threshold-word register (PE*NT*TW) and the threshold ROM (logic LUTs, 64 words
-    per LUT per bit, unless in block RAM).
-    LUT: [1, compare bits, popcount bits, ROM LUTs, output bits]; FF: [1, input registers,
-    threshold-word registers (the varying bits only), compare + popcount registers, output bits].
-    TW and the varying ROM bits come from the thresholds when known (``threshold_codes``)."""
+    Synthesis keeps the hierarchy, so the core never sees the ROM contents: per PE it compares
+    against NT thresholds of TW = ibits + 1 bits from a register (tq2, PE*NT*TW bits) whatever
+    the thresholds are, even one per-tensor row (constant ROM words); then a registered popcount
+    tree of NT bits (``_popcount_bits``) and the output register, after the two
+    input word registers. The wrapper's threshold ROMs (``pe_rom_memories``) keep only their
+    varying bits: logic LUTs (64 words per LUT per bit) and a mux tree, their read registers
+    when in logic, nothing of either for per-tensor thresholds.
+    LUT: [1, compare bits, compares x min(max(TW - 4, 0), 3), popcount bits, ROM LUTs, ROM mux
+    LUTs, output bits] (the second compare column: what Yosys/abc spends per compare grows from
+    ~1 LUT at TW = 5 to ~6 at TW >= 7, measured on per-tensor designs where no ROM hides it);
+    FF: [1, input
+    registers, threshold-word register (all NT*TW bits), ROM read registers (varying bits in
+    logic), compare + popcount registers, output bits]. TW and the varying ROM bits come from
+    the thresholds when known (``threshold_codes``)."""
     P, nt, ib, ob = _i(p["PE"]), _i(p["n_steps"]), _i(p["ibits"]), _i(p["obits"])
     tw = _i(p.get("tw", ib + 1))
-    pop = np.maximum(nt - 1, 0) * (_clog2(np.maximum(nt, 1)) + 1)
+    pop = _popcount_bits(nt)
     mem = _thr_memories(p)
     one = np.ones_like(P)
-    return {"LUT": [one, P * nt * tw, P * pop, mem["LUTRAM"], P * ob],
-            "FF": [one, 2 * P * ib, mem["var_bits"], P * (nt + pop), P * ob]}
-
-
-def _thr_rom_one(pe: int, rs: int, depth: int, width: int, table: Any) -> tuple[int, int, int, int]:
-    """(BRAM18, URAM, ROM LUTs, varying bits) of the PE threshold ROMs at one folding: each ROM
-    as wide as its varying bits (``rom_variable_bits``; Yosys drops bits constant in every word),
-    placed by ``_rtl_style`` on its trimmed size; without thresholds the full NT*TW bits."""
-    if depth <= 0 or width <= 0:
-        return 0, 0, 0, 0
-    widths = table.get(pe) if table else None
-    if widths is None:
-        widths = (width,) * pe
-    bram = uram = lut = 0
-    for w in widths:
-        if w <= 0:
-            continue
-        style = _rtl_style(rs, depth, w)
-        m = _memory(depth, w, style)
-        b18 = int(rom_bram18(depth, w)) if int(style) == RAM_BLOCK else 0  # Yosys' packing of a ROM
-        bram, uram, lut = bram + b18, uram + int(m["URAM"]), lut + int(m["LUTRAM"])
-    return bram, uram, lut, int(sum(widths))
+    return {"LUT": [one, P * nt * tw, P * nt * np.clip(tw - 4, 0, 3), P * pop, mem["LUTRAM"], mem["mux"], P * ob],
+            "FF": [one, 2 * P * ib, P * nt * tw, mem["q_bits"], P * (nt + pop), P * ob]}
 
 
 def _thr_memories(p: Any) -> dict[str, np.ndarray]:
-    """``_thr_rom_one`` over broadcast folding arrays (the vectorised search passes arrays)."""
+    """The PE threshold ROMs (depth C/PE, width NT*TW, trimmed to their varying bits
+    ``thr_var``) as Yosys places them: ``pe_rom_memories``, shared with the depthwise unit."""
     P = _i(p["PE"])
-    depth = _i(p["C"]) // P
     width = _i(p["n_steps"]) * _i(p.get("tw", _i(p["ibits"]) + 1))
-    rs = _i(ram_code(p["ram_style"]))
-    table = p.get("thr_var")
-    f = np.vectorize(lambda a, b, c, d: _thr_rom_one(int(a), int(b), int(c), int(d), table), otypes=[np.int64] * 4)
-    bram, uram, lut, var = f(P, rs, depth, width)
-    return {"BRAM_18K": bram, "URAM": uram, "LUTRAM": lut, "var_bits": var, "bits": P * depth * width}
+    return pe_rom_memories(P, p["ram_style"], _i(p["C"]) // P, width, p.get("thr_var"), p.get("thr_cols"))
 
 
 def threshold_codes(T: np.ndarray, C: int, ilo: int, ihi: int, ibits: int) -> tuple[np.ndarray, int]:
@@ -185,6 +173,7 @@ class Thresholding(HWCustomOp):
         if T is not None and np.asarray(T).ndim == 2 and np.asarray(T).size:
             codes, tw = threshold_codes(T, out["C"], int(idt.min()), int(idt.max()), out["ibits"])
             out["tw"], out["thr_var"] = tw, rom_variable_bits(codes, tw)
+            out["thr_cols"] = rom_distinct_columns(codes, tw)
         return out
 
     @classmethod
@@ -284,13 +273,17 @@ def _gen_thresholding(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
 # --------------------------------------------------------------------------- example node
 
 def _example_node(name: str = "thr", C: int = 8, PE: int = 1, idt: str = "INT8", odt: str = "UINT4",
-                      nthr: int | None = None, ram_style: str = "auto", seed: int = 0) -> HWNodeSpec:
+                      nthr: int | None = None, ram_style: str = "auto", seed: int = 0,
+                      per_tensor: bool = False) -> HWNodeSpec:
+    """``per_tensor``: one threshold row for every channel (C identical rows, as a per-tensor
+    quantizer folds to): the ROM words are all equal and Yosys keeps none of its bits."""
     rng = np.random.default_rng(seed)
     if nthr is None:
         nthr = (1 << dt_bits(odt)) - 1
     b = dt_bits(idt)
     lo, hi = (-(1 << (b - 1)), (1 << (b - 1)) - 1) if idt.startswith("INT") else (0, (1 << b) - 1)
-    T = np.sort(rng.integers(lo, hi + 1, size=(C, nthr)), axis=1).astype(np.float64)
+    T = np.sort(rng.integers(lo, hi + 1, size=(1 if per_tensor else C, nthr)), axis=1).astype(np.float64)
+    T = np.repeat(T, C, axis=0) if per_tensor else T
     attrs = dict(NumChannels=C, PE=PE, numSteps=nthr, inputDataType=idt, outputDataType=odt, ActVal=0,
                  numInputVectors=[1], ram_style=ram_style, mem_mode="const")
     return HWNodeSpec(name, "Thresholding", attrs, {"T": T})

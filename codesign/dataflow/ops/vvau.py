@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from codesign.dataflow.cost import RES_DSP, _i, _memory, cdiv, ram_code, res_code, res_out
+from codesign.dataflow.cost import RES_DSP, _i, bram18_count, cdiv, res_code, res_out
 from codesign.dataflow.golden import _int, multithreshold
-from codesign.dataflow.ops.base import HWCustomOp, param_dt, prod_or_int
+from codesign.dataflow.ops.base import (BRAM18_COST, LUTRAM_COST, HWCustomOp, _clog2, param_dt, pe_rom_memories,
+                                        prod_or_int, rom_distinct_columns, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
-                                          _rom_port, _stream, dtype, signed_bits)
+                                          _rom_port, _stream, dt_bits, dtype, signed_bits)
 from codesign.errors import FoldingError, UnsupportedError
 
 #: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (as for the matrix unit)
@@ -54,37 +55,127 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
     return _i(Nv) * (_i(K) // _i(SIMD)) * (_i(C) // _i(PE))
 
 
-def vvau_resources(K: Any, C: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, obits: Any, acc_bits: Any,
-                   n_thr: Any, ram_style: Any = 0, res_type: Any = 0) -> dict[str, np.ndarray]:
-    """Resources of codesign_vvau.v as written.
+# ---- resource coefficients (fitted by benchmarks/bench_costmodel.py; begin) ----
+#: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
+#: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
+RESOURCE_COEFFS: dict[str, list[float]] = {
+    "LUT": [0.0, 0.0, 1.6463, 0.0, 1.266, 0.9599, 0.9841, 0.0227, 2.9854, 1.9636],
+    "FF": [0.0, 0.8303, 0.5207, 1.5502, 1.3021, 0.9763],
+}
+# ---- resource coefficients (end) ----
 
-    Weight ROM: depth K*C/(PE*SIMD), width PE*SIMD*W. Per PE lane: SIMD multiplies (LUT
-    shift-and-add as in the matrix unit model, none with DSPs), a SIMD-input adder tree, the
-    accumulator RAM of C/PE entries x acc bits (LUTRAM: acc*ceil(CF/64) LUTs) and its adder,
-    NT comparators. LUT = 40 + 0.8*PE*(mult + adder + 2*acc + acc_mem + thr_cmp) + ROM LUTRAM
-    (base and factor fitted to Yosys 0.23 synth_xilinx xc7 of K=9, C=4, UINT4 x INT4, 3 thresholds:
-    PE=1: 122 LUT (model 116), PE=2: 200 (192); the DSP variant PE=4, SIMD=3 maps 181 (model 344,
-    an overestimate kept on the safe side).
-    FF: the input word, PE*SIMD registered products, PE dot/accumulate/sum registers, the
-    output word and ~48 control bits. DSP: PE*SIMD with resType=dsp when W + A >= 8.
-    """
-    P, Q = _i(PE), _i(SIMD)
-    W_, A_ = _i(wbits), _i(abits)
-    acc = _i(acc_bits)
-    nt = _i(n_thr)
-    cf = _i(C) // P
-    wmem = (_i(K) * _i(C)) // (P * Q)
-    mem = _memory(wmem, P * Q * W_, ram_style)
-    wa = W_ + A_ + 2
-    use_dsp = (_i(res_type) == RES_DSP) & (W_ + A_ >= DSP_MIN_BITS)
-    mult = np.where(use_dsp, 0, Q * (2 * cdiv(wa, 6) - 1) * wa)
-    adder = acc * np.maximum(Q - 1, 0)
-    acc_mem = acc * cdiv(cf, 64)
-    lut = 40 + 0.8 * (P * (mult + adder + 2 * acc + acc_mem + nt * acc)).astype(np.float64) + mem["LUTRAM"]
-    out_bits = np.where(nt > 0, _i(obits), acc)
-    ff = 48 + Q * P * A_ + P * Q * wa + 3 * P * acc + P * out_bits
-    dsp = np.where(use_dsp, P * Q, 0)
-    return res_out(lut, ff, mem["BRAM_18K"], mem["URAM"], dsp, mem["bits"])
+
+def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
+    """coefficients . features (arrays broadcast)."""
+    return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
+
+
+def _acc_mem(P: Any, CF: Any, acc: Any) -> dict[str, np.ndarray]:
+    """The channel accumulators of codesign_vvau.v: per PE a RAM of 2^clog2(CF) words x ACCW
+    bits (one synchronous write, one asynchronous read from a registered address, no
+    ram_style). Yosys 0.23 maps it to RAM32M (6 bits of 32 words, 4 LUTs) or RAM64M (3 bits of
+    64 words, 4 LUTs, a mux per bit over the 64-word banks) unless that costs it more than block
+    RAM: LUTRAM primitives at 8 each plus one per bit and 4 banks of the mux (LUTs) against 129
+    per RAMB18 (``ram_auto_in_bram``'s costs; the mux term from measured mappings: 256 x 11 in a
+    RAMB18, 256 x 5 and 128 x 10 in RAM64Ms); CF = 1 is a register."""
+    d = np.where(_i(CF) > 1, 1 << _clog2(_i(CF)), 1)
+    acc = _i(acc)
+    banks = cdiv(d, 64)
+    prims = np.where(d <= 32, cdiv(acc, 6), banks * cdiv(acc, 3))
+    cost = LUTRAM_COST * prims + acc * cdiv(banks - 1, 4)
+    in_bram = (d > 1) & (cost > BRAM18_COST * bram18_count(d, acc))
+    lutram = np.where(d <= 1, 0, 4 * prims)
+    return {"BRAM_18K": np.where(in_bram, _i(P) * bram18_count(d, acc), 0),
+            "LUTRAM": np.where(in_bram, 0, _i(P) * lutram), "reg": np.where(d <= 1, _i(P) * acc, 0)}
+
+
+def _vvau_memories(p: Any) -> dict[str, np.ndarray]:
+    """The wrapper's ROMs (``pe_rom_memories``, shared with the threshold op): per PE a weight ROM
+    of K*C/(PE*SIMD) words x SIMD*W bits and, with thresholds, a threshold ROM of C/PE words x
+    NT*ACCW bits, each trimmed to its varying bits (``w_var`` for SIMD = 1, ``thr_var``)."""
+    P, Q = _i(p["PE"]), _i(p["SIMD"])
+    K, C = _i(p["K"]), _i(p["C"])
+    wd, ww = (K * C) // (P * Q), Q * _i(p["wbits"])
+    simd1 = bool(np.all(Q == 1))  # the weight tables describe the SIMD = 1 layout
+    wm = pe_rom_memories(P, p["ram_style"], wd, ww, p.get("w_var") if simd1 else None,
+                         p.get("w_cols") if simd1 else None)
+    nt = _i(p["n_thr"])
+    tm = pe_rom_memories(P, p["ram_style"], np.where(nt > 0, C // P, 0), nt * _i(p["acc_bits"]), p.get("thr_var"),
+                         p.get("thr_cols"))
+    return {k: wm[k] + tm[k] for k in wm}
+
+
+def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
+    """Structural LUT / FF features of codesign_vvau.v in its rom_node wrapper (the columns of
+    RESOURCE_COEFFS).
+
+    Synthesis keeps the hierarchy, so the core is generic in its ROM contents: per PE, SIMD
+    multiplies (shift-and-add, (W + 1) x (A + 1) bits; none with DSPs), the
+    SIMD-input adder tree and the accumulate adder (ACCW bits), NT compares of the finished sum
+    against the threshold word (ACCW bits each, their count chained into the output value),
+    the accumulator RAM (``_acc_mem``) and the counters (kernel fold, channel fold, weight
+    address). The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
+    LUT: [1, PE (per-lane control: the accumulate select, the output enable), multiply bits,
+    adder bits, compare bits, accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits,
+    output bits]. FF: [1, input and product registers, the three ACCW registers per PE (dot3,
+    dot4, sum5; + the accumulator when CF = 1; dot3 in the DSP48's PREG with resType dsp and
+    SIMD = 1), output bits, counter and delayed channel-fold bits, read registers of the ROMs
+    left in logic]."""
+    P, Q = _i(p["PE"]), _i(p["SIMD"])
+    W_, A_, acc, nt = _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"]), _i(p["n_thr"])
+    K, C = _i(p["K"]), _i(p["C"])
+    KF, CF = K // Q, C // P
+    use_dsp = (_i(res_code(p["resType"])) == RES_DSP) & (W_ + A_ >= DSP_MIN_BITS)
+    pw = W_ + A_ + 2
+    mult = np.where(use_dsp, 0, P * Q * (W_ + 1) * (A_ + 1))
+    adder = P * acc * Q
+    kfw, cfw, waw = (np.maximum(_clog2(x), 1) for x in (KF, CF, KF * CF))
+    am = _acc_mem(P, CF, acc)
+    mem = _vvau_memories(p)
+    out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
+    one = np.ones_like(P)
+    lut = [one, P, mult, adder, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw, P * out_bits]
+    # with DSPs the product and (SIMD = 1) the dot register sit in the DSP48 (MREG, PREG)
+    ff = [one, Q * P * A_ + np.where(use_dsp, 0, P * Q * pw), np.where(use_dsp & (Q == 1), 2, 3) * P * acc + am["reg"],
+          P * out_bits, kfw + 5 * cfw + waw, mem["q_bits"]]
+    return {"LUT": lut, "FF": ff}
+
+
+def vvau_resources(p: Any) -> dict[str, np.ndarray]:
+    """Resources of codesign_vvau.v in its wrapper as Yosys 0.23 maps it: LUT / FF are
+    ``vvau_resource_features`` times the fitted RESOURCE_COEFFS; BRAM18 the wrapper ROMs placed
+    as Yosys does (``pe_rom_memories``) plus the accumulator RAMs where Yosys prefers block RAM
+    (``_acc_mem``: 256 x 11 and up);
+    DSP: PE*SIMD with resType=dsp when W + A >= 8 (the products of the DSP variant)."""
+    f = vvau_resource_features(p)
+    P, Q = _i(p["PE"]), _i(p["SIMD"])
+    mem = _vvau_memories(p)
+    am = _acc_mem(P, _i(p["C"]) // P, _i(p["acc_bits"]))
+    use_dsp = (_i(res_code(p["resType"])) == RES_DSP) & (_i(p["wbits"]) + _i(p["abits"]) >= DSP_MIN_BITS)
+    ff = np.rint(_lin(RESOURCE_COEFFS["FF"], f["FF"])).astype(np.int64)
+    return res_out(_lin(RESOURCE_COEFFS["LUT"], f["LUT"]), ff, mem["BRAM_18K"] + am["BRAM_18K"], mem["URAM"],
+                   np.where(use_dsp, P * Q, 0), mem["bits"])
+
+
+def vvau_threshold_codes(W: np.ndarray, T: np.ndarray | None, ilo: int, ihi: int) -> tuple[np.ndarray | None, int]:
+    """The thresholds as ``_gen_vvau`` stores them, (C, NT) integers (ceiled, clipped to each
+    channel's reachable accumulator range; the ROM holds them as ACCW-bit two's complement),
+    and the accumulator width ACCW of the RTL (holds every sum and threshold; T None: the sums
+    only). The generator calls this, so the model's ROM contents are the RTL's."""
+    W = np.asarray(W, dtype=np.float64).astype(np.int64)
+    C = W.shape[1]
+    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    acc_hi = (Wp * ihi + Wn * ilo).sum(axis=0)
+    acc_lo = (Wp * ilo + Wn * ihi).sum(axis=0)
+    lo, hi = min(int(acc_lo.min()), 0), max(int(acc_hi.max()), 0)
+    if T is None:
+        return None, signed_bits(lo, hi)
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape[0] == 1 and C != 1:
+        T = np.broadcast_to(T, (C, T.shape[1]))
+    Tq = np.clip(np.ceil(T).astype(np.int64), acc_lo[:, None], acc_hi[:, None] + 1)
+    lo, hi = min(lo, int(Tq.min())), max(hi, int(Tq.max()))
+    return Tq, signed_bits(lo, hi)
 
 
 # --------------------------------------------------------------------------- the op
@@ -166,8 +257,20 @@ class VVAU(HWCustomOp):
         K, C = int(a["KernelSize"]), int(a["Channels"])
         W, T = inits.get("W"), inits.get("T")
         noact = int(a.get("noActivation", 0 if T is not None else 1))
-        n_thr = int(np.asarray(T).shape[-1]) if T is not None else (0 if noact else 2 ** odt.bitwidth() - 1)
-        if W is not None:
+        n_thr = 0 if noact else (int(np.asarray(T).shape[-1]) if T is not None else 2 ** odt.bitwidth() - 1)
+        extra: dict[str, Any] = {}
+        if W is not None and np.asarray(W).shape == (K, C) and wdt.name != "BIPOLAR" and idt.name != "BIPOLAR":
+            # the RTL's own accumulator width and ROM words (``vvau_threshold_codes``, what the
+            # generator writes), so the ROM model sees the bits Yosys keeps
+            Tq, acc = vvau_threshold_codes(W, T if not noact else None, int(idt.min()), int(idt.max()))
+            wcodes = np.asarray(W, np.float64).astype(np.int64) & ((1 << wdt.bitwidth()) - 1)
+            extra["w_var"] = rom_variable_bits(wcodes.reshape(K * C, 1), wdt.bitwidth())
+            extra["w_cols"] = rom_distinct_columns(wcodes.reshape(K * C, 1), wdt.bitwidth(),
+                                                   [d for d in range(1, C + 1) if C % d == 0])
+            if Tq is not None and Tq.size:
+                extra["thr_var"] = rom_variable_bits(Tq & ((1 << acc) - 1), acc)
+                extra["thr_cols"] = rom_distinct_columns(Tq & ((1 << acc) - 1), acc)
+        elif W is not None:
             lo, hi = acc_range(np.asarray(W, np.float64), idt.min(), idt.max(), T)
             acc = signed_bits(lo, hi)
         elif a.get("accDataType"):
@@ -178,7 +281,7 @@ class VVAU(HWCustomOp):
         return dict(K=K, C=C, PE=int(a.get("PE", 1)), SIMD=int(a.get("SIMD", 1)),
                     Nv=prod_or_int(a.get("numInputVectors", [1])), wbits=wdt.bitwidth(), abits=idt.bitwidth(),
                     obits=odt.bitwidth(), acc_bits=acc, n_thr=n_thr, ram_style=str(a.get("ram_style", "auto")),
-                    resType=str(a.get("resType", "lut")), wdt=wdt.name, idt=idt.name, odt=odt.name)
+                    resType=str(a.get("resType", "lut")), wdt=wdt.name, idt=idt.name, odt=odt.name, **extra)
 
     @classmethod
     def cycles(cls, p):
@@ -186,8 +289,9 @@ class VVAU(HWCustomOp):
 
     @classmethod
     def resources(cls, p, dsp_family=0):
-        return vvau_resources(p["K"], p["C"], p["PE"], p["SIMD"], p["wbits"], p["abits"], p["obits"],
-                              p["acc_bits"], p["n_thr"], ram_code(p["ram_style"]), res_code(p["resType"]))
+        return vvau_resources(p)
+
+    resource_features = staticmethod(vvau_resource_features)
 
     @classmethod
     def io_pattern(cls, p):
@@ -223,6 +327,15 @@ class VVAU(HWCustomOp):
     @classmethod
     def generate_rtl(cls, spec, inst, ctx):
         return _gen_vvau(spec, inst, ctx)
+
+    #: short name of the single-node example builder (``codesign.hw.opspecs.vvau_spec``)
+    example_name = "vvau"
+
+    @classmethod
+    def example_node(cls, *args: Any, **kw: Any) -> HWNodeSpec:
+        """One node of this op with seeded random weights/thresholds at a chosen folding and
+        bit width (the cost-model corpus, synthesis tests)."""
+        return _example_node(*args, **kw)
 
 
 def folding_errors(K: int, C: int, PE: int, SIMD: int) -> list[str]:
@@ -276,25 +389,21 @@ def _gen_vvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
     Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
     acc_hi = (Wp * idt.hi + Wn * idt.lo).sum(axis=0)
     acc_lo = (Wp * idt.lo + Wn * idt.hi).sum(axis=0)
-    lo, hi = min(int(acc_lo.min()), 0), max(int(acc_hi.max()), 0)
     NT, Tq = 0, None
     if not no_act:
         T = np.asarray(T, dtype=np.float64)
         if T.ndim != 2:
             raise UnsupportedError(f"{spec.name}: T must be 2-D (C, n)")
-        if T.shape[0] == 1 and C != 1:
-            T = np.broadcast_to(T, (C, T.shape[1]))
-        if T.shape[0] != C:
+        if T.shape[0] not in (1, C):
             raise UnsupportedError(f"{spec.name}: T has {T.shape[0]} rows, Channels={C}")
         NT = T.shape[1]
-        Tq = np.clip(np.ceil(T).astype(np.int64), acc_lo[:, None], acc_hi[:, None] + 1)
-        lo, hi = min(lo, int(Tq.min())), max(hi, int(Tq.max()))
         if act_val < odt.lo or act_val + NT > odt.hi:
             raise UnsupportedError(f"{spec.name}: activation range [{act_val}, {act_val + NT}] does not fit {odt.name}")
     elif int(acc_lo.min()) < odt.lo or int(acc_hi.max()) > odt.hi:
         raise UnsupportedError(f"{spec.name}: accumulator range [{int(acc_lo.min())}, {int(acc_hi.max())}] "
                                f"does not fit {odt.name}")
-    accw = signed_bits(lo, hi)
+    # the thresholds' ROM words and the accumulator width, as the cost model reads them
+    Tq, accw = vvau_threshold_codes(W, None if no_act else T, idt.lo, idt.hi)
     KF, CF = K // SIMD, C // PE
     style = _ram_style(a)
     base = f"{ctx.top}_{inst}"
@@ -328,3 +437,42 @@ def _gen_vvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
                        core="codesign_vvau", in_width=in_s.width, out_width=out_s.width, rom_ports=ports,
                        tie_ports=ties, params=params)
     return NodeRTL(spec.name, inst, spec.op_type, base, [], in_s, out_s, [fname], VVAU.rtl_cycles(spec))
+
+
+# --------------------------------------------------------------------------- example node
+
+def _example_node(name: str = "vvau", K: int = 9, C: int = 8, PE: int = 1, SIMD: int = 1, idt: str = "UINT4",
+                  wdt: str = "INT4", odt: str | None = None, nthr: int | None = None, thresholds: str = "channel",
+                  ram_style: str = "auto", res_type: str = "lut", seed: int = 0,
+                  weights: str = "random") -> HWNodeSpec:
+    """A depthwise node with seeded random weights in ``wdt`` and, unless ``nthr = 0``, NT
+    thresholds shaped like a folded batch norm (per channel an offset and a step inside the
+    reachable accumulator range; ``thresholds="tensor"``: one row for all C channels, as a
+    per-tensor activation gives). ``nthr`` None: 2^obits - 1; ``nthr = 0``: no activation, the
+    accumulator leaves as a signed integer just wide enough (``odt`` None). ``weights="ones"``:
+    every weight 1 (the exact window sum an average pool lowers to, BINARY weights)."""
+    rng = np.random.default_rng(seed)
+    wd, idd = dtype(wdt), dtype(idt)
+    W = np.ones((K, C), np.int64) if weights == "ones" else rng.integers(wd.lo, wd.hi + 1, size=(K, C))
+    Wp, Wn = np.maximum(W, 0), np.minimum(W, 0)
+    hi = (Wp * idd.hi + Wn * idd.lo).sum(axis=0)
+    lo = (Wp * idd.lo + Wn * idd.hi).sum(axis=0)
+    inits: dict[str, np.ndarray] = {"W": W.astype(np.float64)}
+    if nthr is None:
+        nthr = (1 << dt_bits(odt or "UINT4")) - 1
+    if nthr:
+        odt = odt or f"UINT{max(1, int(nthr).bit_length())}"
+        rows = 1 if thresholds == "tensor" else C
+        # one row: inside every channel's range, so no channel clips it (the ROM words are equal)
+        tlo, thi = (np.array([lo.max()]), np.array([hi.min()])) if rows == 1 else (lo, hi)
+        span = np.maximum(thi - tlo, 1)
+        mid = tlo + span * rng.uniform(0.3, 0.7, size=rows)
+        step = span * rng.uniform(0.3, 0.9, size=rows) / (2 * nthr)
+        T = np.ceil(mid[:, None] + step[:, None] * (np.arange(nthr)[None, :] - nthr / 2))
+        inits["T"] = np.repeat(T, C, axis=0) if rows == 1 else T
+    else:
+        odt = odt or f"INT{signed_bits(min(int(lo.min()), 0), max(int(hi.max()), 0))}"
+    attrs = dict(Channels=C, Kernel=[K, 1], KernelSize=K, PE=PE, SIMD=SIMD, inputDataType=idt, weightDataType=wdt,
+                 outputDataType=odt, ActVal=0, noActivation=int(nthr == 0), numInputVectors=[1],
+                 ram_style=ram_style, resType=res_type)
+    return HWNodeSpec(name, "VVAU", attrs, inits)
