@@ -16,9 +16,7 @@ from typing import Callable
 import onnx
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.base import Transformation
-from qonnx.transformation.general import (GiveReadableTensorNames, GiveUniqueNodeNames, RemoveUnusedTensors,
-                                          SortGraph)
-from qonnx.transformation.infer_datatypes import InferDataTypes
+from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames, RemoveUnusedTensors
 from qonnx.transformation.infer_shapes import InferShapes
 
 from codesign.dataflow.ops.base import DOMAIN
@@ -38,6 +36,7 @@ from codesign.dataflow.transforms.streamline import (AbsorbAddIntoMultiThreshold
                                                      CollapseConsecutiveMulAdd, FlipNegativeChannelScales,
                                                      MoveAddPastMul, MoveScalarMulPastLinear,
                                                      RoundAndClipThresholds, check_streamlined)
+from codesign.dataflow.transforms.tidy import infer_datatypes, infer_shapes, sort_graph
 from codesign.dataflow.transforms.util import F64_PREFIX, SUPPORTED_INPUT_OPS, unsupported
 from codesign.errors import UnsupportedError
 
@@ -60,9 +59,11 @@ class Step:
 def tidy(model: ModelWrapper) -> ModelWrapper:
     """Sort, infer shapes and datatypes: the bookkeeping every pass relies on."""
     _prune_stale(model)
-    # one application each suffices: all three walk the graph in topological order
-    for t in (SortGraph(), InferShapes(), InferDataTypes()):
-        model, _ = t.apply(model)
+    # qonnx's SortGraph, InferShapes and InferDataTypes (one application each suffices: all
+    # three walk the graph in topological order), in linear time (transforms/tidy.py says why)
+    sort_graph(model)
+    model = infer_shapes(model)
+    infer_datatypes(model)
     return model
 
 

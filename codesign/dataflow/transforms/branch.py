@@ -89,6 +89,10 @@ class DuplicateForkedScale(Transformation):
 
     def apply(self, model: ModelWrapper):
         graph_outs = {o.name for o in model.graph.output}
+        readers: dict[str, list] = {}  # tensor -> its consumers in graph order (find_consumers, indexed once)
+        for m in model.graph.node:
+            for t in m.input:  # a node reading it twice is listed twice, as find_consumers does
+                readers.setdefault(t, []).append(m)
         for n in model.graph.node:
             if n.domain not in ("", "ai.onnx"):
                 continue
@@ -97,7 +101,7 @@ class DuplicateForkedScale(Transformation):
                     continue
             elif n.op_type != "Transpose":
                 continue
-            consumers = model.find_consumers(n.output[0]) or []
+            consumers = readers.get(n.output[0], [])
             if len(consumers) < 2 or n.output[0] in graph_outs:
                 continue
             idx_node = list(model.graph.node).index(n)
