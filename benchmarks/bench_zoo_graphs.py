@@ -143,6 +143,32 @@ def run_cell(model: str, plan_name: str, seed: int, st: dict, work: Path, hw: bo
     return row
 
 
+def re_estimate(cells: Path, work: Path) -> int:
+    """Recompute every cell's whole-design estimate with the cost model of this checkout, from
+    the cell's compiled graph (``WORK/<model>_s<seed>/<plan>/build/dataflow.onnx``) when it is
+    there: the estimate column then compares today's model with the Yosys counts, and the old
+    figure stays in the cell as ``estimate_at_run``. Returns the number of cells updated."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from codesign.dataflow.cost import Calibration, model_cost
+
+    n = 0
+    for f in sorted(cells.glob("*.json")):
+        row = json.loads(f.read_text())
+        onnx_path = work / f"{row['model']}_s{row['seed']}" / row["plan"] / "build" / "dataflow.onnx"
+        if not onnx_path.is_file():
+            continue
+        mc = model_cost(ModelWrapper(str(onnx_path)), Calibration.load())
+        est = {**{r: mc["total"][r] for r in ("BRAM_18K", "LUT", "URAM", "DSP", "FF")},
+               "model": mc["model"], "calibration": mc["calibration"]}
+        if est != row.get("estimate"):
+            row.setdefault("estimate_at_run", row.get("estimate"))
+            row["estimate"] = est
+            write_json(f, row)
+            n += 1
+    return n
+
+
 def _mean_sd(vals: list[float]) -> str:
     if not vals:
         return "–"
@@ -197,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--re-estimate", action="store_true",
+                   help="recompute the cells' estimates with this checkout's cost model (from their builds under --work)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     st = {k: getattr(args, k) for k in ("limit_train", "limit_test", "float_epochs", "qat_epochs", "samples",
@@ -221,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                              row["verify_ok"], row["seconds"]["total_s"])
         for line in failed:
             log.error("failed cell (not cached, rerun to retry): %s", line)
+    if args.re_estimate and args.cells.is_dir():
+        log.info("re-estimated %d cells with the current cost model", re_estimate(args.cells, args.work))
     rows = [json.loads(f.read_text()) for f in sorted(args.cells.glob("*.json"))] if args.cells.is_dir() else []
     report(rows, st, args.out)
     return 0
