@@ -189,10 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="keep the op cases of an interrupted run (.partial.json); designs always resume "
                          "from build/bench_timing/ (finished node runs are keyed by their inputs)")
+    ap.add_argument("--cases", nargs="+", default=None, metavar="OP",
+                    help="only these op cases (e.g. VVAU 'DuplicateStreams+AddStreams' WindowMax); their rows "
+                         "replace the same cases' rows in the existing results, the other rows are kept")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = TimingConfig(clock_mhz=args.clock_mhz, jobs=max(1, args.jobs))
-    parts = args.only or (["ops"] if args.quick else ["ops", *DESIGN_BUILDERS])
+    parts = args.only or (["ops"] if args.quick or args.cases else ["ops", *DESIGN_BUILDERS])
     name = "timing_quick" if args.quick else "timing"
     path = RESULTS / f"{name}.json"
     doc: dict[str, Any] = {"command": "nice python benchmarks/bench_timing.py" + (" --quick" if args.quick else "")
@@ -208,8 +211,19 @@ def main(argv: list[str] | None = None) -> int:
             import json
 
             done = json.loads(path.with_suffix(".partial.json").read_text()).get("ops")
-        doc["ops"] = bench_ops(QUICK_CASES if args.quick else OP_CASES, cfg, partial, done)
+        cases = QUICK_CASES if args.quick else OP_CASES
+        if args.cases:
+            unknown = sorted(set(args.cases) - {c[0] for c in OP_CASES})
+            if unknown:
+                ap.error(f"unknown op cases {unknown}; known: {sorted({c[0] for c in OP_CASES})}")
+            cases = [c for c in cases if c[0] in args.cases]
+        doc["ops"] = bench_ops(cases, cfg, partial, done)
         path.with_suffix(".partial.json").unlink(missing_ok=True)
+        if args.cases and path.is_file():
+            import json
+
+            kept = [r for r in json.loads(path.read_text()).get("ops", []) if r.get("case", r["op"]) not in args.cases]
+            doc["ops"] = kept + doc["ops"]
     for which in DESIGN_BUILDERS:
         if which in parts:
             try:
@@ -218,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 log.exception("%s failed", which)
                 doc[which] = {"design": which, "error": f"{type(exc).__name__}: {exc}", "estimated_fps": 0,
                               "nodes": {}, "met": False}
-    if args.only and path.is_file():  # partial rerun: keep the other parts (re-read now: runs may overlap)
+    if (args.only or args.cases) and path.is_file():  # partial rerun: keep the other parts (re-read now: runs may overlap)
         import json
 
         doc = {**json.loads(path.read_text()), **{k: v for k, v in doc.items() if k != "command"}}

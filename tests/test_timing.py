@@ -153,3 +153,34 @@ def test_block_ram_output_register_is_packed(tmp_path):
     node = res["nodes"]["swg"]
     assert node["fmax_mhz"] >= TARGET_MHZ and node["bram_output_registers_packed"] == 16, node
     assert not node["critical_path"]["start"].endswith(tuple(f"DOB{i}" for i in range(18))), node
+
+
+def test_ooc_wrapper_brings_out_every_stream_of_a_fork_and_a_join(tmp_path):
+    """A join routed alone needs both inputs driven (with only in0 wired, Yosys removes it and
+    nextpnr reports no clock at all) and a fork both outputs: the wrapper has a port per stream,
+    and it lints with the node's core in Verilator."""
+    import subprocess
+
+    from codesign.hw.timing import _WRAPPER, _wrapper_ports
+    from codesign.hw.tools import find_verilator
+
+    fork = opspecs.BUILDERS["DuplicateStreams"](name="fork", C=8, PE=2, dt="UINT4")
+    join = opspecs.BUILDERS["AddStreams"](name="join", C=8, PE=2, adt="UINT4", bdt="UINT4")
+    fork.inputs, fork.outputs, join.inputs, join.outputs = ["x"], ["a", "b"], ["a", "b"], ["y"]
+    design = render_nodes([fork, join], tmp_path / "rtl")
+    try:
+        verilator = str(find_verilator())
+    except Exception as exc:  # noqa: BLE001 - any reason verilator is unusable
+        pytest.skip(f"verilator unavailable: {exc}")
+    for n in design.nodes:
+        ins, outs = _wrapper_ports(n)
+        assert len(ins) == len(n.in_streams) and len(outs) == len(n.out_streams)
+        text = _WRAPPER.render(node=n.node_name, module=n.module, params=n.params, ins=ins, outs=outs)
+        want = ["in0_V", "in1_V", "out_V"] if n.op_type == "AddStreams" else ["in0_V", "out_V", "out1_V"]
+        for port in want:
+            assert f".{port}_TDATA({port}_TDATA)" in text, (n.op_type, port)
+        (tmp_path / "ooc.v").write_text(text)
+        files = [str(design.out_dir / f) for f in design.verilog_files] + [str(tmp_path / "ooc.v")]
+        res = subprocess.run([verilator, "--lint-only", "-Wno-fatal", "--top-module", "codesign_ooc", *files],
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
