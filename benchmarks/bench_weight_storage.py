@@ -29,11 +29,14 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's codesign, not an installed one
 
 from codesign.atomic import write_json, write_text
 from codesign.compress.cluster import kmeans_1d
@@ -280,8 +283,6 @@ def fit() -> dict[str, Any]:
 
 def trained_markdown(trained: dict[str, Any]) -> str:
     """The --trained section (weight_storage_trained.markdown)."""
-    import sys
-
     sys.path.insert(0, str(ROOT))
     import weight_storage_trained as wst
 
@@ -313,8 +314,6 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.trained:
-        import sys
-
         sys.path.insert(0, str(ROOT))
         import weight_storage_trained as wst
 
