@@ -453,10 +453,12 @@ def markdown(doc: dict[str, Any]) -> str:
            f"checked on {min((d['verify_inputs'] for d in doc['designs']), default=0)} test images per design "
            f"({'all exact' if all(d['verify_ok'] for d in doc['designs']) else 'MISMATCH'}); Yosys 0.23 `synth_xilinx -family xc7` per node "
            "(estimate in brackets), totals over every HW node (MVAUs, FIFOs, width converters). "
-           "Saved: against the same network in plain `rom` storage (same weights, so the same accuracy); "
-           "vs (a): against the plain w4a4 network.", "",
+           "Saved = plain - this design (negative: it costs more), in % of plain: against the same network in "
+           "plain `rom` storage (same weights, so the same accuracy) and against (a), the plain w4a4 network. "
+           "Within seed noise: |Δ| <= 2 x the seed sd of (a) (with one seed: of the binomial error of "
+           "two test accuracies), Δ averaged over the seeds both rows have.", "",
            "| row | network | test acc | Δ vs (a) | within seed noise | storage | LUT | FF | BRAM18 | "
-           "LUT saved | BRAM18 saved | LUT vs (a) | BRAM18 vs (a) |",
+           "LUT saved vs same-weights rom | BRAM18 saved vs same-weights rom | LUT saved vs (a) | BRAM18 saved vs (a) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = designs.get(("w4a4", "rom"))
     for r in ROWS:
