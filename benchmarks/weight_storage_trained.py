@@ -133,6 +133,20 @@ def _relevance(float_ckpt: Path, splits, samples: int, seed: int):
     return compute_relevance(model, ck["spec"], x, y, method="deeplift", seed=seed, progress=False)
 
 
+def dead_units(onnx_path: str | Path) -> list[int]:
+    """Per weight layer, the output units left without a single non-zero weight (an output
+    class of the last layer among them can then only win through its bias)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    m = ModelWrapper(str(onnx_path))
+    out = []
+    for n in m.graph.node:
+        w = m.get_initializer(n.input[0]) if n.op_type == "Quant" else None
+        if w is not None and w.ndim == 2:
+            out.append(int(((w != 0).sum(0) == 0).sum()))
+    return out
+
+
 def train_row(row: Row, st: Settings, seed: int, work: Path) -> dict[str, Any]:
     """Train (or compress) one row's network and export it: {onnx, test_acc, ...}."""
     from codesign.compress.cluster import onnx_weight_levels
@@ -166,6 +180,7 @@ def train_row(row: Row, st: Settings, seed: int, work: Path) -> dict[str, Any]:
     levels = onnx_weight_levels(str(onnx_path))
     info.update(onnx=str(onnx_path), distinct_weights=[lv["distinct"] for lv in levels], zeros=[round(lv["zeros"] / lv["size"], 3) for lv in levels],
                 shapes=[lv["shape"] for lv in levels], last_shape=levels[-1]["shape"],
+                dead_units=dead_units(onnx_path),
                 train_seconds=round(time.time() - t0, 1), test_images=len(splits.test))
     return info
 
@@ -399,7 +414,9 @@ def accuracy_summary(nets: dict[tuple[str, int], dict]) -> dict[str, dict[str, A
             continue
         v = list(accs.values())
         n_img = next(d["test_images"] for (r, _), d in nets.items() if r == name)
-        out[name] = {"by_seed": {str(k): accs[k] for k in sorted(accs)}, "mean": statistics.mean(v),
+        dead = {str(s): d.get("dead_units") for (r, s), d in sorted(nets.items()) if r == name}
+        out[name] = {"by_seed": {str(k): accs[k] for k in sorted(accs)}, "dead_units": dead,
+                     "mean": statistics.mean(v),
                      "sd": statistics.stdev(v) if len(v) > 1 else None, "n": len(v), "test_images": n_img}
     base = out.get("w4a4")
     if base:
@@ -424,6 +441,10 @@ def write_report(cells: Path, st: Settings, results: Path = RESULTS) -> dict[str
     """Merge the --trained section into benchmarks/results/weight_storage.{json,md} (the
     stand-in table stays as it is)."""
     nets, hws = load_cells(cells)
+    for (name, seed), d in nets.items():  # cells written before dead_units was recorded
+        if "dead_units" not in d and Path(d["onnx"]).is_file():
+            d["dead_units"] = dead_units(d["onnx"])
+            write_json(_cell(cells, "net", name, f"s{seed}"), d)
     acc = accuracy_summary(nets)
     doc = {"settings": st.public(), "accuracy": acc,
            "designs": [hws[k] for k in sorted(hws)],
@@ -492,9 +513,16 @@ def markdown(doc: dict[str, Any]) -> str:
                 b = base["total"]["yosys"]
                 va_l = _pct(b["LUT"] - y["LUT"], b["LUT"])
                 va_b = _pct(b["BRAM_18K"] - y["BRAM_18K"], b["BRAM_18K"])
-            stor = ", ".join(f"{k.split('_')[-1]}:{v}" for k, v in d["storage"].items() if v != "rom") or "rom"
+            stor = ", ".join(f"fc{k.split('_')[-1]} {v}" for k, v in d["storage"].items() if v != "rom") or "rom"
             out.append(f"| {r.name} | {r.what} | {acc_s} | {dl_s} | {wn} | {stor} | {y['LUT']:,} ({e['LUT']:,}) | "
                        f"{y['FF']:,} | {y['BRAM_18K']} ({e['BRAM_18K']}) | {sv_l} | {sv_b} | {va_l} | {va_b} |")
+    dead = {n: a["dead_units"] for n, a in acc.items() if any((v or [0])[-1] for v in a.get("dead_units", {}).values())}
+    if dead:
+        out += ["", "Output classes left without a single non-zero weight in the last layer, per seed (relevance "
+                "masks rank a layer's weights by unit relevance x contribution, so a low-relevance class loses "
+                "all of its weights; such a class can only win through its bias): " + "; ".join(
+                    f"{n}: " + ", ".join(f"s{s} {v[-1] if v else '?'}" for s, v in d.items()) for n, d in dead.items())
+                + "."]
     out += ["", "Per layer (MVAU_i = fc_i): Yosys LUT / FF / BRAM18, estimate LUT / BRAM18 in brackets.", "",
             "| row | storage | layer | MW x MH | PE x SIMD | distinct w | zeros | mode | LUT | FF | BRAM18 |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
