@@ -475,7 +475,8 @@ def markdown(doc: dict[str, Any]) -> str:
            f"({'all exact' if all(d['verify_ok'] for d in doc['designs']) else 'MISMATCH'}); Yosys 0.23 `synth_xilinx -family xc7` per node "
            "(estimate in brackets), totals over every HW node (MVAUs, FIFOs, width converters). "
            "Saved = plain - this design (negative: it costs more), in % of plain: against the same network in "
-           "plain `rom` storage (same weights, so the same accuracy) and against (a), the plain w4a4 network. "
+           "plain `rom` storage (same weights, so the same accuracy) and against (a), the plain w4a4 network "
+           "(only at the same folding: the pruned rows unfold their last layer). "
            "Within seed noise: |Δ| <= 2 x the seed sd of (a) (with one seed: of the binomial error of "
            "two test accuracies), Δ averaged over the seeds both rows have.", "",
            "| row | network | test acc | Δ vs (a) | within seed noise | storage | LUT | FF | BRAM18 | "
@@ -509,7 +510,10 @@ def markdown(doc: dict[str, Any]) -> str:
                 sv_l = f"{p['LUT'] - y['LUT']} ({_pct(p['LUT'] - y['LUT'], p['LUT'])})"
                 sv_b = f"{p['BRAM_18K'] - y['BRAM_18K']} ({_pct(p['BRAM_18K'] - y['BRAM_18K'], p['BRAM_18K'])})"
             va_l = va_b = "–"
-            if base and base["total"].get("yosys") and (r.name, mode) != ("w4a4", "rom"):
+            same_fold = base is not None and all(
+                (v.get("PE"), v.get("SIMD")) == (base["nodes"].get(n, {}).get("PE"), base["nodes"].get(n, {}).get("SIMD"))
+                for n, v in d["nodes"].items() if v["op"] == "MVAU")
+            if same_fold and base["total"].get("yosys") and (r.name, mode) != ("w4a4", "rom"):
                 b = base["total"]["yosys"]
                 va_l = _pct(b["LUT"] - y["LUT"], b["LUT"])
                 va_b = _pct(b["BRAM_18K"] - y["BRAM_18K"], b["BRAM_18K"])
