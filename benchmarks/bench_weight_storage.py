@@ -15,6 +15,12 @@ Run: ``nice -n 10 python benchmarks/bench_weight_storage.py`` (writes
 benchmarks/results/weight_storage.{json,md}; rows are cached in build/bench_weight_storage so
 a killed run resumes). ``--fit``: synthesise the small fitting corpus and print the
 CODEBOOK_COEFFS / CONSTANTS_COEFFS block of codesign/dataflow/ops/mvau.py.
+
+``--trained``: the same comparison on TRAINED, relevance-compressed TFC networks at measured
+accuracy (benchmarks/weight_storage_trained.py): plain QAT, relevance-weighted clustering and
+relevance pruning through the product's own flow, each whole network compiled for a PYNQ-Z2,
+verified against QONNX, synthesised per node with Yosys; its own cells under
+benchmarks/results/weight_storage_trained_cells and its own section in weight_storage.{json,md}.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import argparse
 import hashlib
 import json
 import logging
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's codesign, not an installed one
 
 from codesign.atomic import write_json, write_text
 from codesign.compress.cluster import kmeans_1d
@@ -272,25 +281,59 @@ def fit() -> dict[str, Any]:
     return res
 
 
+def trained_markdown(trained: dict[str, Any]) -> str:
+    """The --trained section (weight_storage_trained.markdown)."""
+    sys.path.insert(0, str(ROOT))
+    import weight_storage_trained as wst
+
+    return "\n" + wst.markdown(trained)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fit", action="store_true", help="fit the weight-storage coefficients and print them")
     ap.add_argument("--cached-only", action="store_true",
                     help="table of the rows already synthesised (build/bench_weight_storage), no Yosys run")
     ap.add_argument("--jobs", type=int, default=2, help="Yosys runs at a time (default 2)")
+    tr = ap.add_argument_group("--trained: rows from trained, relevance-compressed TFC (weight_storage_trained.py)")
+    tr.add_argument("--trained", action="store_true",
+                    help="train / compress TFC on Fashion-MNIST, compile, verify and synthesise every design")
+    tr.add_argument("--stage", choices=("all", "train", "hw", "report"), default="all",
+                    help="all (default); train: only the networks; hw: only the designs (waits for the "
+                         "networks a concurrent train stage writes); report: the table of the cached cells")
+    tr.add_argument("--rows", nargs="+", default=None, help="rows (default: all of weight_storage_trained.ROWS)")
+    tr.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds (default 0)")
+    tr.add_argument("--hw-seed", type=int, default=0, help="the seed whose networks are compiled and synthesised")
+    tr.add_argument("--limit-train", type=int, default=10000, help="training images (default 10000)")
+    tr.add_argument("--float-epochs", type=int, default=3)
+    tr.add_argument("--qat-epochs", type=int, default=2)
+    tr.add_argument("--verify", type=int, default=50, help="test images for compiled == QONNX per design (50)")
+    tr.add_argument("--rtlsim", type=int, default=5, help="test images simulated in Verilator (5)")
+    tr.add_argument("--cells", type=Path, default=ROOT / "results" / "weight_storage_trained_cells")
+    tr.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "weight_storage_trained")
     args = ap.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.trained:
+        sys.path.insert(0, str(ROOT))
+        import weight_storage_trained as wst
+
+        wst.main(args)
+        return
     if args.fit:
         res = fit()
         write_json(ROOT / "results" / "weight_storage_fit.json", res)
         print(json.dumps(res, indent=1))
         return
     rows = run_table(cached_only=args.cached_only, jobs=args.jobs)
+    old = ROOT / "results" / "weight_storage.json"
+    trained = json.loads(old.read_text()).get("trained") if old.is_file() else None
     out = {"tool": "yosys 0.23 synth_xilinx -family xc7", "coefficients": {"codebook": CODEBOOK_COEFFS,
                                                                           "constants": CONSTANTS_COEFFS},
            "rows": rows}
+    if trained is not None:  # the --trained section is kept
+        out["trained"] = trained
     write_json(ROOT / "results" / "weight_storage.json", out)
-    write_text(ROOT / "results" / "weight_storage.md", markdown(rows))
+    write_text(ROOT / "results" / "weight_storage.md", markdown(rows) + (trained_markdown(trained) if trained else ""))
     print(markdown(rows))
 
 

@@ -211,3 +211,21 @@ def test_choose_weight_storage_follows_the_cost_model():
     assert choose(deep, 1, 1, storage="auto") == "codebook"      # "auto" is resolved in any build
     assert choose(deep, 1, 1) == "rom"                            # rom stays without all_nodes
     assert choose(deep, 1, 1, all_nodes=True, keep={"mv0"}) == "rom"
+
+
+def test_folding_config_pins_weight_storage():
+    """A folding config's weight_storage is applied to its layer (it is a choice, not derived
+    from the model); a value the op does not know is refused when read."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    from codesign.dataflow.folding import apply_folding_config
+
+    deep = np.array([-6, -1, 2, 5])[np.random.default_rng(1).integers(0, 4, size=(64, 4))]
+    m = _one_mvau_model(deep, 1, 1)
+    apply_folding_config(m, {"mv0": {"PE": 2, "SIMD": 4, "weight_storage": "codebook"}}, [])
+    inst = getCustomOp(m.graph.node[0])
+    assert (inst.get_nodeattr("weight_storage"), inst.get_nodeattr("PE")) == ("codebook", 2)
+    bad = _one_mvau_model(deep, 1, 1)
+    apply_folding_config(bad, {"mv0": {"weight_storage": "flash"}}, [])
+    with pytest.raises(Exception, match="flash"):
+        getCustomOp(bad.graph.node[0]).get_nodeattr("weight_storage")

@@ -62,6 +62,8 @@ FINN_FOLDING_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_
 FINN_ONLY_KEYS = ("EmbFold", "SeqFold", "ram_style_thresholds", "ram_style_mask", "mac_resource",
                   "depth_trigger_uram", "depth_trigger_bram", "preferred_impl_style", "parallel_window",
                   "impl_style", "depth")
+#: MVAU weight-storage choices a folding config may set per layer (rom / codebook / constants)
+STORAGE_KEYS = ("weight_storage", "codebook_bits")
 #: attributes written into an extracted folding config when the node has them
 EXPORT_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
                "parallel_window", "depth", "impl_style", "inFIFODepths", "outFIFODepths",
@@ -482,7 +484,9 @@ def _drop_derived(node: NodeProto, attrs: Mapping[str, Any]) -> dict[str, Any]:
     cls = _op(node.op_type)
     if cls is None:
         return dict(attrs)
-    folding_keys = set(FINN_FOLDING_KEYS) | set(cls.finn_folding_attrs) | set(cls.fold_dims)
+    # weight_storage / codebook_bits are implementation choices a folding config may pin per layer
+    # (the exported config writes them, `--weight-storage auto` keeps them): not derived
+    folding_keys = set(FINN_FOLDING_KEYS) | set(STORAGE_KEYS) | set(cls.finn_folding_attrs) | set(cls.fold_dims)
     a = cls.declared_defaults()
     a.update(node_attrs(node))
     out: dict[str, Any] = {}
