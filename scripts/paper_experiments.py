@@ -80,6 +80,11 @@ def _eval_state(spec, state, splits) -> float:
     return evaluate(m.eval(), test)[0]
 
 
+#: the pruning studies: filters, FC weights ranked across each layer, FC weights ranked within each
+#: unit (every unit, e.g. every output class, keeps its strongest inputs; see prune.weight_masks)
+PRUNE_STUDIES = ("prune_structured", "prune_unstructured", "prune_unstructured_unit")
+
+
 def cell_key(c: dict) -> str:
     """Stable file name of one cell: study, model, criterion, x (ratio/k/budget), seed, fine-tune epochs."""
     x = "-" if c.get("x") is None else f"{float(c['x']):g}"
@@ -96,7 +101,7 @@ def enumerate_cells(st: dict, models: list[str]) -> list[dict]:
             for ft in st["ft_budgets"]:
                 for r in st["ratios"]:
                     for method in PRUNE_METHODS:
-                        for study in ("prune_structured", "prune_unstructured"):
+                        for study in PRUNE_STUDIES:
                             cells.append({"study": study, "model": m, "method": method, "x": r, "seed": seed, "ft": ft})
                 for k in st["ks"]:
                     for method in ("relevance-weighted", "plain"):
@@ -184,15 +189,17 @@ def run_cell(c: dict, ctx: ModelContext) -> dict:
     tcf = TrainConfig(epochs=max(ft, 1), lr=5e-4, patience=None, seed=seed, progress=ctx.progress)
     out = ctx.run / cell_key(c)
     t0 = time.time()
-    if c["study"] in ("prune_structured", "prune_unstructured"):
+    if c["study"] in PRUNE_STUDIES:
         rel = ctx.rels[c["method"]]
         if c["study"] == "prune_structured":
             pr = prune_structured(spec, state, rel, x)
             no_ft = _eval_state(pr.spec, pr.state_dict, splits)
             cfg = CompressConfig(prune_filters=x, qat=tcf, quantize=False, seed=seed)
         else:
-            no_ft = _eval_state(spec, MaskHook(weight_masks(model, spec, rel, x)).apply_state(dict(state)), splits)
-            cfg = CompressConfig(prune_weights=x, qat=tcf, quantize=False, seed=seed)
+            per_unit = c["study"] == "prune_unstructured_unit"
+            masks = weight_masks(model, spec, rel, x, per_unit=per_unit)
+            no_ft = _eval_state(spec, MaskHook(masks).apply_state(dict(state)), splits)
+            cfg = CompressConfig(prune_weights=x, prune_weights_per_unit=per_unit, qat=tcf, quantize=False, seed=seed)
     elif c["study"] == "cluster":
         rel = ctx.rels["deeplift"]
         weighted = c["method"] == "relevance-weighted"
@@ -239,7 +246,8 @@ def aggregate(rows: list[dict]) -> list[dict]:
     return out
 
 
-REFERENCE = {"prune_structured": "deeplift", "prune_unstructured": "deeplift", "cluster": "relevance-weighted",
+REFERENCE = {"prune_structured": "deeplift", "prune_unstructured": "deeplift", "prune_unstructured_unit": "deeplift",
+             "cluster": "relevance-weighted",
              "bits": "relevance"}
 
 
@@ -295,6 +303,7 @@ def plot(agg: list[dict], path: Path) -> None:
     agg = [a for a in agg if a["study"] == "float" or a["ft"] == top]    # plot the largest fine-tune budget
     models = sorted({a["model"] for a in agg})
     studies = [("prune_structured", "pruning ratio (structured)"), ("prune_unstructured", "pruning ratio (unstructured FC)"),
+               ("prune_unstructured_unit", "pruning ratio (unstructured FC, per unit)"),
                ("cluster", "K (shared values / layer)"), ("bits", "average weight bits")]
     fig, axes = plt.subplots(len(models), len(studies), figsize=(4.2 * len(studies), 3.4 * len(models)), squeeze=False)
     for i, m in enumerate(models):

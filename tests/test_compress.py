@@ -172,3 +172,31 @@ def test_iterative_prune_schedule_in_float(setup, tmp_path):
     keep = s["prune_filters"]["keep"]["conv1"]
     assert len(keep) == 6 and len(set(keep)) == 6 and max(keep) < 12      # indices into the original layer
     assert (tmp_path / "it" / "compressed_float.pt").is_file() and 0.0 <= s["test_acc"] <= 1.0
+
+
+def test_per_unit_weight_pruning_keeps_every_unit_alive(setup):
+    """Ranked across the layer, weight relevance (unit relevance x share) strips whole units of
+    low relevance at high ratios; per unit, every unit loses exactly the ratio of its own weights,
+    its lowest-scored ones, and the layer's total sparsity is the same."""
+    from codesign.compress.prune import weight_masks
+    from codesign.relevance import weight_relevance
+
+    import copy
+
+    model, _, _, rel = setup
+    rel = copy.deepcopy(rel)  # the fixture's relevance is shared by the module's other tests
+    fc = [l["name"] for l in SPEC["layers"] if l["type"] == "fc"]
+    layer = fc[-1]
+    # a unit of near-zero relevance: ranked layer-wide it loses every weight at 90%
+    rel.layers[layer]["units"] = [1e-6] + [1.0] * (len(rel.layers[layer]["units"]) - 1)
+    wide = weight_masks(model, SPEC, rel, 0.9, layers=[layer])[layer]
+    assert not wide[0].any()
+    m = weight_masks(model, SPEC, rel, 0.9, layers=[layer], per_unit=True)[layer]
+    n_in = m.shape[1]
+    k = round(0.9 * n_in)
+    assert (m.sum(1) == n_in - k).all() and abs(m.float().mean().item() - wide.float().mean().item()) < 1.0 / n_in
+    s = weight_relevance(rel, layer, model.layer(layer).weight)
+    for i in range(m.shape[0]):  # the kept weights of each unit are its top-scored ones
+        assert s[i][m[i]].min() >= s[i][~m[i]].max()
+    with pytest.raises(CodesignError, match="per-unit weight pruning.*scope 'layer'"):
+        weight_masks(model, SPEC, rel, 0.9, scope="global", per_unit=True)

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prune-weights", type=_ratio, default=None, metavar="R",
                    help="zero this share of FC weights (masks kept through QAT)")
     p.add_argument("--scope", choices=("layer", "global"), default="layer", help="ratio per layer or global")
+    p.add_argument("--prune-weights-per-unit", action="store_true",
+                   help="unstructured: every output unit loses the same fraction of its own weights, so no unit "
+                        "(e.g. an output class) loses all of its inputs")
     p.add_argument("--prune-steps", type=int, default=1, help="iterative prune -> fine-tune steps (default 1)")
     p.add_argument("--finetune-epochs", type=int, default=1, help="float fine-tune epochs between steps")
     p.add_argument("--bits", default="uniform:w8a8",
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     args.epochs = args.qat_epochs
     tc = train_config(args)
     cfg = CompressConfig(prune_filters=args.prune_filters, prune_weights=args.prune_weights, prune_scope=args.scope,
+                         prune_weights_per_unit=args.prune_weights_per_unit,
                          prune_steps=args.prune_steps, finetune_epochs=args.finetune_epochs, bits=args.bits,
                          allocator=args.allocator, act_bits=args.act_bits, bit_bounds=(args.min_bits, args.max_bits),
                          cluster=args.cluster, cluster_weighted=not args.plain_kmeans, qat=tc,

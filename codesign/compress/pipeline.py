@@ -65,6 +65,8 @@ class CompressConfig:
     prune_filters: Ratios | None = None
     prune_weights: Ratios | None = None
     prune_scope: str = "layer"
+    #: unstructured pruning per output unit (each loses ``prune_weights`` of its own weights)
+    prune_weights_per_unit: bool = False
     prune_steps: int = 1
     finetune_epochs: int = 1
     bits: str | dict = "uniform:w8a8"
@@ -384,11 +386,13 @@ def compress(float_ckpt: str | Path, rel: Relevance | None, out: str | Path, cfg
     fm.load_state_dict(_float_state(spec, state))
     mask_hook = cluster_hook = None
     if cfg.prune_weights:
-        masks = weight_masks(fm, spec, rel, cfg.prune_weights, scope=cfg.prune_scope)
+        masks = weight_masks(fm, spec, rel, cfg.prune_weights, scope=cfg.prune_scope,
+                             per_unit=cfg.prune_weights_per_unit)
         mask_hook = MaskHook(masks)
         state = mask_hook.apply_state(state)
         fm.load_state_dict(_float_state(spec, state))
-        summary["prune_weights"] = {"ratio": cfg.prune_weights, "sparsity": mask_hook.sparsity()}
+        summary["prune_weights"] = {"ratio": cfg.prune_weights, "per_unit": cfg.prune_weights_per_unit,
+                                    "sparsity": mask_hook.sparsity()}
     if cfg.cluster:
         clusters = {}
         for l in quant_layers(spec):

@@ -239,14 +239,22 @@ def mask_structured(model: nn.Module, spec: Spec, keep: Mapping[str, list[int]])
 # --------------------------------------------------------------------------- unstructured
 
 def weight_masks(model: nn.Module, spec: Spec, rel: Relevance, ratio: Ratios,
-                 scope: str = "layer", layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+                 scope: str = "layer", layers: list[str] | None = None,
+                 per_unit: bool = False) -> dict[str, torch.Tensor]:
     """Boolean keep-masks for FC weights: the lowest-relevance ``ratio`` of weights go.
 
     Weight relevance is derived from unit relevance (`codesign.relevance.weight_relevance`).
     ``layers`` defaults to every fc layer (conv weights are pruned structurally instead).
     ``scope="global"`` ranks weights of all layers together after dividing by the layer mean.
+    ``per_unit``: every output unit loses ``ratio`` of its own weights (its lowest-scored ones).
+    Why: ranked across a layer, a weight's relevance is its unit's relevance times its share, so
+    a unit of low relevance (in the classifier: a class the relevance samples rarely predict)
+    loses all of its weights at high ratios; per unit, every class keeps its strongest inputs.
     """
     rel.check_matches(spec)
+    if per_unit and scope != "layer":
+        raise CodesignError("per-unit weight pruning ranks the weights of each unit on their own; "
+                            f"it takes scope 'layer', not '{scope}'")
     fc = [l["name"] for l in quant_layers(spec) if l["type"] == "fc"]
     layers = layers or fc
     if isinstance(ratio, Mapping):
@@ -271,6 +279,14 @@ def weight_masks(model: nn.Module, spec: Spec, rel: Relevance, ratio: Ratios,
         raise CodesignError(f"unknown pruning scope '{scope}': choose layer or global")
     ratios = {n: check_ratio(ratio[n] if isinstance(ratio, Mapping) else ratio) for n in layers}
     for n, s in scores.items():
+        if per_unit:
+            rows = s.flatten(1)
+            k = int(round(ratios[n] * rows.shape[1]))
+            m = torch.ones_like(rows, dtype=torch.bool)
+            if k:
+                m.scatter_(1, torch.argsort(rows, dim=1, stable=True)[:, :k], False)
+            masks[n] = m.view_as(s)
+            continue
         k = int(round(ratios[n] * s.numel()))
         m = torch.ones(s.numel(), dtype=torch.bool)
         if k:
