@@ -81,7 +81,10 @@ def _eval_state(spec, state, splits) -> float:
 
 
 #: the pruning studies: filters, FC weights ranked across each layer, FC weights ranked within each
-#: unit (every unit, e.g. every output class, keeps its strongest inputs; see prune.weight_masks)
+#: unit (every unit, e.g. every output class, keeps its strongest inputs; see prune.weight_masks).
+#: Within one unit a weight's score is the unit's score times its share |w| * mean|a| of the unit's
+#: input, so DeepLIFT, magnitude and Taylor rank a unit's weights identically (measured: SFC, equal
+#: accuracies at 75% and 90%); the per-unit study therefore runs DeepLIFT alone
 PRUNE_STUDIES = ("prune_structured", "prune_unstructured", "prune_unstructured_unit")
 
 
@@ -102,6 +105,8 @@ def enumerate_cells(st: dict, models: list[str]) -> list[dict]:
                 for r in st["ratios"]:
                     for method in PRUNE_METHODS:
                         for study in PRUNE_STUDIES:
+                            if study == "prune_unstructured_unit" and method != "deeplift":
+                                continue  # within a unit every unit-derived criterion ranks alike (PRUNE_STUDIES)
                             cells.append({"study": study, "model": m, "method": method, "x": r, "seed": seed, "ft": ft})
                 for k in st["ks"]:
                     for method in ("relevance-weighted", "plain"):
