@@ -82,9 +82,10 @@ def _eval_state(spec, state, splits) -> float:
 
 #: the pruning studies: filters, FC weights ranked across each layer, FC weights ranked within each
 #: unit (every unit, e.g. every output class, keeps its strongest inputs; see prune.weight_masks).
-#: Within one unit a weight's score is the unit's score times its share |w| * mean|a| of the unit's
-#: input, so DeepLIFT, magnitude and Taylor rank a unit's weights identically (measured: SFC, equal
-#: accuracies at 75% and 90%); the per-unit study therefore runs DeepLIFT alone
+#: Within one unit a weight's score is the unit's score times its share |w| * mean|a| of the
+#: unit's input, so DeepLIFT, magnitude and Taylor rank a unit's weights identically
+#: (weight_relevance; measured equal for DeepLIFT and magnitude on SFC at 75% and 90%): the
+#: per-unit study runs DeepLIFT alone.
 PRUNE_STUDIES = ("prune_structured", "prune_unstructured", "prune_unstructured_unit")
 
 
