@@ -131,7 +131,8 @@ def run_cell(model: str, plan_name: str, seed: int, st: dict, work: Path, hw: bo
 
         t = time.time()
         x_sim, _ = sample_batch(splits, st["rtlsim"], split="test")
-        hwr = run_hw_steps(build, rtlsim_frames=st["rtlsim"], synth=True, inputs=x_sim.numpy())
+        hwr = run_hw_steps(build, rtlsim_frames=st["rtlsim"], synth=True, inputs=x_sim.numpy(),
+                           synth_timeout=st["synth_timeout"])
         times["hw_s"] = time.time() - t
         perf, syn = hwr["rtlsim"], hwr["synth"]
         cyc, est_c = perf["stable_cycles_per_frame"], perf.get("estimated_max_cycles")
@@ -223,12 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--synth-timeout", type=int, default=4 * 3600,
+                   help="seconds Yosys may take on one whole design (a mixed plan's 8-bit layers on a loaded "
+                        "machine took over an hour)")
     p.add_argument("--re-estimate", action="store_true",
                    help="recompute the cells' estimates with this checkout's cost model (from their builds under --work)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     st = {k: getattr(args, k) for k in ("limit_train", "limit_test", "float_epochs", "qat_epochs", "samples",
-                                        "target_fps", "verify", "rtlsim", "progress")}
+                                        "target_fps", "verify", "rtlsim", "progress", "synth_timeout")}
     if not args.report_only:
         failed = []
         for pl in args.plans:

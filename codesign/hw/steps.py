@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def run_hw_steps(build: str | Path, rtlsim_frames: int = 0, synth: bool = False, backpressure: bool = False,
-                 inputs: np.ndarray | None = None, timing: Any = None) -> dict[str, Any]:
+                 inputs: np.ndarray | None = None, timing: Any = None,
+                 synth_timeout: int = 3600) -> dict[str, Any]:
     """Render the Verilog, then optionally simulate `rtlsim_frames` frames (of `inputs`, float
     graph inputs; default seeded random) and synthesize (`timing`: a TimingConfig, or True, adds
     post-route Fmax on ECP5 per node and top to the synthesis report). Returns `{"rtl", "rtlsim", "synth",
@@ -41,7 +42,7 @@ def run_hw_steps(build: str | Path, rtlsim_frames: int = 0, synth: bool = False,
     if synth:
         from codesign.hw.synth import synth_build
 
-        rep = synth_build(build, timing=timing)
+        rep = synth_build(build, timing=timing, timeout=synth_timeout)
         out["synth"] = rep
         est_path = build / "report" / "estimate_layer_resources.json"
         est = json.loads(est_path.read_text()).get("total", {}) if est_path.is_file() else {}

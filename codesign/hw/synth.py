@@ -199,7 +199,7 @@ def side_by_side(synth: dict[str, Any], est: dict[str, dict[str, Any]], op_types
 
 
 def synth_build(build_dir: str | Path, family: str | None = None, top: str = "codesign_top",
-                timing: Any = None) -> dict[str, Any]:
+                timing: Any = None, timeout: int = 3600) -> dict[str, Any]:
     """Render (if needed) and synthesize BUILD/; writes BUILD/report/ooc_synth_and_timing.json and
     BUILD/report/synth_vs_estimate.json (per node, estimate next to Yosys).
 
@@ -219,7 +219,8 @@ def synth_build(build_dir: str | Path, family: str | None = None, top: str = "co
     if family is None:
         family = _board_part(build_dir) or "xc7"
     report_path = build_dir / "report" / "ooc_synth_and_timing.json"
-    rep = synth_design(design, family, None if timing else report_path, keep_dir=build_dir / "synth")
+    rep = synth_design(design, family, None if timing else report_path, timeout=timeout,
+                       keep_dir=build_dir / "synth")
     if timing:
         from codesign.hw.timing import TimingConfig, merge_into_synth_report, timing_design
 
