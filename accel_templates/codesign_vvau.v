@@ -12,8 +12,16 @@
 // when the output register is empty or being consumed: adv), so AXI-Stream backpressure is
 // correct at any cycle without a skid buffer. Every stage is registered:
 //   0 issue (counters; weight ROM address)   1 x1 + ROM q   2 products   3 adder tree (SIMD)
-//   4 accumulate (acc_mem read-modify-write)  5 finished sums + threshold ROM q  -> output register.
-// NT = 0: emit the accumulator truncated to OBITS. NT > 0: ACTVAL + #{i : acc >= T[i]}.
+//   4 accumulate (acc_mem read-modify-write; threshold ROM q of this channel fold)
+//   5 finished sums + the threshold word registered once more (tq5: a block-RAM output drives
+//     only flip-flops)
+// NT = 0: stage 5 -> output register: the accumulator truncated to OBITS.
+// NT > 0: ACTVAL + #{i : acc >= T[i]}, pipelined as in codesign_thresholding.v:
+//   6 NT registered compares per PE   7 .. 6 + clog2(NT) registered popcount tree of the
+//   compare bits (codesign_adder_tree.v)   -> + ACTVAL into the output register.
+// Latency: an input word accepted at cycle t reaches the output register at t + 6 (NT = 0) or
+// t + 7 + clog2(NT) (NT > 0; clog2(1) = 0) when it completes a channel fold's sum; one word per
+// cycle when not stalled.
 module codesign_vvau #(
     parameter integer K = 9,
     parameter integer C = 4,
@@ -105,9 +113,32 @@ module codesign_vvau #(
         end
     end
 
-    // thresholds: read while the finished sum moves from stage 4 to 5, held by the ROM register
-    assign tmem_addr = cf4;
-    assign tmem_en = adv && v4 && last4;
+    // thresholds: read while the last kernel fold's dot moves from stage 3 to 4 (q valid in
+    // stage 4, held by the ROM while stalled), registered into tq5 alongside the finished sum
+    assign tmem_addr = cf3;
+    assign tmem_en = adv && v3 && last3;
+    reg [PE*NTW*ACCW-1:0] tq5;
+    always @(posedge ap_clk) begin
+        if (adv) tq5 <= tmem_q;
+    end
+
+    // valid per activation stage: va[0] = stage 5, va[AL] drives the output register
+    localparam integer PL = (NT > 1) ? $clog2(NT) : 0;
+    localparam integer CW = PL + 1;
+    localparam integer AL = (NT > 0) ? 1 + PL : 0;
+    wire [AL:0] va;
+    assign va[0] = v5;
+    genvar s;
+    generate
+        for (s = 1; s <= AL; s = s + 1) begin : g_va
+            reg rv;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= va[s-1];
+            end
+            assign va[s] = rv;
+        end
+    endgenerate
 
     // ---------------- element arithmetic ----------------
     function automatic signed [EIW-1:0] ext_i(input [IBITS-1:0] v);
@@ -178,25 +209,33 @@ module codesign_vvau #(
             end
 
             // ---------------- stage 5 -> output: activation ----------------
-            reg signed [VW-1:0] value;
-            integer i;
-            always @* begin
-                if (NT == 0) begin
-                    value = sum5;
-                end else begin
-                    value = ACTVAL;
-                    for (i = 0; i < NT; i = i + 1)
-                        if (sum5 >= $signed(tmem_q[(p*NTW + i)*ACCW +: ACCW])) value = value + 1;
+            if (NT == 0) begin : g_trunc
+                wire signed [VW-1:0] value = sum5;
+                always @(posedge ap_clk) begin
+                    if (adv && va[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
                 end
-            end
-            always @(posedge ap_clk) begin
-                if (adv && v5) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+            end else begin : g_thr
+                // stage 6: NT registered compares; then the registered popcount tree
+                reg [NT-1:0] ge;
+                integer i;
+                always @(posedge ap_clk) begin
+                    if (adv)
+                        for (i = 0; i < NT; i = i + 1)
+                            ge[i] <= (sum5 >= $signed(tq5[(p*NTW + i)*ACCW +: ACCW]));
+                end
+                wire [CW-1:0] cnt;
+                codesign_adder_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+                    .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
+                wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
+                always @(posedge ap_clk) begin
+                    if (adv && va[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                end
             end
         end
     endgenerate
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
-        else if (adv) out_V_TVALID <= v5;
+        else if (adv) out_V_TVALID <= va[AL];
     end
 endmodule

@@ -78,6 +78,13 @@ def test_vvau_rtl(tmp_path, case):
     p = VVAU.params_from_attrs({**VVAU.declared_defaults(), **attrs}, inits)
     assert free.performance(100.0)["stable_cycles_per_frame"] == int(VVAU.cycles(p)) == \
         int(np.prod(nv)) * (K // SIMD) * (C // PE)
+    # the first output word leaves exactly the pipeline depth after the input word that
+    # completes its sum (6 stages, + 1 + clog2(NT) with thresholds), the latency after the first
+    sim = free.sim
+    depth = 6 + (1 + int(np.ceil(np.log2(nthr))) if nthr else 0)
+    completing = (K // SIMD - 1) * (C // PE)
+    assert int(sim.out_cycles[0] - sim.in_cycles[completing]) == int(VVAU.pipeline_depth(p)) == depth
+    assert int(sim.out_cycles[0] - sim.in_cycles[0]) == VVAU.latency(p)
 
 
 # ------------------------------------------------------------------ lowering: Brevitas -> QONNX -> compiled, exact

@@ -26,11 +26,13 @@ from codesign.dataflow.ops.base import (BRAM18_COST, LUTRAM_COST, HWCustomOp, _c
                                         prod_or_int, rom_distinct_columns, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dt_bits, dtype, signed_bits)
+from codesign.dataflow.ops.thresholding import popcount_tree_bits
 from codesign.errors import FoldingError, UnsupportedError
 
 #: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (as for the matrix unit)
 DSP_MIN_BITS = 8
-#: pipeline registers between an input word and its output word (codesign_vvau.v stages 1..5 + out)
+#: pipeline registers between an input word and its output word without thresholds
+#: (codesign_vvau.v stages 1..5 + the output register); thresholds add ``vvau_act_depth``
 PIPE_DEPTH = 6
 
 
@@ -50,6 +52,14 @@ def vvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None, act_val: int
 
 # --------------------------------------------------------------------------- cycle and resource model
 
+def vvau_act_depth(n_thr: Any) -> np.ndarray:
+    """Stages the thresholds add after the finished sum (codesign_vvau.v, as in
+    codesign_thresholding.v): one of registered compares and the clog2(NT) levels of the
+    registered popcount tree; 0 without thresholds (the sum is truncated into the output)."""
+    nt = _i(n_thr)
+    return np.where(nt > 0, 1 + _clog2(np.maximum(nt, 1)), 0)
+
+
 def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
     """Nv * (K/SIMD) * (C/PE): one word of SIMD kernel positions x PE channels per clock."""
     return _i(Nv) * (_i(K) // _i(SIMD)) * (_i(C) // _i(PE))
@@ -59,8 +69,8 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 0.0, 1.6463, 0.0, 1.266, 0.9599, 0.9841, 0.0227, 2.9854, 1.9636],
-    "FF": [0.0, 0.8303, 0.5207, 1.5502, 1.3021, 0.9763],
+    "LUT": [0.0, 0.0, 1.6463, 0.0, 1.266, 0.9599, 0.9841, 0.0227, 2.9854, 1.9636, 1.0],
+    "FF": [0.0, 0.8303, 0.5207, 1.5502, 1.3021, 0.9763, 1.0, 1.0],
 }
 # ---- resource coefficients (end) ----
 
@@ -111,16 +121,20 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
 
     Synthesis keeps the hierarchy, so the core is generic in its ROM contents: per PE, SIMD
     multiplies (shift-and-add, (W + 1) x (A + 1) bits; none with DSPs), the
-    SIMD-input adder tree and the accumulate adder (ACCW bits), NT compares of the finished sum
-    against the threshold word (ACCW bits each, their count chained into the output value),
-    the accumulator RAM (``_acc_mem``) and the counters (kernel fold, channel fold, weight
-    address). The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
+    SIMD-input adder tree and the accumulate adder (ACCW bits), then with thresholds the
+    activation as in the Thresholding op: the threshold word registered (tq5, all NT*ACCW bits
+    per PE: the core never sees the ROM contents), NT registered compares of the finished sum
+    against it (ACCW bits each) and the registered popcount tree of the compare bits
+    (``popcount_tree_bits``, shared with the Thresholding model); the accumulator RAM
+    (``_acc_mem``) and the counters (kernel fold, channel fold, weight address). The wrapper's
+    ROMs (``_vvau_memories``) keep only their varying bits.
     LUT: [1, PE (per-lane control: the accumulate select, the output enable), multiply bits,
     adder bits, compare bits, accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits,
-    output bits]. FF: [1, input and product registers, the three ACCW registers per PE (dot3,
-    dot4, sum5; + the accumulator when CF = 1; dot3 in the DSP48's PREG with resType dsp and
-    SIMD = 1), output bits, counter and delayed channel-fold bits, read registers of the ROMs
-    left in logic]."""
+    output bits, popcount bits]. FF: [1, input and product registers, the three ACCW registers
+    per PE (dot3, dot4, sum5; + the accumulator when CF = 1; dot3 in the DSP48's PREG with
+    resType dsp and SIMD = 1), output bits, counter and delayed channel-fold bits, read
+    registers of the ROMs left in logic, threshold-word register bits, compare + popcount
+    registers]."""
     P, Q = _i(p["PE"]), _i(p["SIMD"])
     W_, A_, acc, nt = _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"]), _i(p["n_thr"])
     K, C = _i(p["K"]), _i(p["C"])
@@ -134,10 +148,12 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     mem = _vvau_memories(p)
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
     one = np.ones_like(P)
-    lut = [one, P, mult, adder, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw, P * out_bits]
+    pop = np.where(nt > 0, popcount_tree_bits(nt), 0)
+    lut = [one, P, mult, adder, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw, P * out_bits,
+           P * pop]
     # with DSPs the product and (SIMD = 1) the dot register sit in the DSP48 (MREG, PREG)
     ff = [one, Q * P * A_ + np.where(use_dsp, 0, P * Q * pw), np.where(use_dsp & (Q == 1), 2, 3) * P * acc + am["reg"],
-          P * out_bits, kfw + 5 * cfw + waw, mem["q_bits"]]
+          P * out_bits, kfw + 5 * cfw + waw, mem["q_bits"], P * nt * acc, P * (nt + pop)]
     return {"LUT": lut, "FF": ff}
 
 
@@ -245,6 +261,7 @@ class VVAU(HWCustomOp):
     in_fold_attr, out_fold_attr = "PE", "PE"
     layer_role = "weights"
     template = "codesign_vvau.v"
+    extra_templates = ("codesign_adder_tree.v",)
     rtl_inputs = ("W", "T")
 
     @classmethod
@@ -303,9 +320,12 @@ class VVAU(HWCustomOp):
         return n, np.arange(n), prod_
 
     @classmethod
-    def latency(cls, p):
-        """First input word to first output word: the window's last kernel fold plus the pipe."""
-        return (int(p["K"]) // int(p["SIMD"]) - 1) * (int(p["C"]) // int(p["PE"])) + PIPE_DEPTH
+    def pipeline_depth(cls, p):
+        """codesign_vvau.v: an output word is in the output register PIPE_DEPTH = 6 cycles
+        after the input word that completes its sum (stages 1..5 + output), 7 + clog2(NT) with
+        NT thresholds (``vvau_act_depth``). The latency (base class) adds the window's first
+        KF - 1 kernel folds from ``io_pattern``."""
+        return PIPE_DEPTH + vvau_act_depth(p["n_thr"])
 
     @classmethod
     def fold_candidates(cls, p, grids, mvau_wwidth_max):
