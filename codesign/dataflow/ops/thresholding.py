@@ -47,9 +47,10 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
 
 def popcount_tree_bits(nt: Any) -> np.ndarray:
     """Register (= adder) bits of codesign_adder_tree over NT compare bits (this op's and the
-    VVAU's activation) as Yosys keeps them: every node is clog2(NT) + 1 bits wide, but the leaves are zero-extended single bits,
-    so a node k levels above them keeps min(1 + k, clog2(NT) + 1) bits, and nodes over the
-    zero leaves past NT vanish (ceil(NT / 2^k) nodes at level k)."""
+    depthwise unit's activation) as Yosys keeps them: every node is clog2(NT) + 1 bits wide,
+    but the leaves are zero-extended single bits, so a node k levels above them keeps
+    min(1 + k, clog2(NT) + 1) bits, and nodes over the zero leaves past NT vanish
+    (ceil(NT / 2^k) nodes at level k)."""
     nt = np.maximum(_i(nt), 1)
     lv = _clog2(nt)
     out = np.zeros_like(nt)

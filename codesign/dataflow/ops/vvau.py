@@ -147,10 +147,10 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     of the extended input with a weight bit each; with resType dsp a registered multiply per
     lane instead, in a DSP48 when W + A >= 8, else a LUT multiply), the dot register and the
     accumulate adder (ACCW bits) into the finished sum, then with thresholds the activation as
-    in the Thresholding op: the threshold word registered (all NT*ACCW bits per PE: the core
+    in the threshold op: the threshold word registered (all NT*ACCW bits per PE: the core
     never sees the ROM contents), NT registered compares of the sum against it (ACCW bits each)
     and the registered popcount tree of the compare bits (``popcount_tree_bits``, shared with
-    the Thresholding model); the accumulator RAM (``_acc_mem``), the counters (kernel fold,
+    the threshold-op model); the accumulator RAM (``_acc_mem``), the counters (kernel fold,
     channel fold, weight address) and the per-stage control (valid, first, last, channel fold).
     The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
     LUT: [1, PE (per-lane control: the accumulate select, the output enable), LUT-multiply bits
