@@ -91,8 +91,8 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 0.0, 1.6463, 1.0, 1.266, 0.9599, 0.9841, 0.0227, 2.9854, 1.9636, 1.0, 1.0],
-    "FF": [0.0, 1.0, 1.0, 1.5502, 1.3021, 0.9763, 1.0, 1.0, 1.0],
+    "LUT": [0.0, 1.3792, 0.0, 0.4823, 1.0361, 0.0, 1.0484, 0.1146, 1.137, 1.1418, 0.0, 1.975],
+    "FF": [19.1977, 0.0, 1.1915, 1.1709, 0.4487, 0.9304, 1.0237, 1.0377, 1.2427],
 }
 # ---- resource coefficients (end) ----
 
