@@ -4,11 +4,12 @@
 // fold cf come from the per-PE ROMs outside the module (tmem_*), read synchronously so the
 // ROM can be LUTRAM/BRAM; the input word is registered alongside the read (stage 1). Then NT
 // registered compares per element and a registered popcount tree of the compare bits (log2 NT
-// levels), + ACTVAL into the output register. Why a popcount and not FINN's binary search: it
-// is exact for thresholds in any order, reads all NT thresholds of a channel in one ROM word
-// (the existing layout) and keeps II = 1 with one compare level; the binary search needs sorted
-// thresholds and one ROM read per stage. Every stage moves only on adv (output empty or taken),
-// which is the whole backpressure story: a deeper pipeline only adds valid bits.
+// levels, codesign_adder_tree.v), + ACTVAL into the output register. Why a popcount and not
+// FINN's binary search: it is exact for thresholds in any order, reads all NT thresholds of a
+// channel in one ROM word (the existing layout) and keeps II = 1 with one compare level; the
+// binary search needs sorted thresholds and one ROM read per stage. Every stage moves only on
+// adv (output empty or taken), which is the whole backpressure story: a deeper pipeline only
+// adds valid bits.
 //
 // Latency: an input word accepted at cycle t is in the output register at t + 4 + clog2(NT)
 // (clog2(1) = 0); one word per cycle when not stalled.
@@ -108,7 +109,7 @@ module codesign_thresholding #(
                         ge[i] <= (xe >= $signed(tq2[(p*NT + i)*TW +: TW]));
             end
             wire [CW-1:0] cnt;
-            codesign_thresholding_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+            codesign_adder_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
                 .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
             wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
             always @(posedge ap_clk) begin
@@ -121,44 +122,4 @@ module codesign_thresholding #(
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
         else if (adv) out_V_TVALID <= vs[AL];
     end
-endmodule
-
-// Balanced binary adder tree, N inputs of IW bits -> OW bits, a register after every level
-// (latency clog2(N) cycles; N = 1: a wire). Heap layout: node i = node 2i + node 2i+1, leaves
-// at NP..NP+N-1 (NP = next power of two >= N), missing leaves are zero.
-module codesign_thresholding_tree #(
-    parameter integer N = 2,
-    parameter integer IW = 4,
-    parameter integer OW = 6,
-    parameter integer SIGNED = 1
-) (
-    input  wire            clk,
-    input  wire            en,
-    input  wire [N*IW-1:0] in,
-    output wire [OW-1:0]   out
-);
-    localparam integer NP = (N > 1) ? (1 << $clog2(N)) : 1;
-    wire [2*NP*OW-1:0] node;
-    genvar i;
-    generate
-        for (i = NP; i < 2 * NP; i = i + 1) begin : g_leaf
-            if (i - NP < N) begin : g_in
-                wire [IW-1:0] v = in[(i-NP)*IW +: IW];
-                if (OW > IW) begin : g_ext
-                    assign node[i*OW +: OW] = {{(OW-IW){(SIGNED != 0) ? v[IW-1] : 1'b0}}, v};
-                end else begin : g_trunc
-                    assign node[i*OW +: OW] = v[OW-1:0];
-                end
-            end else begin : g_zero
-                assign node[i*OW +: OW] = {OW{1'b0}};
-            end
-        end
-        for (i = 1; i < NP; i = i + 1) begin : g_add
-            reg [OW-1:0] r;
-            always @(posedge clk) if (en) r <= node[2*i*OW +: OW] + node[(2*i+1)*OW +: OW];
-            assign node[i*OW +: OW] = r;
-        end
-    endgenerate
-    assign node[0 +: OW] = {OW{1'b0}};
-    assign out = node[OW +: OW];
 endmodule

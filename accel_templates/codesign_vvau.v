@@ -10,10 +10,24 @@
 //
 // Why this shape: the same stall-style pipeline as codesign_mvau.v (every register advances only
 // when the output register is empty or being consumed: adv), so AXI-Stream backpressure is
-// correct at any cycle without a skid buffer. Every stage is registered:
-//   0 issue (counters; weight ROM address)   1 x1 + ROM q   2 products   3 adder tree (SIMD)
-//   4 accumulate (acc_mem read-modify-write)  5 finished sums + threshold ROM q  -> output register.
-// NT = 0: emit the accumulator truncated to OBITS. NT > 0: ACTVAL + #{i : acc >= T[i]}.
+// correct at any cycle without a skid buffer; a deeper pipeline only adds valid bits. Every
+// stage is registered (timing: >= 100 MHz post-route on ECP5, as the matrix unit):
+//   0 issue (counters; weight ROM address)   1 x1 + weight ROM q
+//   2 x1 and the ROM word registered once more (x2, wq2: a block-RAM output drives only
+//     flip-flops)   [+1 USE_DSP: the registered multiply, one leaf per kernel lane]
+//   TL levels of one balanced adder tree per PE over the SIMD*NPP partial products
+//     (codesign_adder_tree.v; NPP = WBITS shift-and-add leaves per LUT multiply, 1 with DSPs;
+//     TL = clog2(SIMD*NPP)), a register after every level
+//   a: the dot product registered (dotr) with its channel fold's control; threshold ROM q
+//   s: accumulate (acc_mem read-modify-write) into the finished sum (sum_s) and the threshold
+//     word registered once more (tq_s)
+// NT = 0: stage s -> output register: the accumulator truncated to OBITS.
+// NT > 0: ACTVAL + #{i : acc >= T[i]}, pipelined as in codesign_thresholding.v: NT registered
+//   compares per PE, clog2(NT) levels of a registered popcount tree of the compare bits
+//   (codesign_adder_tree.v) -> + ACTVAL into the output register.
+// Latency: an input word accepted at cycle t reaches the output register at t + DEPTH when it
+// completes a channel fold's sum, DEPTH = 5 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0)
+// (DSPL = USE_DSP; clog2(1) = 0); one word per cycle when not stalled.
 module codesign_vvau #(
     parameter integer K = 9,
     parameter integer C = 4,
@@ -56,8 +70,16 @@ module codesign_vvau #(
     localparam integer CFW = (CF > 1) ? $clog2(CF) : 1;
     localparam integer EIW = IBITS + 1;
     localparam integer EWW = WBITS + 1;
-    localparam integer PW = EIW + EWW;
+    localparam integer PW = EIW + EWW;                          // leaf (product) width
     localparam integer VW = (OBITS > ACCW + 2) ? OBITS : ACCW + 2;
+    localparam integer NPP = (USE_DSP != 0) ? 1 : WBITS;       // leaves per kernel lane
+    localparam integer NLEAF = SIMD * NPP;
+    localparam integer TL = (NLEAF > 1) ? $clog2(NLEAF) : 0;    // registered tree levels
+    localparam integer TOW0 = PW + TL;
+    localparam integer TOW = (TOW0 < ACCW) ? TOW0 : ACCW;       // mod 2^ACCW arithmetic is exact
+    localparam integer DSPL = (USE_DSP != 0) ? 1 : 0;
+    // stages after stage 1 up to the dot register (stage a): x2, [product], tree levels, dotr
+    localparam integer DL = 2 + DSPL + TL;
 
     wire adv = !out_V_TVALID || out_V_TREADY;
     wire fire = adv && in0_V_TVALID;
@@ -70,29 +92,23 @@ module codesign_vvau #(
     assign wmem_addr = waddr;
     assign wmem_en = adv;
 
-    reg v1, v2, v3, v4, v5;
-    reg first1, first2, first3, first4;
-    reg last1, last2, last3, last4, last5;
-    reg [CFW-1:0] cf1, cf2, cf3, cf4;
+    reg v1, first1, last1;
+    reg [CFW-1:0] cf1;
     reg [SIMD*PE*IBITS-1:0] x1;
 
     always @(posedge ap_clk) begin
-        if (adv) x1 <= in0_V_TDATA;
+        if (adv) begin
+            x1 <= in0_V_TDATA;
+            first1 <= (kf == 0); last1 <= (kf == KF - 1); cf1 <= cf;
+        end
     end
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) begin
             kf <= 0; cf <= 0; waddr <= 0;
-            v1 <= 1'b0; v2 <= 1'b0; v3 <= 1'b0; v4 <= 1'b0; v5 <= 1'b0;
-            first1 <= 1'b0; first2 <= 1'b0; first3 <= 1'b0; first4 <= 1'b0;
-            last1 <= 1'b0; last2 <= 1'b0; last3 <= 1'b0; last4 <= 1'b0; last5 <= 1'b0;
-            cf1 <= 0; cf2 <= 0; cf3 <= 0; cf4 <= 0;
+            v1 <= 1'b0;
         end else if (adv) begin
-            v1 <= fire; first1 <= (kf == 0); last1 <= (kf == KF - 1); cf1 <= cf;
-            v2 <= v1; first2 <= first1; last2 <= last1; cf2 <= cf1;
-            v3 <= v2; first3 <= first2; last3 <= last2; cf3 <= cf2;
-            v4 <= v3; first4 <= first3; last4 <= last3; cf4 <= cf3;
-            v5 <= v4 && last4; last5 <= last4;
+            v1 <= fire;
             if (fire) begin
                 if (cf == CF - 1) begin
                     cf <= 0;
@@ -105,9 +121,74 @@ module codesign_vvau #(
         end
     end
 
-    // thresholds: read while the finished sum moves from stage 4 to 5, held by the ROM register
-    assign tmem_addr = cf4;
-    assign tmem_en = adv && v4 && last4;
+    // valid / first / last / channel fold of the word in each stage from 1 (index 0) to a (DL)
+    wire [DL:0] vd, fd, ld;
+    wire [(DL+1)*CFW-1:0] cfd;
+    assign vd[0] = v1;
+    assign fd[0] = first1;
+    assign ld[0] = last1;
+    assign cfd[0 +: CFW] = cf1;
+    genvar s;
+    generate
+        for (s = 1; s <= DL; s = s + 1) begin : g_dly
+            reg rv, rf, rl;
+            reg [CFW-1:0] rc;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= vd[s-1];
+                if (adv) begin
+                    rf <= fd[s-1]; rl <= ld[s-1]; rc <= cfd[(s-1)*CFW +: CFW];
+                end
+            end
+            assign vd[s] = rv;
+            assign fd[s] = rf;
+            assign ld[s] = rl;
+            assign cfd[s*CFW +: CFW] = rc;
+        end
+    endgenerate
+    wire v_a = vd[DL];
+    wire first_a = fd[DL];
+    wire last_a = ld[DL];
+    wire [CFW-1:0] cf_a = cfd[DL*CFW +: CFW];
+
+    // stage 2: the input word and the weight ROM word registered once more
+    reg [SIMD*PE*IBITS-1:0] x2;
+    reg [PE*SIMD*WBITS-1:0] wq2;
+    always @(posedge ap_clk) begin
+        if (adv) begin
+            x2 <= x1;
+            wq2 <= wmem_q;
+        end
+    end
+
+    // thresholds: read while the channel fold's last word moves into stage a (q valid in stage
+    // a, held by the ROM while stalled), registered into tq_s alongside the finished sum
+    assign tmem_addr = cfd[(DL-1)*CFW +: CFW];
+    assign tmem_en = adv && vd[DL-1] && ld[DL-1];
+    reg [PE*NTW*ACCW-1:0] tq_s;
+    reg v_s;
+    always @(posedge ap_clk) begin
+        if (adv) tq_s <= tmem_q;
+        if (!ap_rst_n) v_s <= 1'b0;
+        else if (adv) v_s <= v_a && last_a;
+    end
+
+    // valid per activation stage: va[0] = stage s, va[AL] drives the output register
+    localparam integer PL = (NT > 1) ? $clog2(NT) : 0;
+    localparam integer CW = PL + 1;
+    localparam integer AL = (NT > 0) ? 1 + PL : 0;
+    wire [AL:0] va;
+    assign va[0] = v_s;
+    generate
+        for (s = 1; s <= AL; s = s + 1) begin : g_va
+            reg rv;
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) rv <= 1'b0;
+                else if (adv) rv <= va[s-1];
+            end
+            assign va[s] = rv;
+        end
+    endgenerate
 
     // ---------------- element arithmetic ----------------
     function automatic signed [EIW-1:0] ext_i(input [IBITS-1:0] v);
@@ -124,79 +205,81 @@ module codesign_vvau #(
         end
     endfunction
 
-    // Shift-and-add signed multiply: keeps Yosys from mapping the product to a DSP (resType lut).
-    function automatic signed [PW-1:0] mul_lut(input signed [EIW-1:0] a, input signed [EWW-1:0] b);
-        integer i;
-        reg signed [PW-1:0] ae, acc;
-        begin
-            ae = a;
-            acc = 0;
-            for (i = 0; i < EWW - 1; i = i + 1)
-                if (b[i]) acc = acc + (ae <<< i);
-            if (b[EWW-1]) acc = acc - (ae <<< (EWW - 1));
-            mul_lut = acc;
-        end
-    endfunction
-
-    genvar p;
+    genvar p, k, j;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            // ---------------- stage 1 -> 2: products ----------------
-            reg signed [PW-1:0] prod2 [0:SIMD-1];
-            integer j;
+            // ---------------- stage 2 -> a: products as leaves of one registered tree ----------------
+            // LUT multiply: leaf (k, j) = x_k * w_k[j] * 2^j (the sign bit of a signed weight
+            // negated), shift-and-add that Yosys never maps to a DSP (resType lut); USE_DSP: leaf
+            // k = the registered product x_k * w_k (a DSP multiply). Longest combinational path:
+            // one leaf plus one adder.
+            wire [NLEAF*PW-1:0] leaves;
+            for (k = 0; k < SIMD; k = k + 1) begin : g_el
+                wire signed [EIW-1:0] xe = ext_i(x2[(k*PE + p)*IBITS +: IBITS]);
+                wire [WBITS-1:0] wv = wq2[(p*SIMD + k)*WBITS +: WBITS];
+                if (USE_DSP != 0) begin : g_dsp
+                    reg signed [PW-1:0] prod;
+                    always @(posedge ap_clk) if (adv) prod <= xe * ext_w(wv);
+                    assign leaves[k*PW +: PW] = prod;
+                end else begin : g_lut
+                    wire signed [PW-1:0] xs = xe;
+                    for (j = 0; j < WBITS; j = j + 1) begin : g_pp
+                        wire signed [PW-1:0] sh = xs <<< j;
+                        if (W_SIGNED != 0 && j == WBITS - 1) begin : g_neg
+                            assign leaves[(k*NPP + j)*PW +: PW] = wv[j] ? -sh : {PW{1'b0}};
+                        end else begin : g_pos
+                            assign leaves[(k*NPP + j)*PW +: PW] = wv[j] ? sh : {PW{1'b0}};
+                        end
+                    end
+                end
+            end
+            wire [TOW-1:0] dot_t;
+            codesign_adder_tree #(.N(NLEAF), .IW(PW), .OW(TOW), .SIGNED(1)) u_tree (
+                .clk(ap_clk), .en(adv), .in(leaves), .out(dot_t));
+            reg signed [ACCW-1:0] dotr;
             always @(posedge ap_clk) begin
-                if (adv)
-                    for (j = 0; j < SIMD; j = j + 1)
-                        prod2[j] <= (USE_DSP != 0)
-                            ? ext_i(x1[(j*PE + p)*IBITS +: IBITS]) * ext_w(wmem_q[(p*SIMD + j)*WBITS +: WBITS])
-                            : mul_lut(ext_i(x1[(j*PE + p)*IBITS +: IBITS]), ext_w(wmem_q[(p*SIMD + j)*WBITS +: WBITS]));
+                if (adv) dotr <= $signed(dot_t);
             end
 
-            // ---------------- stage 2 -> 3: adder tree over the SIMD kernel lanes ----------------
-            reg signed [ACCW-1:0] dot;
-            reg signed [ACCW-1:0] dot3;
-            integer q;
-            always @* begin
-                dot = 0;
-                for (q = 0; q < SIMD; q = q + 1) dot = dot + prod2[q];
-            end
-            always @(posedge ap_clk) begin
-                if (adv) dot3 <= dot;
-            end
-
-            // ---------------- stage 3 -> 4 -> 5: accumulate per channel fold ----------------
-            reg signed [ACCW-1:0] dot4;
+            // ---------------- stage a -> s: accumulate per channel fold ----------------
             reg signed [ACCW-1:0] acc_mem [0:(1<<CFW)-1];
-            reg signed [ACCW-1:0] sum5;
-            wire signed [ACCW-1:0] sum4 = (first4 ? {ACCW{1'b0}} : acc_mem[cf4]) + dot4;
+            reg signed [ACCW-1:0] sum_s;
+            wire signed [ACCW-1:0] sum_a = (first_a ? {ACCW{1'b0}} : acc_mem[cf_a]) + dotr;
             always @(posedge ap_clk) begin
                 if (adv) begin
-                    dot4 <= dot3;
-                    if (v4) acc_mem[cf4] <= sum4;
-                    sum5 <= sum4;
+                    if (v_a) acc_mem[cf_a] <= sum_a;
+                    sum_s <= sum_a;
                 end
             end
 
-            // ---------------- stage 5 -> output: activation ----------------
-            reg signed [VW-1:0] value;
-            integer i;
-            always @* begin
-                if (NT == 0) begin
-                    value = sum5;
-                end else begin
-                    value = ACTVAL;
-                    for (i = 0; i < NT; i = i + 1)
-                        if (sum5 >= $signed(tmem_q[(p*NTW + i)*ACCW +: ACCW])) value = value + 1;
+            // ---------------- stage s -> output: activation ----------------
+            if (NT == 0) begin : g_trunc
+                wire signed [VW-1:0] value = sum_s;
+                always @(posedge ap_clk) begin
+                    if (adv && va[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
                 end
-            end
-            always @(posedge ap_clk) begin
-                if (adv && v5) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+            end else begin : g_thr
+                // NT registered compares; then the registered popcount tree
+                reg [NT-1:0] ge;
+                integer i;
+                always @(posedge ap_clk) begin
+                    if (adv)
+                        for (i = 0; i < NT; i = i + 1)
+                            ge[i] <= (sum_s >= $signed(tq_s[(p*NTW + i)*ACCW +: ACCW]));
+                end
+                wire [CW-1:0] cnt;
+                codesign_adder_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+                    .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
+                wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
+                always @(posedge ap_clk) begin
+                    if (adv && va[AL]) out_V_TDATA[p*OBITS +: OBITS] <= value[OBITS-1:0];
+                end
             end
         end
     endgenerate
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
-        else if (adv) out_V_TVALID <= v5;
+        else if (adv) out_V_TVALID <= va[AL];
     end
 endmodule

@@ -80,6 +80,32 @@ def test_every_op_implements_the_interface(cls):
     assert cls.layer_role in ("weights", "next", "previous")
 
 
+_MODULE_DEF = re.compile(r"^\s*module\s+(\w+)", re.M)
+_MODULE_USE = re.compile(r"^\s*(codesign_\w+)\s+(?:#\s*\(|\w+\s*\()", re.M)
+
+
+@pytest.mark.parametrize("cls", OPS, ids=lambda c: c.__name__)
+def test_template_files_define_every_module_the_core_instantiates(cls):
+    """The RTL flow copies ``template_files`` into a design (Verilator, Yosys, nextpnr and the
+    Vivado package read that folder), so every module one of them instantiates must be defined
+    in one of them: a shared module (the popcount tree) the op forgot to declare fails here, not
+    in a tool run."""
+    files = cls.template_files()
+    assert files[0] == cls.template and len(set(files)) == len(files)
+    texts = [(TEMPLATES / f).read_text() for f in files]
+    defined = {m for t in texts for m in _MODULE_DEF.findall(t)}
+    used = {m for t in texts for m in _MODULE_USE.findall(t)}
+    assert used <= defined, (cls.__name__, sorted(used - defined))
+    assert cls.template[:-2] in defined
+
+
+def test_the_module_scan_finds_an_instance():
+    """The instantiation pattern is not vacuous: the threshold core's popcount tree is found."""
+    text = (TEMPLATES / "codesign_thresholding.v").read_text()
+    assert "codesign_adder_tree" in _MODULE_USE.findall(text)
+    assert "codesign_adder_tree" not in _MODULE_DEF.findall(text)
+
+
 M = dict(wbits=2, abits=2, obits=2, acc_bits=8, n_thr=3, ram_style="auto", resType="lut", xnor=0)
 EXAMPLES = {
     "MVAU": [dict(MW=12, MH=6, PE=2, SIMD=3, Nv=5, **M), dict(MW=4, MH=4, PE=4, SIMD=4, Nv=1, **M)],

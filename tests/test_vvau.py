@@ -78,6 +78,16 @@ def test_vvau_rtl(tmp_path, case):
     p = VVAU.params_from_attrs({**VVAU.declared_defaults(), **attrs}, inits)
     assert free.performance(100.0)["stable_cycles_per_frame"] == int(VVAU.cycles(p)) == \
         int(np.prod(nv)) * (K // SIMD) * (C // PE)
+    # the first output word leaves exactly the pipeline depth after the input word that
+    # completes its sum, the latency after the first: x1, x2, [DSP product], the levels of the
+    # product tree over SIMD * (WBITS shift-and-add leaves, or 1 DSP product), the dot register,
+    # the sum, [compares + clog2(NT) popcount levels], the output register
+    sim = free.sim
+    leaves = SIMD * (1 if res == "dsp" else int(wdt.lstrip("UINT")))
+    depth = 5 + (res == "dsp") + int(np.ceil(np.log2(leaves))) + (1 + int(np.ceil(np.log2(nthr))) if nthr else 0)
+    completing = (K // SIMD - 1) * (C // PE)
+    assert int(sim.out_cycles[0] - sim.in_cycles[completing]) == int(VVAU.pipeline_depth(p)) == depth
+    assert int(sim.out_cycles[0] - sim.in_cycles[0]) == VVAU.latency(p)
 
 
 # ------------------------------------------------------------------ lowering: Brevitas -> QONNX -> compiled, exact

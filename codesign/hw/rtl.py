@@ -214,10 +214,10 @@ def _render_into(nodes: list[HWNodeSpec], out_dir: Path, top: str) -> RTLDesign:
     stitch = _stitch(nodes, rendered)
     cores = []
     for n in rendered:
-        core = op_class(n.op_type).template
-        if core not in cores:
-            cores.append(core)
-            shutil.copyfile(TEMPLATE_DIR / core, out_dir / core)
+        for core in op_class(n.op_type).template_files():
+            if core not in cores:
+                cores.append(core)
+                shutil.copyfile(TEMPLATE_DIR / core, out_dir / core)
     design = RTLDesign(out_dir, top, [], ctx.data_files, rendered)
     ctx.render("top.v.j2", f"{top}.v", top=top, nodes=stitch, s_width=design.s_width, m_width=design.m_width)
     design.verilog_files = cores + [f for n in rendered for f in n.files] + [f"{top}.v"]

@@ -128,10 +128,11 @@ def _wrapper_ports(node: NodeRTL) -> tuple[list[tuple[str, int]], list[tuple[str
 
 
 def _node_files(design: RTLDesign, node: NodeRTL) -> list[str]:
-    """The Verilog files one node needs: its core, then its generated wrapper (if any)."""
+    """The Verilog files one node needs: its core and the shared modules it instantiates, then
+    its generated wrapper (if any)."""
     from codesign.dataflow.ops import op_class
 
-    return [op_class(node.op_type).template] + list(node.files)
+    return op_class(node.op_type).template_files() + list(node.files)
 
 
 _FMAX_RE = re.compile(r"Max frequency for clock\s+'?([^':]+)'?:\s+([0-9.]+) MHz")

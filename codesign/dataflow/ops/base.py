@@ -95,8 +95,18 @@ class HWCustomOp(CustomOp):
     # -- RTL -------------------------------------------------------------------------------
     #: the parametric Verilog core in accel_templates/ this op instantiates
     template: ClassVar[str | None] = None
+    #: further Verilog files in accel_templates/ the core instantiates (modules shared between
+    #: ops, e.g. the popcount tree); the RTL flow copies them with the core (``template_files``)
+    extra_templates: ClassVar[tuple[str, ...]] = ()
     #: names under which the RTL generator receives the initializers of inputs 1, 2, ...
     rtl_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def template_files(cls) -> list[str]:
+        """Every accel_templates/ Verilog file a node of this op needs, its core first: what the
+        RTL renderer copies into a design (and so Verilator, Yosys and the Vivado package read)
+        and what the out-of-context timing flow synthesises per node."""
+        return ([cls.template] if cls.template else []) + list(cls.extra_templates)
 
     def get_nodeattr_types(self) -> dict[str, tuple]:
         attrs = dict(self._common_attrs)

@@ -45,11 +45,12 @@ def _lin(coeffs: list[float], feats: list[Any]) -> np.ndarray:
     return sum(c * np.asarray(x, np.float64) for c, x in zip(coeffs, feats))
 
 
-def _popcount_bits(nt: Any) -> np.ndarray:
-    """Register (= adder) bits of codesign_thresholding_tree over NT compare bits as Yosys keeps
-    them: every node is clog2(NT) + 1 bits wide, but the leaves are zero-extended single bits,
-    so a node k levels above them keeps min(1 + k, clog2(NT) + 1) bits, and nodes over the
-    zero leaves past NT vanish (ceil(NT / 2^k) nodes at level k)."""
+def popcount_tree_bits(nt: Any) -> np.ndarray:
+    """Register (= adder) bits of codesign_adder_tree over NT compare bits (this op's and the
+    depthwise unit's activation) as Yosys keeps them: every node is clog2(NT) + 1 bits wide,
+    but the leaves are zero-extended single bits, so a node k levels above them keeps
+    min(1 + k, clog2(NT) + 1) bits, and nodes over the zero leaves past NT vanish
+    (ceil(NT / 2^k) nodes at level k)."""
     nt = np.maximum(_i(nt), 1)
     lv = _clog2(nt)
     out = np.zeros_like(nt)
@@ -65,7 +66,7 @@ def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
     Synthesis keeps the hierarchy, so the core never sees the ROM contents: per PE it compares
     against NT thresholds of TW = ibits + 1 bits from a register (tq2, PE*NT*TW bits) whatever
     the thresholds are, even one per-tensor row (constant ROM words); then a registered popcount
-    tree of NT bits (``_popcount_bits``) and the output register, after the two
+    tree of NT bits (``popcount_tree_bits``) and the output register, after the two
     input word registers. The wrapper's threshold ROMs (``pe_rom_memories``) keep only their
     varying bits: logic LUTs (64 words per LUT per bit) and a mux tree, their read registers
     when in logic, nothing of either for per-tensor thresholds.
@@ -78,7 +79,7 @@ def thresholding_resource_features(p: Any) -> dict[str, list[Any]]:
     the thresholds when known (``threshold_codes``)."""
     P, nt, ib, ob = _i(p["PE"]), _i(p["n_steps"]), _i(p["ibits"]), _i(p["obits"])
     tw = _i(p.get("tw", ib + 1))
-    pop = _popcount_bits(nt)
+    pop = popcount_tree_bits(nt)
     mem = _thr_memories(p)
     one = np.ones_like(P)
     return {"LUT": [one, P * nt * tw, P * nt * np.clip(tw - 4, 0, 3), P * pop, mem["LUTRAM"], mem["mux"], P * ob],
@@ -159,6 +160,7 @@ class Thresholding(HWCustomOp):
     fold_dims = {"PE": ("NumChannels", "C")}
     in_fold_attr, out_fold_attr = "PE", "PE"
     template = "codesign_thresholding.v"
+    extra_templates = ("codesign_adder_tree.v",)
     rtl_inputs = ("T",)
 
     @classmethod

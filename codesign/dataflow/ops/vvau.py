@@ -26,12 +26,15 @@ from codesign.dataflow.ops.base import (BRAM18_COST, LUTRAM_COST, HWCustomOp, _c
                                         prod_or_int, rom_distinct_columns, rom_variable_bits)
 from codesign.dataflow.ops.rtlgen import (HWNodeSpec, NodeRTL, _attr, _codes, _hex_lines, _p, _prod, _ram_style,
                                           _rom_port, _stream, dt_bits, dtype, signed_bits)
+from codesign.dataflow.ops.thresholding import popcount_tree_bits
 from codesign.errors import FoldingError, UnsupportedError
 
 #: input + weight bits from which Yosys maps a lane's multiply to a DSP48E1 (as for the matrix unit)
 DSP_MIN_BITS = 8
-#: pipeline registers between an input word and its output word (codesign_vvau.v stages 1..5 + out)
-PIPE_DEPTH = 6
+#: registers between an input word and its output word around the dot-product tree and the
+#: thresholds (codesign_vvau.v: x1, x2, the dot register, the finished sum, the output register);
+#: ``vvau_pipeline_depth`` adds the DSP product, the tree levels and the activation
+PIPE_DEPTH = 5
 
 
 # --------------------------------------------------------------------------- golden
@@ -50,6 +53,35 @@ def vvau(x: np.ndarray, W: np.ndarray, T: np.ndarray | None = None, act_val: int
 
 # --------------------------------------------------------------------------- cycle and resource model
 
+def vvau_struct(p: Any) -> dict[str, np.ndarray]:
+    """What codesign_vvau.v builds per PE, as its localparams: the RTL's DSP multiply (resType
+    dsp, whatever Yosys then maps), NLEAF = SIMD * NPP leaves of PW bits (NPP = WBITS
+    shift-and-add partial products per LUT multiply, 1 with the DSP product) in one registered
+    tree of TL = clog2(NLEAF) levels and TOW = min(PW + TL, ACCW) bits."""
+    Q, W_, A_, acc = _i(p["SIMD"]), _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"])
+    rtl_dsp = _i(res_code(p["resType"])) == RES_DSP
+    npp = np.where(rtl_dsp, 1, W_)
+    nleaf = Q * npp
+    pw = W_ + A_ + 2
+    tl = _clog2(nleaf)
+    return dict(rtl_dsp=rtl_dsp, nleaf=nleaf, pw=pw, tl=tl, tow=np.minimum(pw + tl, acc))
+
+
+def vvau_act_depth(n_thr: Any) -> np.ndarray:
+    """Stages the thresholds add after the finished sum (codesign_vvau.v, as in
+    codesign_thresholding.v): one of registered compares and the clog2(NT) levels of the
+    registered popcount tree; 0 without thresholds (the sum is truncated into the output)."""
+    nt = _i(n_thr)
+    return np.where(nt > 0, 1 + _clog2(np.maximum(nt, 1)), 0)
+
+
+def vvau_pipeline_depth(p: Any) -> np.ndarray:
+    """DEPTH of codesign_vvau.v's header: 5 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0) cycles from
+    the input word that completes a channel fold's sum to its output word in the register."""
+    s = vvau_struct(p)
+    return PIPE_DEPTH + s["rtl_dsp"].astype(np.int64) + s["tl"] + vvau_act_depth(p["n_thr"])
+
+
 def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
     """Nv * (K/SIMD) * (C/PE): one word of SIMD kernel positions x PE channels per clock."""
     return _i(Nv) * (_i(K) // _i(SIMD)) * (_i(C) // _i(PE))
@@ -59,8 +91,8 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 0.0, 1.6463, 0.0, 1.266, 0.9599, 0.9841, 0.0227, 2.9854, 1.9636],
-    "FF": [0.0, 0.8303, 0.5207, 1.5502, 1.3021, 0.9763],
+    "LUT": [0.0, 1.3792, 0.0, 0.4823, 1.0361, 0.0, 1.0484, 0.1146, 1.137, 1.1418, 0.0, 1.975],
+    "FF": [19.1977, 0.0, 1.1915, 1.1709, 0.4487, 0.9304, 1.0237, 1.0377, 1.2427],
 }
 # ---- resource coefficients (end) ----
 
@@ -109,35 +141,49 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     """Structural LUT / FF features of codesign_vvau.v in its rom_node wrapper (the columns of
     RESOURCE_COEFFS).
 
-    Synthesis keeps the hierarchy, so the core is generic in its ROM contents: per PE, SIMD
-    multiplies (shift-and-add, (W + 1) x (A + 1) bits; none with DSPs), the
-    SIMD-input adder tree and the accumulate adder (ACCW bits), NT compares of the finished sum
-    against the threshold word (ACCW bits each, their count chained into the output value),
-    the accumulator RAM (``_acc_mem``) and the counters (kernel fold, channel fold, weight
-    address). The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
-    LUT: [1, PE (per-lane control: the accumulate select, the output enable), multiply bits,
-    adder bits, compare bits, accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits,
-    output bits]. FF: [1, input and product registers, the three ACCW registers per PE (dot3,
-    dot4, sum5; + the accumulator when CF = 1; dot3 in the DSP48's PREG with resType dsp and
-    SIMD = 1), output bits, counter and delayed channel-fold bits, read registers of the ROMs
-    left in logic]."""
+    Synthesis keeps the hierarchy, so the core is generic in its ROM contents: per PE the input
+    and weight words registered twice (x1 + the ROM's read register, x2 + wq2), one registered
+    adder tree over the SIMD*NPP leaves (``vvau_struct``: shift-and-add partial products, an AND
+    of the extended input with a weight bit each; with resType dsp a registered multiply per
+    lane instead, in a DSP48 when W + A >= 8, else a LUT multiply), the dot register and the
+    accumulate adder (ACCW bits) into the finished sum, then with thresholds the activation as
+    in the threshold op: the threshold word registered (all NT*ACCW bits per PE: the core
+    never sees the ROM contents), NT registered compares of the sum against it (ACCW bits each)
+    and the registered popcount tree of the compare bits (``popcount_tree_bits``, shared with
+    the threshold-op model); the accumulator RAM (``_acc_mem``), the counters (kernel fold,
+    channel fold, weight address) and the per-stage control (valid, first, last, channel fold).
+    The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
+    LUT: [1, PE (per-lane control: the accumulate select, the output enable), LUT-multiply bits
+    (resType dsp below the DSP width), adder bits (tree + accumulate), compare bits,
+    accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits, output bits, popcount bits, leaf
+    bits]. FF: [1, input, weight and product registers, the ACCW registers per PE (dotr, sum_s;
+    + the accumulator when CF = 1; dotr in the DSP48's PREG with a DSP product and SIMD = 1),
+    output bits, counter and per-stage control bits, read registers of the ROMs left in logic,
+    threshold-word register bits, compare + popcount registers, tree registers]."""
     P, Q = _i(p["PE"]), _i(p["SIMD"])
     W_, A_, acc, nt = _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"]), _i(p["n_thr"])
     K, C = _i(p["K"]), _i(p["C"])
     KF, CF = K // Q, C // P
-    use_dsp = (_i(res_code(p["resType"])) == RES_DSP) & (W_ + A_ >= DSP_MIN_BITS)
-    pw = W_ + A_ + 2
-    mult = np.where(use_dsp, 0, P * Q * (W_ + 1) * (A_ + 1))
-    adder = P * acc * Q
+    st = vvau_struct(p)
+    rtl_dsp = st["rtl_dsp"]
+    use_dsp = rtl_dsp & (W_ + A_ >= DSP_MIN_BITS)
+    pw = st["pw"]
+    mult = np.where(rtl_dsp & ~use_dsp, P * Q * (W_ + 1) * (A_ + 1), 0)
+    leaf = np.where(rtl_dsp, 0, P * st["nleaf"] * (A_ + 1))
+    tree = P * (st["nleaf"] - 1) * st["tow"]
     kfw, cfw, waw = (np.maximum(_clog2(x), 1) for x in (KF, CF, KF * CF))
+    dl = 2 + rtl_dsp.astype(np.int64) + st["tl"]
     am = _acc_mem(P, CF, acc)
     mem = _vvau_memories(p)
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
+    pop = np.where(nt > 0, popcount_tree_bits(nt), 0)
     one = np.ones_like(P)
-    lut = [one, P, mult, adder, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw, P * out_bits]
-    # with DSPs the product and (SIMD = 1) the dot register sit in the DSP48 (MREG, PREG)
-    ff = [one, Q * P * A_ + np.where(use_dsp, 0, P * Q * pw), np.where(use_dsp & (Q == 1), 2, 3) * P * acc + am["reg"],
-          P * out_bits, kfw + 5 * cfw + waw, mem["q_bits"]]
+    lut = [one, P, mult, tree + P * acc, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw,
+           P * out_bits, P * pop, leaf]
+    # a DSP product sits in the DSP48 (MREG) and, SIMD = 1, the dot register too (PREG)
+    ff = [one, 2 * Q * P * A_ + P * Q * W_ + np.where(rtl_dsp & ~use_dsp, P * Q * pw, 0),
+          np.where(use_dsp & (Q == 1), 1, 2) * P * acc + am["reg"], P * out_bits, kfw + waw + (dl + 1) * (cfw + 3),
+          mem["q_bits"], P * nt * acc, P * (nt + pop), tree]
     return {"LUT": lut, "FF": ff}
 
 
@@ -245,6 +291,7 @@ class VVAU(HWCustomOp):
     in_fold_attr, out_fold_attr = "PE", "PE"
     layer_role = "weights"
     template = "codesign_vvau.v"
+    extra_templates = ("codesign_adder_tree.v",)
     rtl_inputs = ("W", "T")
 
     @classmethod
@@ -303,9 +350,12 @@ class VVAU(HWCustomOp):
         return n, np.arange(n), prod_
 
     @classmethod
-    def latency(cls, p):
-        """First input word to first output word: the window's last kernel fold plus the pipe."""
-        return (int(p["K"]) // int(p["SIMD"]) - 1) * (int(p["C"]) // int(p["PE"])) + PIPE_DEPTH
+    def pipeline_depth(cls, p):
+        """codesign_vvau.v: an output word is in the output register ``vvau_pipeline_depth``
+        cycles after the input word that completes its sum (5 + DSPL + TL, + 1 + clog2(NT) with
+        NT thresholds). The latency (base class) adds the window's first KF - 1 kernel folds
+        from ``io_pattern``."""
+        return vvau_pipeline_depth(p)
 
     @classmethod
     def fold_candidates(cls, p, grids, mvau_wwidth_max):
