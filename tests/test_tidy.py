@@ -1,7 +1,7 @@
 """The compiler's linear-time tidy (codesign/dataflow/transforms/tidy.py) leaves every graph exactly
-as qonnx's SortGraph + InferShapes + InferDataTypes do: at every tidy of whole lowerings (a chain,
+as qonnx's SortGraph + InferShapes + InferDataTypes do: at tidies of whole lowerings (a chain,
 a residual net, a depthwise net) the fast result is compared byte for byte with qonnx's passes
-run on a copy of the same graph."""
+run on a copy of the same graph (every third tidy, to keep the test fast)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,11 @@ def _lower_checking_every_tidy(path, monkeypatch) -> int:
     calls = [0]
 
     def checked(model):
+        calls[0] += 1
+        if calls[0] % 3 != 1:  # qonnx's passes are the slow part: every third tidy is compared
+            return fast(model)
         ref = _qonnx_tidy(ModelWrapper(copy.deepcopy(model.model), fix_missing_initializer_valueinfo=False))
         out = fast(model)
-        calls[0] += 1
         assert _bytes(out) == _bytes(ref), f"tidy #{calls[0]} differs from qonnx's passes"
         return out
 

@@ -62,7 +62,7 @@ FINN_FOLDING_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_
 FINN_ONLY_KEYS = ("EmbFold", "SeqFold", "ram_style_thresholds", "ram_style_mask", "mac_resource",
                   "depth_trigger_uram", "depth_trigger_bram", "preferred_impl_style", "parallel_window",
                   "impl_style", "depth")
-#: MVAU weight-storage choices a folding config may set per layer (rom / codebook / constants)
+#: weight-storage choices a folding config may set per layer (rom / codebook / constants)
 STORAGE_KEYS = ("weight_storage", "codebook_bits")
 #: attributes written into an extracted folding config when the node has them
 EXPORT_KEYS = ("PE", "SIMD", "ram_style", "resType", "mem_mode", "runtime_writeable_weights",
