@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codesign.atomic import write_json, write_text  # noqa: E402
+from codesign.compress.ilp import hw_budget_text  # noqa: E402
 from codesign.compress.pipeline import CompressConfig, compress  # noqa: E402
 from codesign.compress.sensitivity import load_table  # noqa: E402
 from codesign.data import load_dataset, sample_batch  # noqa: E402
@@ -42,10 +43,7 @@ ARMS = (("ilp", "deeplift", "relevance"), ("greedy", "deeplift", "relevance"), (
 
 
 def _lut(hw: HwEstimator, plan: dict) -> int:
-    c = Candidate.make({n: e["weight_bits"] for n, e in plan["layers"].items()},
-                       {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e}, {},
-                       plan.get("input_bits", 8))
-    return int(hw.estimate(c).totals["LUT"])
+    return int(hw.estimate(Candidate.from_plan(plan)).totals["LUT"])
 
 
 def run_seed(a: argparse.Namespace, seed: int, work: Path) -> list[dict]:
@@ -66,7 +64,7 @@ def run_seed(a: argparse.Namespace, seed: int, work: Path) -> list[dict]:
     ref = int(hw.estimate(sp.uniform(4, 4)).totals["LUT"])
     low = int(hw.estimate(sp.uniform(2, 2)).totals["LUT"])
     limit = int(low + a.budget_point * (ref - low))
-    budget = f"LUT={limit},fps={a.fps:g},board={a.board},act=free"
+    budget = hw_budget_text("ilp", {"LUT": limit}, a.fps, a.board).split(":", 1)[1]
     log.info("%s seed %d: float acc %.4f; uniform w4a4 %d LUT; budget %s", a.model, seed, fl["test_acc"], ref, budget)
     rows = [{"seed": seed, "arm": "float", "acc": fl["test_acc"], "w4a4_lut": ref, "w2a2_lut": low}]
     dl_table = None

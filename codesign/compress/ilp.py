@@ -345,6 +345,21 @@ def ilp_allocate(space: Any, hw: Any, table: SensitivityTable, units: Mapping[st
     return res
 
 
+def hw_budget_text(kind: str, limits: Mapping[str, float], fps: float, board: str = "Pynq-Z2",
+                   clock_ns: float | None = None, act: str | int = "free") -> str:
+    """The ``--bits`` text of a hardware budget (the inverse of `parse_hw_budget`), e.g.
+    ``ilp:LUT=8000,fps=100000,board=Pynq-Z2,clock=10,act=free``: benchmarks that hand a search's
+    budget to the allocators build it here, so both read the same limits."""
+    if kind not in ("ilp", "greedy"):
+        raise CodesignError(f"hardware-budget allocation '{kind}': choose ilp or greedy")
+    parts = [f"{k}={float(v):g}" for k, v in limits.items() if v]
+    parts += [f"fps={float(fps):g}", f"board={board}"]
+    if clock_ns:
+        parts.append(f"clock={float(clock_ns):g}")
+    parts.append(f"act={act}")
+    return f"{kind}:" + ",".join(parts)
+
+
 def parse_hw_budget(text: str) -> dict[str, Any]:
     """'ilp:LUT=8000,BRAM=100,fps=10000,board=Pynq-Z2,act=follow' -> options dict.
 

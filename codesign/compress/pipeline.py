@@ -157,10 +157,7 @@ def hw_budget_plan(spec: Spec, cfg: CompressConfig, text: str, table: Any, rel: 
         """Binding used/limit of the plan at the target FPS (a large penalty if it misses it)."""
         from codesign.designspace.space import Candidate
 
-        c = Candidate.make({n: e["weight_bits"] for n, e in plan["layers"].items()},
-                           {n: e["act_bits"] for n, e in plan["layers"].items() if "act_bits" in e},
-                           {}, plan.get("input_bits", cfg.input_bits))
-        return binding(hw.estimate(c), hw.limits)
+        return binding(hw.estimate(Candidate.from_plan(plan, cfg.input_bits)), hw.limits)
 
     budget = Budget("cost", 1.0, util)
     if cfg.allocator == "uniform":

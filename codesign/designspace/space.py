@@ -42,6 +42,16 @@ class Candidate:
                    tuple(sorted((k, round(float(v), 4)) for k, v in prune.items() if float(v) > 0)),
                    int(input_bits), int(cluster) if cluster else None)
 
+    @classmethod
+    def from_plan(cls, plan: Mapping[str, Any], input_bits: int = 8) -> "Candidate":
+        """The (unpruned) candidate of a contracts.md bit plan, so a plan made outside the search
+        (an ILP or Hessian allocation, `codesign compress`) is costed by the same estimator and
+        keyed by the same hash as the search's designs."""
+        layers = plan["layers"]
+        return cls.make({n: e["weight_bits"] for n, e in layers.items()},
+                        {n: e["act_bits"] for n, e in layers.items() if "act_bits" in e}, {},
+                        plan.get("input_bits", input_bits))
+
     @property
     def wd(self) -> dict[str, int]:
         return dict(self.w)

@@ -427,6 +427,50 @@ def _hw_steps(ctx: SearchContext, build: Any) -> dict[str, str]:
     return run_hw_steps(ctx.out / "BUILD", rtlsim_frames=frames, synth=h.synth, inputs=x)["summary"]
 
 
+def train_baseline(ctx: SearchContext, bits: str) -> dict:
+    """Full QAT + export of the uniform baseline ``bits`` (e.g. "w4a4") and its report row; the
+    folder RUN/baselines/<bits>-<key> is shared by every strategy of the run (trained once)."""
+    from codesign.models import parse_bits
+
+    w, a = parse_bits(bits)
+    cand = ctx.space.uniform(w, a) if (w in range(1, 9) and a in range(1, 9)) else None
+    folder = ctx.out / "baselines" / f"{bits}-{_final_key(ctx.cfg)}"
+    row = _row(ctx, cand, _full_qat(ctx, cand, folder), bits)
+    row["accuracy"] = row["test_acc"]
+    row["dir"] = str(folder)
+    return row
+
+
+def train_allocation(ctx: SearchContext, allocator: str = "relevance", kind: str = "ilp") -> dict:
+    """One-shot bit allocation under the search's own hardware budget, then the finalists' full
+    QAT + export: the exact ILP (``kind="ilp"``) or the greedy walk over the sensitivity table of
+    ``allocator`` (relevance: the run's DeepLIFT scores; hessian: HAWQ-V2 traces), through
+    `codesign.compress.pipeline.compress` as `codesign compress --bits ilp:...` does. Bits range
+    over [min, max] of the search's weight widths, no pruning. Returns the same row as a
+    finalist's (cost-model LUTs at the target FPS, test accuracy, "dir": the design folder)."""
+    from codesign.compress.ilp import hw_budget_text
+    from codesign.compress.pipeline import CompressConfig, compress
+
+    cfg, s = ctx.cfg, ctx.cfg.search
+    folder = ctx.out / "alloc" / f"{kind}-{allocator}-{_final_key(cfg)}"
+    if (folder / "compress.json").is_file() and (folder / "model.onnx").is_file():
+        summ = read_json(folder / "compress.json")  # resume: this allocation is trained already
+    else:
+        limits = {k: v for k, v in ctx.hw.limits.items() if k in s.budget}
+        text = hw_budget_text(kind, limits, ctx.hw.target_fps, ctx.hw.board.name, ctx.hw.clock_ns)
+        lo, hi = min(s.weight_bits), max(s.weight_bits)
+        ccfg = CompressConfig(bits=text, allocator=allocator, bit_bounds=(lo, hi), qat=_train_config(cfg, False),
+                              export=True, input_bits=cfg.qat.input_bits, seed=cfg.seed,
+                              relevance_samples=s.relevance.samples)
+        folder.mkdir(parents=True, exist_ok=True)
+        summ = compress(ctx.float_ckpt, ctx.rel, folder, ccfg, splits=ctx.splits)
+    cand = Candidate.from_plan(summ["plan"], cfg.qat.input_bits)
+    row = _row(ctx, cand, summ, f"{kind} {allocator}")
+    row["accuracy"] = row["test_acc"]
+    row["dir"] = str(folder)
+    return row
+
+
 def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promote: bool = True) -> dict:
     """Full QAT of the Pareto finalists and the baselines, choice, export, compile, report.
     `promote`: copy the chosen design's qat.pt/plan.json/model.onnx into the run folder."""
@@ -446,8 +490,8 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promot
     rows = []
     for r in finalists:
         cand = Candidate.from_json(r["candidate"])
-        summ = _full_qat(ctx, cand, ctx.out / "final" / f"{cand.hash}-{_final_key(cfg)}")
-        rows.append(_row(ctx, cand, summ))
+        folder = ctx.out / "final" / f"{cand.hash}-{_final_key(cfg)}"
+        rows.append({**_row(ctx, cand, _full_qat(ctx, cand, folder)), "dir": str(folder)})
         log.info("finalist %s: full-QAT val %.4f test %.4f", cand.describe(), rows[-1]["val_acc"] or 0,
                  rows[-1]["test_acc"] or 0)
     if s.cost_model == "finn":  # FINN+'s estimates re-rank the finalists (too slow for every trial)
@@ -458,16 +502,7 @@ def finalize(ctx: SearchContext, info: dict, compile_design: bool = True, promot
     t0 = time.time()
     chosen = max(rows, key=lambda r: (r["feasible"], r["val_acc"] or 0, -r["LUT"]))  # val, never test
     chosen["accuracy"] = chosen["test_acc"]
-    baselines = []
-    from codesign.models import parse_bits
-
-    for b in s.baselines:
-        w, a = parse_bits(b)
-        cand = ctx.space.uniform(w, a) if (w in range(1, 9) and a in range(1, 9)) else None
-        summ = _full_qat(ctx, cand, ctx.out / "baselines" / f"{b}-{_final_key(cfg)}")  # shared by strategies
-        row = _row(ctx, cand, summ, b)
-        row["accuracy"] = row["test_acc"]
-        baselines.append(row)
+    baselines = [train_baseline(ctx, b) for b in s.baselines]
     secs["baselines"] = time.time() - t0
     # the chosen design becomes the run folder's qat.pt / plan.json / model.onnx
     src = ctx.out / "final" / f"{chosen['plan_hash']}-{_final_key(cfg)}"
