@@ -165,7 +165,7 @@ def synth_design(cfg: Any, design: dict) -> dict:
     """Compile a trained design's model.onnx for the config's board/clock/target FPS and
     synthesise it with Yosys: the counts next to the compile's own estimate."""
     from codesign.dataflow.build import BuildConfig, build_dataflow
-    from codesign.hw.steps import run_hw_steps
+    from codesign.hw.synth import synth_build
 
     t0 = time.time()
     folder = _abs(design["dir"])
@@ -174,7 +174,7 @@ def synth_design(cfg: Any, design: dict) -> dict:
                        max_fps=cfg.target_fps is None, util=cfg.search.util)
     build = build_dataflow(folder / "model.onnx", bcfg)
     tot = build.cost.get("total", {}) if isinstance(build.cost, dict) else {}
-    rep = run_hw_steps(bdir, synth=True)["synth"]
+    rep = synth_build(bdir)  # renders the Verilog, runs Yosys; BUILD/report/ooc_synth_and_timing.json
     out = {r: int(rep[r]) for r in RESOURCES}
     out.update(compile_estimate={r: float(tot[r]) for r in RESOURCES if r in tot},
                compile_fps=build.fold.get("estimated_fps"), tool=rep.get("tool"), family=rep.get("family"),
@@ -339,7 +339,8 @@ def _desc(text: str) -> str:
 def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
     synth = summary["lut_source"] == "yosys"
     ref = summary["reference_point"]
-    lines = [f"Command: `{meta['command']}` ({meta['total_seconds'] / 60:.1f} min); config `{meta['config']}` "
+    lines = [f"Command: `{meta['command']}` ({meta['total_seconds'] / 60:.1f} min this invocation, "
+             f"{meta['cell_seconds'] / 60:.1f} min of cell compute incl. synthesis); config `{meta['config']}` "
              f"({meta['model']}, {meta['dataset']}, {meta['board']}, {meta['target_fps']:,.0f} FPS, budget "
              f"{', '.join(f'{k} {v:,.0f}' for k, v in meta['budget'].items())}); seeds {meta['seeds']}; cells `{meta['cells']}`.", "",
              "Chosen design per seed (a search's is its best finalist by validation accuracy); test accuracy "
@@ -371,12 +372,15 @@ def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
     lines += ["", f"Pareto front per strategy: the non-dominated designs over all seeds' designs (every "
               f"finalist of a search), max test accuracy, min {axis}. Hypervolume: the area (LUT x accuracy "
               f"fraction) they dominate up to the reference point LUT = {ref['LUT']:,.0f} (1.1 x the largest "
-              f"LUT seen), accuracy = {ref['accuracy']:g}.", ""]
+              f"LUT seen), accuracy = {ref['accuracy']:g} (so a LUT saved weighs about as much as the design's "
+              f"accuracy: compare volumes together with the accuracy column).", ""]
     eq = summary["equal_accuracy"]
     if eq:
         lines.append(f"Equal accuracy: the smallest design (any seed or finalist) with test accuracy >= "
                      f"{eq['baseline']}'s mean ({100 * eq['baseline_acc']:.2f}%) minus the larger seed std of the two; "
-                     f"its {axis} as a fraction of {eq['baseline']}'s mean ({eq['baseline_LUT']:,.0f}).")
+                     f"its {axis} as a fraction of {eq['baseline']}'s mean ({eq['baseline_LUT']:,.0f})."
+                     + (" With one seed there is no std: equal means at least as accurate." if len(meta["seeds"]) == 1
+                        else ""))
         lines.append("")
         lines += ["| design | threshold % | smallest design at equal accuracy | LUT | fraction of w4a4 | "
                   "most accurate (gap, LUT fraction) |", "|---|---|---|---|---|---|"]
@@ -458,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": cmd.strip(), "config": _rel(args.config), "model": cfg.model, "dataset": cfg.dataset,
             "quick": args.quick, "synth": args.synth, "seeds": seeds, "target_fps": cfg.target_fps or 0,
             "board": cfg.board, "clock_ns": cfg.clock_ns, "budget": dict(cfg.search.budget), "cells": _rel(cells_dir),
-            "settings_key": key, "total_seconds": time.time() - t0}
+            "settings_key": key, "total_seconds": time.time() - t0,
+            "cell_seconds": sum(c.get("wall_seconds", 0.0) + sum(d.get("synth", {}).get("seconds", 0.0)
+                                                                 for d in c["designs"]) for c in cells)}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{stem}.json", {**meta, "summary": summary, "cells": cells})
     write_text(args.out / f"{stem}.md", markdown(meta, summary, cells))
