@@ -26,7 +26,7 @@ seeds' std) as a fraction of uniform w4a4's.
 
     python benchmarks/bench_codesign.py                    # 3 seeds, the example's settings
     python benchmarks/bench_codesign.py --quick --synth    # 1 seed, 12k images, 6 trials, Yosys
-    python benchmarks/bench_codesign.py --config examples/lenet_fashionmnist_ultra96.yaml --quick
+    python benchmarks/bench_codesign.py --config examples/lenet_fashionmnist_pynqz2.yaml --quick
 
 Writes benchmarks/results/codesign[_<stem>][_quick].{json,md,png} (no stem for the default TFC
 example); run folders in runs/bench_codesign/<stem>-<hash>/seed<N>/.
@@ -200,10 +200,15 @@ def run_cells(cfg0: Any, seeds: list[int], names: list[str], synth: bool, cells_
             path = cells_dir / f"s{seed}-{slug(name)}.json"
             cell = read_json(path) if path.is_file() else None
             if cell is None:
+                prep = None
                 if ctx is None:
+                    t0 = time.time()
                     ctx = prepare(cfg, runs / f"seed{seed}")
+                    prep = time.time() - t0
                 log.info("seed %d, %s: training", seed, name)
                 cell = compute_cell(ctx, name)
+                if prep is not None:  # the seed's float model + relevance, counted once
+                    cell["prepare_seconds"] = prep
                 write_json(path, cell)
             else:
                 log.info("seed %d, %s: cached (%s)", seed, name, _rel(path))
@@ -340,7 +345,7 @@ def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
     synth = summary["lut_source"] == "yosys"
     ref = summary["reference_point"]
     lines = [f"Command: `{meta['command']}` ({meta['total_seconds'] / 60:.1f} min this invocation, "
-             f"{meta['cell_seconds'] / 60:.1f} min of cell compute incl. synthesis); config `{meta['config']}` "
+             f"{meta['cell_seconds'] / 60:.1f} min of cell compute incl. synthesis and the float models); config `{meta['config']}` "
              f"({meta['model']}, {meta['dataset']}, {meta['board']}, {meta['target_fps']:,.0f} FPS, budget "
              f"{', '.join(f'{k} {v:,.0f}' for k, v in meta['budget'].items())}); seeds {meta['seeds']}; cells `{meta['cells']}`.", "",
              "Chosen design per seed (a search's is its best finalist by validation accuracy); test accuracy "
@@ -463,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick, "synth": args.synth, "seeds": seeds, "target_fps": cfg.target_fps or 0,
             "board": cfg.board, "clock_ns": cfg.clock_ns, "budget": dict(cfg.search.budget), "cells": _rel(cells_dir),
             "settings_key": key, "total_seconds": time.time() - t0,
-            "cell_seconds": sum(c.get("wall_seconds", 0.0) + sum(d.get("synth", {}).get("seconds", 0.0)
+            "cell_seconds": sum(c.get("wall_seconds", 0.0) + c.get("prepare_seconds", 0.0) + sum(d.get("synth", {}).get("seconds", 0.0)
                                                                  for d in c["designs"]) for c in cells)}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{stem}.json", {**meta, "summary": summary, "cells": cells})
