@@ -137,3 +137,23 @@ def test_tiny_benchmark_end_to_end_and_resume(tmp_path):
     assert {c: c.stat().st_mtime_ns for c in cells} == stamps
     again = json.loads((tmp_path / "out" / "codesign_tiny.json").read_text())
     assert again["summary"]["strategies"]["ilp"]["test_acc_mean"] == strat["ilp"]["test_acc_mean"]
+
+
+def test_budget_text_and_plan_candidate_round_trip():
+    """The helpers the benchmark and scripts/hw_budget_allocation.py share: the --bits text of a
+    search's budget parses back to the same limits, and a plan maps to the candidate whose plan
+    it is (so the allocations are costed and keyed like the search's designs)."""
+    from codesign.compress.ilp import hw_budget_text, parse_hw_budget
+    from codesign.designspace.space import Candidate, SearchSpace
+    from codesign.models.zoo import make_spec
+
+    text = hw_budget_text("ilp", {"LUT": 1234567, "BRAM_18K": 100}, 1e5, "Pynq-Z2", 2.5)
+    o = parse_hw_budget(text)
+    assert o["kind"] == "ilp" and o["limits"] == {"LUT": 1234567.0, "BRAM_18K": 100.0}
+    assert (o["fps"], o["clock"], o["act"], o["board"]) == (1e5, 2.5, "free", "Pynq-Z2")
+    with pytest.raises(Exception, match="choose ilp or greedy"):
+        hw_budget_text("uniform", {"LUT": 1}, 1.0)
+    spec = make_spec("tfc", (1, 8, 8), 10)
+    sp = SearchSpace(spec, weight_bits=(2, 3, 4), act_bits=(2, 3), prune_levels=(0.0,))
+    cand = Candidate.make({"fc0": 2, "fc1": 4, "fc2": 3, "fc3": 4}, {"fc0": 3, "fc1": 2, "fc2": 3})
+    assert Candidate.from_plan(sp.plan(cand)) == cand

@@ -352,10 +352,14 @@ def hw_budget_text(kind: str, limits: Mapping[str, float], fps: float, board: st
     budget to the allocators build it here, so both read the same limits."""
     if kind not in ("ilp", "greedy"):
         raise CodesignError(f"hardware-budget allocation '{kind}': choose ilp or greedy")
-    parts = [f"{k}={float(v):g}" for k, v in limits.items() if v]
-    parts += [f"fps={float(fps):g}", f"board={board}"]
+    def num(v: float) -> str:  # exact: no 6-digit %g rounding of a large limit
+        f = float(v)
+        return str(int(f)) if f.is_integer() else repr(f)
+
+    parts = [f"{k}={num(v)}" for k, v in limits.items() if v]
+    parts += [f"fps={num(fps)}", f"board={board}"]
     if clock_ns:
-        parts.append(f"clock={float(clock_ns):g}")
+        parts.append(f"clock={num(clock_ns)}")
     parts.append(f"act={act}")
     return f"{kind}:" + ",".join(parts)
 
