@@ -167,8 +167,13 @@ def synth_design(cfg: Any, design: dict) -> dict:
     from codesign.dataflow.build import BuildConfig, build_dataflow
     from codesign.hw.synth import synth_build
 
+    from codesign.errors import CodesignError
+
     t0 = time.time()
     folder = _abs(design["dir"])
+    if not (folder / "model.onnx").is_file():
+        raise CodesignError(f"{folder / 'model.onnx'} is missing (the cell was trained elsewhere?): delete its "
+                            "cell file to train the design again, or run without --synth")
     bdir = folder / "BUILD"
     bcfg = BuildConfig(output_dir=bdir, board=cfg.board, clock_ns=cfg.clock_ns, target_fps=cfg.target_fps,
                        max_fps=cfg.target_fps is None, util=cfg.search.util)

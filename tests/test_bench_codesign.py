@@ -103,7 +103,7 @@ def test_cells_key_ignores_seed_and_output_names_not_settings(tmp_path):
         == "codesign_lenet_fashionmnist_pynqz2"
 
 
-def test_tiny_benchmark_end_to_end_and_resume(tmp_path):
+def test_tiny_benchmark_end_to_end_and_resume(tmp_path, caplog):
     cfg = {"name": "tiny", "model": "tfc", "dataset": "digits", "out": str(tmp_path / "unused"),
            "target_fps": 300000, "train": {"epochs": 1, "max_batches": 5}, "qat": {"epochs": 1, "max_batches": 2},
            "search": {"trials": 2, "budget": {"LUT": 4000}, "heartbeat_s": 1, "grace_s": 3, "weight_bits": [2, 3],
@@ -137,6 +137,11 @@ def test_tiny_benchmark_end_to_end_and_resume(tmp_path):
     assert {c: c.stat().st_mtime_ns for c in cells} == stamps
     again = json.loads((tmp_path / "out" / "codesign_tiny.json").read_text())
     assert again["summary"]["strategies"]["ilp"]["test_acc_mean"] == strat["ilp"]["test_acc_mean"]
+    # --synth on a cached cell whose design folder is gone: one clear line, exit 2, no traceback
+    rel = json.loads(next(c for c in cells if c.name == "s0-relevance.json").read_text())["designs"][0]
+    (Path(rel["dir"]) / "model.onnx").unlink()
+    assert bench.main(argv + ["--synth"]) == 2
+    assert "model.onnx is missing" in caplog.text and "delete its cell file" in caplog.text
 
 
 def test_budget_text_and_plan_candidate_round_trip():
