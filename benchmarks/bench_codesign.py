@@ -306,7 +306,7 @@ def plot(summary: dict, path: Path, lut_limit: float | None, title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for n, a in summary["strategies"].items():
+    for a in summary["strategies"].values():
         pts = a["points"]
         if not pts:
             continue
@@ -349,13 +349,14 @@ def _desc(text: str) -> str:
 def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
     synth = summary["lut_source"] == "yosys"
     ref = summary["reference_point"]
-    lines = [f"Command: `{meta['command']}` ({meta['total_seconds'] / 60:.1f} min this invocation, "
-             f"{meta['cell_seconds'] / 60:.1f} min of cell compute incl. synthesis and the float models); config `{meta['config']}` "
-             f"({meta['model']}, {meta['dataset']}, {meta['board']}, {meta['target_fps']:,.0f} FPS, budget "
-             f"{', '.join(f'{k} {v:,.0f}' for k, v in meta['budget'].items())}); seeds {meta['seeds']}; cells `{meta['cells']}`.", "",
-             "Chosen design per seed (a search's is its best finalist by validation accuracy); test accuracy "
-             "after full QAT; LUT est = the cost model at the target FPS" + (
-                 "; Yosys = `synth_xilinx` of the compiled design." if synth else "; run with --synth for Yosys."), ""]
+    budget = ", ".join(f"{k} {v:,.0f}" for k, v in meta["budget"].items())
+    lines = [(f"Command: `{meta['command']}` ({meta['total_seconds'] / 60:.1f} min this invocation, "
+              f"{meta['cell_seconds'] / 60:.1f} min of cell compute incl. synthesis and the float models); "
+              f"config `{meta['config']}` ({meta['model']}, {meta['dataset']}, {meta['board']}, "
+              f"{meta['target_fps']:,.0f} FPS, budget {budget}); seeds {meta['seeds']}; cells `{meta['cells']}`."), "",
+             ("Chosen design per seed (a search's is its best finalist by validation accuracy); test accuracy "
+              "after full QAT; LUT est = the cost model at the target FPS"
+              + ("; Yosys = `synth_xilinx` of the compiled design." if synth else "; run with --synth for Yosys.")), ""]
     head = "| design | test acc % | LUT est |"
     sep = "|---|---|---|"
     if synth:
@@ -379,11 +380,12 @@ def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
         row += f" {f'{t:.0f} s' if t else '-'} | {len(a['front'])} | {a['hypervolume']:,.1f} |"
         lines.append(row)
     axis = "Yosys LUT" if synth else "estimated LUT"
-    lines += ["", f"Pareto front per strategy: the non-dominated designs over all seeds' designs (every "
-              f"finalist of a search), max test accuracy, min {axis}. Hypervolume: the area (LUT x accuracy "
-              f"fraction) they dominate up to the reference point LUT = {ref['LUT']:,.0f} (1.1 x the largest "
-              f"LUT seen), accuracy = {ref['accuracy']:g} (so a LUT saved weighs about as much as the design's "
-              f"accuracy: compare volumes together with the accuracy column).", ""]
+    lines += ["", (f"Pareto front per strategy: the non-dominated designs over all seeds' designs (every "
+                   f"finalist of a search), max test accuracy, min {axis}. Hypervolume: the area (LUT x accuracy "
+                   f"fraction) they dominate up to the reference point LUT = {ref['LUT']:,.0f} (1.1 x the largest "
+                   f"LUT seen), accuracy = {ref['accuracy']:g}; with accuracy 0 as the reference the volume is "
+                   f"about accuracy x LUTs saved, so it favours small designs: read it with the accuracy column."),
+              ""]
     eq = summary["equal_accuracy"]
     if eq:
         lines.append(f"Equal accuracy: the smallest design (any seed or finalist) with test accuracy >= "
@@ -392,8 +394,8 @@ def markdown(meta: dict, summary: dict, cells: list[dict]) -> str:
                      + (" With one seed there is no std: equal means at least as accurate." if len(meta["seeds"]) == 1
                         else ""))
         lines.append("")
-        lines += ["| design | threshold % | smallest design at equal accuracy | LUT | fraction of w4a4 | "
-                  "most accurate (gap, LUT fraction) |", "|---|---|---|---|---|---|"]
+        lines += [("| design | threshold % | smallest design at equal accuracy | LUT | fraction of w4a4 | "
+                   "most accurate (gap, LUT fraction) |"), "|---|---|---|---|---|---|"]
         for n, e in eq["per_strategy"].items():
             lab = summary["strategies"][n]["label"]
             d = e["design"]
