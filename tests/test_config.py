@@ -70,3 +70,21 @@ def test_examples_validate():
 
     for f in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml")):
         load_config(f)
+
+
+def test_examples_are_achievable():
+    """Every shipped example's search space holds at least one design that meets its budget at its
+    target FPS (an example that exits "impossible budget" on first use is a broken example)."""
+    from pathlib import Path
+
+    from codesign.models.zoo import make_spec
+    from codesign.search.feedback import check_achievable
+    from codesign.search.loop import build_hw, build_space
+
+    shapes = {"fashion-mnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+    for f in sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.yaml")):
+        cfg = load_config(f)
+        spec = make_spec(cfg.model, shapes[cfg.dataset], 10)
+        space = build_space(cfg, spec)
+        est = check_achievable(space, build_hw(cfg, space))
+        assert est.feasible, f.name
