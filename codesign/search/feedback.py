@@ -169,9 +169,10 @@ def check_achievable(space: SearchSpace, hw: HwEstimator) -> HwEstimate:
         return est
     figures = ", ".join(f"{r} {est.totals[r]:,}" for r in RESOURCES if est.totals[r])
     fps = f"{est.fps:,.0f} FPS" if est.fps else "target FPS unreachable"
+    smallest = f"{figures}; {fps}" if figures else "not costed, the target FPS is unreachable"
     raise InfeasibleBudgetError(
         f"impossible budget: even the smallest design in the search space ({small.describe()}) does not fit "
-        f"({est.reason}). Smallest achievable design: {figures}; {fps}. Limits: {hw.limits_text()}"
+        f"({est.reason}). Smallest achievable design: {smallest}. Limits: {hw.limits_text()}"
         + (f", target {hw.target_fps:,.0f} FPS" if hw.target_fps else "")
         + ". Raise the budget or lower the target FPS, or widen the search space (lower bits, more pruning).",
         {"candidate": small.to_json(), "estimate": est.to_dict(), "limits": hw.limits,
