@@ -25,6 +25,14 @@
 // NT > 0: ACTVAL + #{i : acc >= T[i]}, pipelined as in codesign_thresholding.v: NT registered
 //   compares per PE, clog2(NT) levels of a registered popcount tree of the compare bits
 //   (codesign_adder_tree.v) -> + ACTVAL into the output register.
+// Weight ROM address: one register per PE (wmem_addr[p*WAW +: WAW] addresses PE p's ROM), all
+// loaded from one next-address value, each in its own (* keep *) always block. Why: the ROM is
+// KF*CF words deep, often only a few, so with one shared address every ROM output bit is one of
+// at most 2^(KF*CF) functions of it and synthesis merges the PE*SIMD*WBITS read registers (and
+// wq2 after them) into a handful of flip-flops, each driving thousands of loads (80.7 MHz on ECP5
+// at PE = 64, KF*CF = 3). Distinct address registers keep the read registers distinct.
+// The threshold ROM (CF words) keeps one address: at CF = 1 its word is a constant; a CF of 2..4
+// at a high PE would merge the same way (not replicated yet).
 // Latency: an input word accepted at cycle t reaches the output register at t + DEPTH when it
 // completes a channel fold's sum, DEPTH = 5 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0)
 // (DSPL = USE_DSP; clog2(1) = 0); one word per cycle when not stalled.
@@ -57,8 +65,9 @@ module codesign_vvau #(
     output reg  [PE*OBITS-1:0]       out_V_TDATA,
     output reg                       out_V_TVALID,
     input  wire                      out_V_TREADY,
-    // weight ROM port: q valid one cycle after (addr, en); PE lanes of SIMD weights
-    output wire [WAW-1:0]            wmem_addr,
+    // weight ROM port: q valid one cycle after (addr, en); PE lanes of SIMD weights. The
+    // address is PE copies of one value, copy p for PE p's ROM (wmem_addr[p*WAW +: WAW])
+    output wire [PE*WAW-1:0]         wmem_addr,
     output wire                      wmem_en,
     input  wire [PE*SIMD*WBITS-1:0]  wmem_q,
     // threshold ROM port (unused when NT = 0)
@@ -88,9 +97,25 @@ module codesign_vvau #(
     // ---------------- stage 0: issue ----------------
     reg [KFW-1:0] kf;
     reg [CFW-1:0] cf;
-    reg [WAW-1:0] waddr;
-    assign wmem_addr = waddr;
+    // the weight ROM address: one next value (the counter's increment and compare exist once),
+    // loaded into one register per PE, each in its own (* keep *) always block so that synthesis
+    // keeps the copies apart (a shallow ROM's outputs would otherwise merge: see the header);
+    // copy 0 is the counter's state
+    wire [WAW-1:0] waddr = wmem_addr[0 +: WAW];
+    wire [WAW-1:0] waddr_nx = (waddr == KF * CF - 1) ? {WAW{1'b0}} : waddr + 1'b1;
     assign wmem_en = adv;
+    genvar wa;
+    generate
+        for (wa = 0; wa < PE; wa = wa + 1) begin : g_waddr
+            reg [WAW-1:0] r;
+            (* keep *)
+            always @(posedge ap_clk) begin
+                if (!ap_rst_n) r <= {WAW{1'b0}};
+                else if (fire) r <= waddr_nx;
+            end
+            assign wmem_addr[wa*WAW +: WAW] = r;
+        end
+    endgenerate
 
     reg v1, first1, last1;
     reg [CFW-1:0] cf1;
@@ -105,7 +130,7 @@ module codesign_vvau #(
 
     always @(posedge ap_clk) begin
         if (!ap_rst_n) begin
-            kf <= 0; cf <= 0; waddr <= 0;
+            kf <= 0; cf <= 0;
             v1 <= 1'b0;
         end else if (adv) begin
             v1 <= fire;
@@ -116,7 +141,6 @@ module codesign_vvau #(
                 end else begin
                     cf <= cf + 1'b1;
                 end
-                waddr <= (waddr == KF * CF - 1) ? {WAW{1'b0}} : waddr + 1'b1;
             end
         end
     end

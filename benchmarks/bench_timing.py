@@ -164,7 +164,8 @@ def _md(doc: dict[str, Any]) -> str:
     for r in doc.get("ops", []):
         cp = r.get("critical_path") or {}
         u = r.get("utilisation") or {}
-        lines.append(f"| {r['op']} | {r['folding']} | {r.get('fmax_mhz')} | {u.get('LUT4', '')} | {u.get('FF', '')} | "
+        was = f" (was {r['before_fmax_mhz']})" if r.get("before_fmax_mhz") else ""  # a row rerun after an RTL fix
+        lines.append(f"| {r['op']} | {r['folding']} | {r.get('fmax_mhz')}{was} | {u.get('LUT4', '')} | {u.get('FF', '')} | "
                      f"{cp.get('logic_ns', '')} / {cp.get('routing_ns', '')} |" if not r.get("error") else
                      f"| {r['op']} | {r['folding']} | error | | | {r['error'][:60]} |")
     for key in DESIGN_BUILDERS:

@@ -186,14 +186,16 @@ def _ram_style(attrs: dict[str, Any]) -> str | None:
     return {"auto": None, "block": "block", "distributed": "logic", "ultra": "block"}.get(style)
 
 
-def _rom_port(prefix: str, roms: list[dict[str, Any]], addr_width: int) -> dict[str, Any]:
+def _rom_port(prefix: str, roms: list[dict[str, Any]], addr_width: int, addr_per_rom: bool = False) -> dict[str, Any]:
     """One ROM port of rom_node.v.j2: the ROMs side by side in q (a ROM with ``banks`` is read
-    through its bank registers, read latency 2)."""
+    through its bank registers, read latency 2). ``addr_per_rom``: the core drives one address
+    copy per ROM (ROM i reads bits [i*addr_width +: addr_width]), so shallow ROMs read through
+    one shared address cannot be merged by synthesis into a few high-fanout registers."""
     lsb = 0
     for r in roms:
         r["lsb"] = lsb
         lsb += r["width"]
-    return {"prefix": prefix, "roms": roms, "addr_width": addr_width, "q_width": lsb}
+    return {"prefix": prefix, "roms": roms, "addr_width": addr_width, "q_width": lsb, "addr_per_rom": addr_per_rom}
 
 
 def _p(params: dict[str, Any]) -> list[tuple[str, str]]:

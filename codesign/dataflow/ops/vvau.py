@@ -91,8 +91,8 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 1.3792, 0.0, 0.4823, 1.0361, 0.0, 1.0484, 0.1146, 1.137, 1.1418, 0.0, 1.975],
-    "FF": [19.1977, 0.0, 1.1915, 1.1709, 0.4487, 0.9304, 1.0237, 1.0377, 1.2427],
+    "LUT": [0.0, 1.9481, 0.0, 0.5455, 1.0287, 0.0, 1.0548, 0.0932, 1.1746, 1.057, 0.0, 1.8443],
+    "FF": [0.0, 0.0, 1.3866, 0.9417, 0.8504, 0.9217, 0.9543, 1.1613, 1.2412],
 }
 # ---- resource coefficients (end) ----
 
@@ -151,14 +151,17 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     never sees the ROM contents), NT registered compares of the sum against it (ACCW bits each)
     and the registered popcount tree of the compare bits (``popcount_tree_bits``, shared with
     the threshold-op model); the accumulator RAM (``_acc_mem``), the counters (kernel fold,
-    channel fold, weight address) and the per-stage control (valid, first, last, channel fold).
+    channel fold, weight address: its register once per PE) and the per-stage control (valid,
+    first, last, channel fold).
     The wrapper's ROMs (``_vvau_memories``) keep only their varying bits.
     LUT: [1, PE (per-lane control: the accumulate select, the output enable), LUT-multiply bits
     (resType dsp below the DSP width), adder bits (tree + accumulate), compare bits,
     accumulator-RAM LUTs, ROM LUTs, ROM mux LUTs, counter bits, output bits, popcount bits, leaf
     bits]. FF: [1, input, weight and product registers, the ACCW registers per PE (dotr, sum_s;
     + the accumulator when CF = 1; dotr in the DSP48's PREG with a DSP product and SIMD = 1),
-    output bits, counter and per-stage control bits, read registers of the ROMs left in logic,
+    output bits, counter and per-stage control bits (the weight address once per PE: one copy per
+    PE's ROM, so that synthesis cannot merge a shallow ROM's read registers), read registers of
+    the ROMs left in logic,
     threshold-word register bits, compare + popcount registers, tree registers]."""
     P, Q = _i(p["PE"]), _i(p["SIMD"])
     W_, A_, acc, nt = _i(p["wbits"]), _i(p["abits"]), _i(p["acc_bits"]), _i(p["n_thr"])
@@ -182,7 +185,7 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
            P * out_bits, P * pop, leaf]
     # a DSP product sits in the DSP48 (MREG) and, SIMD = 1, the dot register too (PREG)
     ff = [one, 2 * Q * P * A_ + P * Q * W_ + np.where(rtl_dsp & ~use_dsp, P * Q * pw, 0),
-          np.where(use_dsp & (Q == 1), 1, 2) * P * acc + am["reg"], P * out_bits, kfw + waw + (dl + 1) * (cfw + 3),
+          np.where(use_dsp & (Q == 1), 1, 2) * P * acc + am["reg"], P * out_bits, kfw + P * waw + (dl + 1) * (cfw + 3),
           mem["q_bits"], P * nt * acc, P * (nt + pop), tree]
     return {"LUT": lut, "FF": ff}
 
@@ -464,7 +467,8 @@ def _gen_vvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
         rows = [[wcodes[kf * SIMD + j, cf * PE + p] for j in range(SIMD)] for kf in range(KF) for cf in range(CF)]
         fn = ctx.write_data(f"{base}_w{p}.dat", _hex_lines(np.array(rows, dtype=object), wdt.bits, SIMD * wdt.bits))
         wroms.append({"name": f"wrom{p}", "width": SIMD * wdt.bits, "depth": KF * CF, "file": fn, "style": style})
-    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(KF * CF))) if KF * CF > 1 else 1)]
+    # one address copy per PE's ROM (codesign_vvau.v's wmem_addr)
+    ports = [_rom_port("wmem", wroms, max(1, math.ceil(math.log2(KF * CF))) if KF * CF > 1 else 1, addr_per_rom=True)]
     ties = []
     if NT:
         tcodes = _codes(Tq, accw)
