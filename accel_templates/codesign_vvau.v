@@ -5,7 +5,8 @@
 // SIMD = 1: a word is PE channels at one kernel position; SIMD > 1 needs PE = C (a word is SIMD
 // whole kernel positions). Per window: KF = K/SIMD kernel folds x CF = C/PE channel folds words,
 // in the order kf outer, cf inner, so the PE*CF channel accumulators live in a small RAM
-// (acc_mem, one entry per channel fold) that is read, added and written back in one stage.
+// (acc_mem, one entry per channel fold; a plain register when CF = 1) that is read, added and
+// written back in one stage.
 // One output word (PE channels) leaves per channel fold, after the last kernel fold.
 //
 // Why this shape: the same stall-style pipeline as codesign_mvau.v (every register advances only
@@ -266,14 +267,26 @@ module codesign_vvau #(
             end
 
             // ---------------- stage a -> s: accumulate per channel fold ----------------
-            reg signed [ACCW-1:0] acc_mem [0:(1<<CFW)-1];
             reg signed [ACCW-1:0] sum_s;
-            wire signed [ACCW-1:0] sum_a = (first_a ? {ACCW{1'b0}} : acc_mem[cf_a]) + dotr;
-            always @(posedge ap_clk) begin
-                if (adv) begin
-                    if (v_a) acc_mem[cf_a] <= sum_a;
-                    sum_s <= sum_a;
+            wire signed [ACCW-1:0] sum_a;
+            if (CF == 1) begin : g_acc_reg
+                // one channel fold: the accumulator is a register. Why not acc_mem (two words at CFW = 1,
+                // one used): the ECP5 flow maps it to LUT RAM, whose shared (constant) read address
+                // then drives every PE's RAMs (the critical path of the PE = 64 unit at 94.65 MHz)
+                reg signed [ACCW-1:0] acc_r;
+                assign sum_a = (first_a ? {ACCW{1'b0}} : acc_r) + dotr;
+                always @(posedge ap_clk) begin
+                    if (adv && v_a) acc_r <= sum_a;
                 end
+            end else begin : g_acc_mem
+                reg signed [ACCW-1:0] acc_mem [0:(1<<CFW)-1];
+                assign sum_a = (first_a ? {ACCW{1'b0}} : acc_mem[cf_a]) + dotr;
+                always @(posedge ap_clk) begin
+                    if (adv && v_a) acc_mem[cf_a] <= sum_a;
+                end
+            end
+            always @(posedge ap_clk) begin
+                if (adv) sum_s <= sum_a;
             end
 
             // ---------------- stage s -> output: activation ----------------

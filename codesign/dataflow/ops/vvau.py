@@ -91,8 +91,8 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 1.9481, 0.0, 0.5455, 1.0287, 0.0, 1.0548, 0.0932, 1.1746, 1.057, 0.0, 1.8443],
-    "FF": [0.0, 0.0, 1.3866, 0.9417, 0.8504, 0.9217, 0.9543, 1.1613, 1.2412],
+    "LUT": [0.0, 5.2854, 0.0, 0.5, 1.004, 0.0, 1.0391, 0.115, 1.2529, 0.2827, 0.0, 2.0714],
+    "FF": [0.0, 0.0, 1.4456, 1.7914, 0.6825, 0.9334, 1.013, 1.0986, 1.1253],
 }
 # ---- resource coefficients (end) ----
 
