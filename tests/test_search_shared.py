@@ -316,12 +316,16 @@ def test_killed_worker_design_is_retried_sqlite(run_dir, tmp_path):
 def test_server_restart_workers_reconnect_or_stop_clearly_then_resume(pg, run_dir, tmp_path):
     url = pg.create_database("restart")
     name = "restart"
-    cfg = _write_cfg(tmp_path / "r.yaml", run_dir, trials=6, study_name=name, reconnect_s=4,
+    cfg = _write_cfg(tmp_path / "r.yaml", run_dir, trials=6, study_name=name, reconnect_s=10,
                      rank={"epochs": 1, "max_batches": 4, "val_samples": 128})
     w = _search(cfg, "--storage", url)
-    # 1. a restart shorter than reconnect_s: the worker carries on
+    # 1. a restart shorter than reconnect_s: the worker carries on. The server goes down while a
+    # trial trains and stays down for 3 heartbeat intervals, so the worker certainly calls the
+    # database during the outage (a 1 s outage between two calls went unnoticed in CI: the
+    # pool's pre-ping then reconnects silently and nothing is retried).
     _wait(lambda: len(_trials(url, name)[0]) >= 1, 180, "the first trained design", [w])
-    pg.restart(down_s=1.0)
+    _wait(lambda: [t for t in _owned_running(url, name) if _fresh(t)], 180, "a design in training", [w])
+    pg.restart(down_s=3.0)
     _wait(lambda: len(_trials(url, name)[0]) >= 3, 180, "designs after the restart", [w])
     # 2. a server down for longer than reconnect_s: the worker stops with one clear line
     pg.stop()

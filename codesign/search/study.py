@@ -104,15 +104,17 @@ class Reconnect:
         self.last_error = ""
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        t0 = time.time()
-        delay = 0.2
+        t0: float | None = None  # the first failure: the window counts from it, not from the call,
+        delay = 0.2  # so a call that ran (or hung on a dying server) for a while still gets retried
         while True:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - filtered by _is_connection_error
                 if not _is_connection_error(exc):
                     raise
-                waited = time.time() - t0
+                now = time.time()
+                t0 = now if t0 is None else t0
+                waited = now - t0
                 self.last_error = _short(exc)
                 if waited >= self.window_s:
                     raise StorageLostError(
