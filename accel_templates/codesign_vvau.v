@@ -268,19 +268,20 @@ module codesign_vvau #(
 
             // ---------------- stage a -> s: accumulate per channel fold ----------------
             reg signed [ACCW-1:0] sum_s;
-            wire signed [ACCW-1:0] sum_a;
+            wire signed [ACCW-1:0] acc_q;  // this channel fold's partial sum
+            wire signed [ACCW-1:0] sum_a = (first_a ? {ACCW{1'b0}} : acc_q) + dotr;
             if (CF == 1) begin : g_acc_reg
                 // one channel fold: the accumulator is a register. Why not acc_mem (two words at CFW = 1,
                 // one used): the ECP5 flow maps it to LUT RAM, whose shared (constant) read address
                 // then drives every PE's RAMs (the critical path of the PE = 64 unit at 94.65 MHz)
                 reg signed [ACCW-1:0] acc_r;
-                assign sum_a = (first_a ? {ACCW{1'b0}} : acc_r) + dotr;
+                assign acc_q = acc_r;
                 always @(posedge ap_clk) begin
                     if (adv && v_a) acc_r <= sum_a;
                 end
             end else begin : g_acc_mem
                 reg signed [ACCW-1:0] acc_mem [0:(1<<CFW)-1];
-                assign sum_a = (first_a ? {ACCW{1'b0}} : acc_mem[cf_a]) + dotr;
+                assign acc_q = acc_mem[cf_a];
                 always @(posedge ap_clk) begin
                     if (adv && v_a) acc_mem[cf_a] <= sum_a;
                 end

@@ -22,7 +22,7 @@ Every cell (study, model, criterion, ratio/K/budget, seed, fine-tune epochs) is 
 JSON file under WORK/cells/ (atomic write), so a killed study resumes and shards share results.
 The report adds paired differences between criteria with 95% t-intervals over seeds.
 
-Results: benchmarks/results/paper_experiments[_quick].{json,png,md}.
+Results: benchmarks/results/paper_experiments[_quick][_60k].{json,png,md} (_60k: --full-data).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ FIFO_SRL_MAX_BITS = 16384
 
 RESOURCES = ("LUT", "FF", "BRAM_18K", "URAM", "DSP")
 #: names the model that produced an estimate (written into estimate_layer_resources.json)
-MODEL_NAME = ("codesign-rtl-model v8 (fitted to Yosys 0.23 synth_xilinx on the pipelined RTL, 174 designs; "
+MODEL_NAME = ("codesign-rtl-model v9 (fitted to Yosys 0.23 synth_xilinx on the pipelined RTL, 174 designs; "
               "benchmarks/bench_costmodel.py)")
 CALIBRATED = ("cycles",) + RESOURCES
 

@@ -91,7 +91,7 @@ def vvau_cycles(K: Any, C: Any, PE: Any, SIMD: Any, Nv: Any) -> np.ndarray:
 #: LUT and FF = coefficients . ``vvau_resource_features``: non-negative least squares over the training half of
 #: the Yosys 0.23 ``synth_xilinx -family xc7`` corpus of single VVAU nodes
 RESOURCE_COEFFS: dict[str, list[float]] = {
-    "LUT": [0.0, 5.2854, 0.0, 0.5, 1.004, 0.0, 1.0391, 0.115, 1.2529, 0.2827, 0.0, 2.0714],
+    "LUT": [0.0, 4.7289, 0.0, 0.5109, 1.0072, 0.0, 1.0441, 0.0997, 1.2759, 0.2998, 0.0, 2.0605],
     "FF": [0.0, 0.0, 1.4456, 1.7914, 0.6825, 0.9334, 1.013, 1.0986, 1.1253],
 }
 # ---- resource coefficients (end) ----
