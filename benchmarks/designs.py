@@ -1,4 +1,4 @@
-"""The whole designs the benchmarks measure: the demo's TFC, and CNV at w2a2 and w1a1 for 1,000 FPS.
+"""The whole designs the benchmarks measure: the demo's TFC, uniform TFC w4a4, and CNV at w2a2 and w1a1 for 1,000 FPS.
 
 Why one module: bench_timing.py (place and route) and bench_costmodel.py (cost model vs Yosys)
 must look at exactly the same networks, so they are defined once here. Both are compiled for a
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 DESIGNS: dict[str, str] = {"demo": "TFC fc0 w4a3 (56) | fc1 w4a4 | fc2 w4a4 | fc3 w8", "cnv": "CNV w2a2 @ 1000 FPS",
-                         "cnv_w1a1": "CNV w1a1 @ 1000 FPS"}
+                         "cnv_w1a1": "CNV w1a1 @ 1000 FPS", "tfc_w4a4": "TFC w4a4 @ 100000 FPS"}
 
 
 def _compile(spec: dict, plan: dict, shape: tuple[int, ...], board: str, fps: float, out: Path) -> Any:
@@ -42,6 +42,16 @@ def demo_design(out: Path) -> tuple[Any, str]:
     return _compile(spec, plan, (1, 28, 28), "Pynq-Z2", 100000, out), DESIGNS["demo"]
 
 
+def tfc_w4a4_design(out: Path) -> tuple[Any, str]:
+    """Uniform TFC w4a4 (8-bit input) for 100k FPS on a Pynq-Z2: the w4a4 baseline of the headline
+    co-design table (bench_codesign.py), here on seeded weights, so that its cost-model error
+    can be split per node and between weights and structure."""
+    from codesign.models import make_spec, uniform_plan
+
+    spec = make_spec("tfc", (1, 28, 28))
+    return _compile(spec, uniform_plan(spec, 4, 4), (1, 28, 28), "Pynq-Z2", 100000, out), DESIGNS["tfc_w4a4"]
+
+
 def cnv_design(out: Path) -> tuple[Any, str]:
     """CNV (the BNN-PYNQ topology) at 2-bit weights and activations, for 1,000 FPS on a Pynq-Z2."""
     from codesign.models import make_spec, uniform_plan
@@ -60,4 +70,4 @@ def cnv_w1a1_design(out: Path) -> tuple[Any, str]:
 
 
 BUILDERS: dict[str, Callable[[Path], tuple[Any, str]]] = {"demo": demo_design, "cnv": cnv_design,
-                                                         "cnv_w1a1": cnv_w1a1_design}
+                                                         "cnv_w1a1": cnv_w1a1_design, "tfc_w4a4": tfc_w4a4_design}
