@@ -321,8 +321,8 @@ def test_server_restart_workers_reconnect_or_stop_clearly_then_resume(pg, run_di
     w = _search(cfg, "--storage", url)
     # 1. a restart shorter than reconnect_s: the worker carries on. The server goes down while a
     # trial trains and stays down for 3 heartbeat intervals, so the worker certainly calls the
-    # database during the outage (a 1 s outage between two calls went unnoticed in CI: the
-    # pool's pre-ping then reconnects silently and nothing is retried).
+    # database during the outage (a 1 s outage at any moment could fall between two calls and go
+    # unnoticed, as it once did in CI).
     _wait(lambda: len(_trials(url, name)[0]) >= 1, 180, "the first trained design", [w])
     _wait(lambda: [t for t in _owned_running(url, name) if _fresh(t)], 180, "a design in training", [w])
     pg.restart(down_s=3.0)

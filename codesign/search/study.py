@@ -104,8 +104,10 @@ class Reconnect:
         self.last_error = ""
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        t0: float | None = None  # the first failure: the window counts from it, not from the call,
-        delay = 0.2  # so a call that ran (or hung on a dying server) for a while still gets retried
+        # the window counts from the first failure, not from the call: a call that ran (or hung on
+        # a dying server) for a while still gets its retries
+        t0: float | None = None
+        delay = 0.2
         while True:
             try:
                 return fn(*args, **kwargs)
