@@ -41,12 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from codesign.atomic import atomic_write, write_json, write_text  # noqa: E402
 from codesign.compress.cluster import cluster_layer  # noqa: E402
+from codesign.compress.depgraph import needs_depgraph, prune_structured_graph  # noqa: E402
 from codesign.compress.pipeline import CompressConfig, compress  # noqa: E402
 from codesign.compress.prune import MaskHook, prune_structured, weight_masks  # noqa: E402
 from codesign.data import load_dataset, make_loaders, sample_batch  # noqa: E402
 from codesign.flow import train_float  # noqa: E402
 from codesign.models import build_float  # noqa: E402
-from codesign.models.zoo import quant_layers  # noqa: E402
+from codesign.models.zoo import module_paths, quant_layers  # noqa: E402
 from codesign.relevance import compute_relevance, weight_relevance  # noqa: E402
 from codesign.train import TrainConfig, evaluate, load_checkpoint  # noqa: E402
 
@@ -157,15 +158,16 @@ class ModelContext:
     """Float model, relevances and data of one (model, seed), built once per process and cached
     on disk (float.pt, rel_<method>.json) so another shard reuses them."""
 
-    def __init__(self, model_name: str, seed: int, st: dict, work: Path, progress: bool):
+    def __init__(self, model_name: str, seed: int, st: dict, work: Path, progress: bool, device: str = "cpu"):
         from codesign.relevance import load_relevance
 
-        self.model_name, self.seed, self.st = model_name, seed, st
+        self.model_name, self.seed, self.st, self.device = model_name, seed, st, device
         self.run = work / f"{model_name}_s{seed}"
         self.splits = load_dataset("fashion-mnist", seed=seed, limit_train=st["limit_train"],
                                    limit_test=st["limit_test"])
         if not (self.run / "float.pt").is_file():
-            tc = TrainConfig(epochs=st["float_epochs"], lr=2e-3, patience=None, seed=seed, progress=progress)
+            tc = TrainConfig(epochs=st["float_epochs"], lr=2e-3, patience=None, seed=seed, progress=progress,
+                             device=device)
             train_float(model_name, "fashion-mnist", self.run, tc, limit_train=st["limit_train"],
                         limit_test=st["limit_test"], splits=self.splits)
         ck = load_checkpoint(self.run / "float.pt")
@@ -192,13 +194,14 @@ def run_cell(c: dict, ctx: ModelContext) -> dict:
     if c["study"] == "float":
         return {"acc": ctx.float_acc}
     seed, ft, x = c["seed"], c["ft"], c["x"]
-    tcf = TrainConfig(epochs=max(ft, 1), lr=5e-4, patience=None, seed=seed, progress=ctx.progress)
+    tcf = TrainConfig(epochs=max(ft, 1), lr=5e-4, patience=None, seed=seed, progress=ctx.progress, device=ctx.device)
     out = ctx.run / cell_key(c)
     t0 = time.time()
     if c["study"] in PRUNE_STUDIES:
         rel = ctx.rels[c["method"]]
         if c["study"] == "prune_structured":
-            pr = prune_structured(spec, state, rel, x)
+            # residual / depthwise nets (ResNet-8): channels tied by an add prune as one DepGraph group
+            pr = (prune_structured_graph if needs_depgraph(spec) else prune_structured)(spec, state, rel, x)
             no_ft = _eval_state(pr.spec, pr.state_dict, splits)
             cfg = CompressConfig(prune_filters=x, qat=tcf, quantize=False, seed=seed)
         else:
@@ -210,11 +213,12 @@ def run_cell(c: dict, ctx: ModelContext) -> dict:
         rel = ctx.rels["deeplift"]
         weighted = c["method"] == "relevance-weighted"
         cs = dict(state)
+        paths = module_paths(spec)              # `body.res1.body.conv3` inside a residual block
         for l in quant_layers(spec):
             n = l["name"]
             w = model.layer(n).weight
             cl = cluster_layer(w, int(x), relevance=weight_relevance(rel, n, w) if weighted else None, seed=seed)
-            cs[f"body.{n}.weight"] = cl.tie(w.detach())
+            cs[f"{paths[n]}.weight"] = cl.tie(w.detach())
         no_ft = _eval_state(spec, cs, splits)
         cfg = CompressConfig(cluster=int(x), cluster_weighted=weighted, qat=tcf, quantize=False, seed=seed)
     else:
@@ -378,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", type=Path, default=None,
                    help="the cell cache (default: WORK/cells); a committed folder lets a study resume across machines")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--device", default="cpu",
+                   help="where training runs: cpu, cuda or cuda:N (CNV and ResNet-8 at full size need a GPU)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("codesign.train", "codesign.flow", "codesign.compress", "codesign.relevance", "codesign.data"):
@@ -404,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         k = (c["model"], c["seed"])
         if k not in contexts:
             contexts.clear()                          # one model's data and relevances in memory at a time
-            contexts[k] = ModelContext(c["model"], c["seed"], st, work, args.progress)
+            contexts[k] = ModelContext(c["model"], c["seed"], st, work, args.progress, args.device)
         return run_cell(c, contexts[k])
 
     _, ran = run_cells(todo, runner, cache)

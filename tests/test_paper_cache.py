@@ -68,3 +68,29 @@ def test_paired_differences_with_t_interval(pe):
     assert p["diff_mean"] == pytest.approx(0.1)
     md = pe.table(pe.aggregate(rows), [p], pe.settings(True), "cmd", 1.0, 5)
     assert "95% CI" in md and "5 cells not yet run" in md
+
+
+def test_resnet8_cells_prune_by_residual_groups_and_cluster_inside_blocks(pe, tmp_path, monkeypatch):
+    """The study takes a residual net (ResNet-8, the CNN of the topology issue): structured
+    pruning goes through DepGraph groups and clustering reaches the convs inside the blocks."""
+    import torch
+
+    st = pe.settings(quick=True)
+    st.update(limit_train=300, limit_test=100, float_epochs=1, samples=16)
+    ctx = pe.ModelContext("resnet8", 0, st, tmp_path, False)
+    full = sum(int(v.numel()) for k, v in ctx.state.items() if k.endswith(".weight") and v.dim() > 1)
+    base = {"model": "resnet8", "seed": 0}
+    pruned = pe.run_cell({**base, "study": "prune_structured", "method": "deeplift", "x": 0.5, "ft": 1}, ctx)
+    assert 0.0 <= pruned["acc"] <= 1.0 and pruned["weights"] < 0.5 * full    # filters really removed
+    seen: dict[str, torch.Tensor] = {}
+    real_eval = pe._eval_state
+
+    def spy(spec, state, splits):
+        seen.update(state)
+        return real_eval(spec, state, splits)
+
+    monkeypatch.setattr(pe, "_eval_state", spy)
+    row = pe.run_cell({**base, "study": "cluster", "method": "relevance-weighted", "x": 2, "ft": 0}, ctx)
+    assert row["acc"] == row["acc_no_ft"]
+    inner = [k for k in seen if ".body.conv" in k and k.endswith(".weight") and "_bn" not in k]
+    assert inner and all(torch.unique(seen[k]).numel() <= 2 for k in inner)  # 2 shared values per conv
