@@ -1,6 +1,5 @@
-// Shared by the MVAU (codesign_mvau.v and the weights-as-constants dot of mvau_const_dot.v.j2:
-// its partial-product trees and the popcount of its threshold compares), the VVAU (its product
-// tree and popcount) and the Thresholding op (its popcount). An op that instantiates it lists
+// Shared by the Thresholding op (codesign_thresholding.v) and the VVAU's activation
+// (codesign_vvau.v): the popcount of their NT compare bits. An op that instantiates it lists
 // this file in its ``extra_templates`` so the RTL flow copies it next to the op's core.
 //
 // Balanced binary adder tree, N inputs of IW bits -> OW bits, a register after every level

@@ -356,7 +356,7 @@ module codesign_mvau #(
                 assign dot_t = {TOW{1'b0}};
                 assign dot = dot_q[p*ACCW +: ACCW];
             end else begin : g_tree
-            codesign_adder_tree #(.N(NLEAF), .IW(PW), .OW(TOW), .SIGNED((XNOR != 0) ? 0 : 1)) u_tree (
+            codesign_mvau_tree #(.N(NLEAF), .IW(PW), .OW(TOW), .SIGNED((XNOR != 0) ? 0 : 1)) u_tree (
                 .clk(ap_clk), .en(adv), .in(leaves), .out(dot_t));
             if (XNOR != 0 || TOW >= ACCW) begin : g_dz
                 assign dot = dot_t;  // zero-extends (XNOR) or keeps ACCW bits
@@ -392,7 +392,7 @@ module codesign_mvau #(
                 end
                 localparam integer CW = PL + 1;
                 wire [CW-1:0] cnt;
-                codesign_adder_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
+                codesign_mvau_tree #(.N(NT), .IW(1), .OW(CW), .SIGNED(0)) u_pop (
                     .clk(ap_clk), .en(adv), .in(ge), .out(cnt));
                 wire signed [VW-1:0] value = ACTVAL + $signed({1'b0, cnt});
                 always @(posedge ap_clk) begin
@@ -406,4 +406,44 @@ module codesign_mvau #(
         if (!ap_rst_n) out_V_TVALID <= 1'b0;
         else if (adv) out_V_TVALID <= vdo[AL];
     end
+endmodule
+
+// Balanced binary adder tree, N inputs of IW bits -> OW bits, a register after every level
+// (latency clog2(N) cycles; N = 1: a wire). Heap layout: node i = node 2i + node 2i+1, leaves
+// at NP..NP+N-1 (NP = next power of two >= N), missing leaves are zero.
+module codesign_mvau_tree #(
+    parameter integer N = 2,
+    parameter integer IW = 4,
+    parameter integer OW = 6,
+    parameter integer SIGNED = 1
+) (
+    input  wire            clk,
+    input  wire            en,
+    input  wire [N*IW-1:0] in,
+    output wire [OW-1:0]   out
+);
+    localparam integer NP = (N > 1) ? (1 << $clog2(N)) : 1;
+    wire [2*NP*OW-1:0] node;
+    genvar i;
+    generate
+        for (i = NP; i < 2 * NP; i = i + 1) begin : g_leaf
+            if (i - NP < N) begin : g_in
+                wire [IW-1:0] v = in[(i-NP)*IW +: IW];
+                if (OW > IW) begin : g_ext
+                    assign node[i*OW +: OW] = {{(OW-IW){(SIGNED != 0) ? v[IW-1] : 1'b0}}, v};
+                end else begin : g_trunc
+                    assign node[i*OW +: OW] = v[OW-1:0];
+                end
+            end else begin : g_zero
+                assign node[i*OW +: OW] = {OW{1'b0}};
+            end
+        end
+        for (i = 1; i < NP; i = i + 1) begin : g_add
+            reg [OW-1:0] r;
+            always @(posedge clk) if (en) r <= node[2*i*OW +: OW] + node[(2*i+1)*OW +: OW];
+            assign node[i*OW +: OW] = r;
+        end
+    endgenerate
+    assign node[0 +: OW] = {OW{1'b0}};
+    assign out = node[OW +: OW];
 endmodule

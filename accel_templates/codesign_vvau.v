@@ -32,11 +32,8 @@
 // at most 2^(KF*CF) functions of it and synthesis merges the PE*SIMD*WBITS read registers (and
 // wq2 after them) into a handful of flip-flops, each driving thousands of loads (80.7 MHz on ECP5
 // at PE = 64, KF*CF = 3). Distinct address registers keep the read registers distinct.
-// At CF > 1 the channel fold that addresses each PE's accumulator RAM and threshold ROM is a
-// register per PE too (acf, tcf: (* keep *) copies of the shared delay chain's last stages).
-// Why: one shared address drove every PE's acc_mem read port and threshold ROM, the critical
-// path of the PE = 4, CF = 16 unit (acc_mem read address -> another PE's write data). At CF = 1
-// both are constant and stay shared (tmem_addr holds PE copies of one wire).
+// The threshold ROM (CF words) keeps one address: at CF = 1 its word is a constant; a CF of 2..4
+// at a high PE would merge the same way (not replicated yet).
 // Latency: an input word accepted at cycle t reaches the output register at t + DEPTH when it
 // completes a channel fold's sum, DEPTH = 5 + DSPL + TL + (NT > 0 ? 1 + clog2(NT) : 0)
 // (DSPL = USE_DSP; clog2(1) = 0); one word per cycle when not stalled.
@@ -74,8 +71,8 @@ module codesign_vvau #(
     output wire [PE*WAW-1:0]         wmem_addr,
     output wire                      wmem_en,
     input  wire [PE*SIMD*WBITS-1:0]  wmem_q,
-    // threshold ROM port (unused when NT = 0); PE copies of the address, copy p for PE p's ROM
-    output wire [PE*TAW-1:0]         tmem_addr,
+    // threshold ROM port (unused when NT = 0)
+    output wire [TAW-1:0]            tmem_addr,
     output wire                      tmem_en,
     input  wire [PE*NTW*ACCW-1:0]    tmem_q
 );
@@ -191,7 +188,7 @@ module codesign_vvau #(
 
     // thresholds: read while the channel fold's last word moves into stage a (q valid in stage
     // a, held by the ROM while stalled), registered into tq_s alongside the finished sum
-    // (tmem_addr: assigned per PE in g_pe, from its own register at CF > 1)
+    assign tmem_addr = cfd[(DL-1)*CFW +: CFW];
     assign tmem_en = adv && vd[DL-1] && ld[DL-1];
     reg [PE*NTW*ACCW-1:0] tq_s;
     reg v_s;
@@ -236,17 +233,6 @@ module codesign_vvau #(
     genvar p, k, j;
     generate
         for (p = 0; p < PE; p = p + 1) begin : g_pe
-            // this PE's threshold ROM address: the channel fold one stage before stage a
-            if (CF > 1) begin : g_taddr
-                reg [CFW-1:0] tcf;
-                (* keep *)
-                always @(posedge ap_clk) begin
-                    if (adv) tcf <= cfd[(DL-2)*CFW +: CFW];
-                end
-                assign tmem_addr[p*TAW +: TAW] = tcf;
-            end else begin : g_taddr1
-                assign tmem_addr[p*TAW +: TAW] = cfd[(DL-1)*CFW +: CFW];
-            end
             // ---------------- stage 2 -> a: products as leaves of one registered tree ----------------
             // LUT multiply: leaf (k, j) = x_k * w_k[j] * 2^j (the sign bit of a signed weight
             // negated), shift-and-add that Yosys never maps to a DSP (resType lut); USE_DSP: leaf
@@ -294,16 +280,10 @@ module codesign_vvau #(
                     if (adv && v_a) acc_r <= sum_a;
                 end
             end else begin : g_acc_mem
-                // this PE's copy of the stage-a channel fold (equal to cf_a) addresses its RAM
-                reg [CFW-1:0] acf;
-                (* keep *)
-                always @(posedge ap_clk) begin
-                    if (adv) acf <= cfd[(DL-1)*CFW +: CFW];
-                end
                 reg signed [ACCW-1:0] acc_mem [0:(1<<CFW)-1];
-                assign acc_q = acc_mem[acf];
+                assign acc_q = acc_mem[cf_a];
                 always @(posedge ap_clk) begin
-                    if (adv && v_a) acc_mem[acf] <= sum_a;
+                    if (adv && v_a) acc_mem[cf_a] <= sum_a;
                 end
             end
             always @(posedge ap_clk) begin

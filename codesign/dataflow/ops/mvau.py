@@ -108,7 +108,7 @@ def _mvau_struct(MW: Any, MH: Any, PE: Any, SIMD: Any, wbits: Any, abits: Any, o
     pw = np.where(xn, 1, A_ + W_ + 2)                       # leaf width (EIW + EWW)
     tl = _clog2(nleaf)
     tow = np.minimum(pw + tl, acc)                           # tree width (mod 2^ACCW)
-    # adder bits = register bits per PE. Every node of codesign_adder_tree is TOW bits wide; with
+    # adder bits = register bits per PE. Every node of codesign_mvau_tree is TOW bits wide; with
     # XNOR leaves (zero-extended 1-bit counts) Yosys drops the constant-zero high bits, so a node
     # at height k above the leaves keeps min(1 + k, TOW) (CNV w1a1, PE 16 x SIMD 16: the full width
     # counted 44 % more flip-flops than Yosys keeps); sign-extended leaves keep the full width
@@ -789,7 +789,6 @@ class MVAU(HWCustomOp):
     in_fold_attr, out_fold_attr = "SIMD", "PE"
     layer_role = "weights"
     template = "codesign_mvau.v"
-    extra_templates = ("codesign_adder_tree.v",)
     rtl_inputs = ("W", "T")
 
     @classmethod

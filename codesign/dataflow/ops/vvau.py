@@ -160,8 +160,7 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     bits]. FF: [1, input, weight and product registers, the ACCW registers per PE (dotr, sum_s;
     + the accumulator when CF = 1; dotr in the DSP48's PREG with a DSP product and SIMD = 1),
     output bits, counter and per-stage control bits (the weight address once per PE: one copy per
-    PE's ROM, so that synthesis cannot merge a shallow ROM's read registers; at CF > 1 the
-    channel fold once per PE for its accumulator RAM and threshold ROM), read registers of
+    PE's ROM, so that synthesis cannot merge a shallow ROM's read registers), read registers of
     the ROMs left in logic,
     threshold-word register bits, compare + popcount registers, tree registers]."""
     P, Q = _i(p["PE"]), _i(p["SIMD"])
@@ -182,15 +181,11 @@ def vvau_resource_features(p: Any) -> dict[str, list[Any]]:
     out_bits = np.where(nt > 0, _i(p["obits"]), np.minimum(_i(p["obits"]), acc))
     pop = np.where(nt > 0, popcount_tree_bits(nt), 0)
     one = np.ones_like(P)
-    # CF > 1: the channel fold once per PE for its accumulator RAM and (thresholds) its threshold
-    # ROM; the shared stage-a register they replace is left without loads
-    addr_copies = np.where(CF > 1, P * cfw * (1 + (nt > 0)) - cfw, 0)
     lut = [one, P, mult, tree + P * acc, P * nt * acc, am["LUTRAM"], mem["LUTRAM"], mem["mux"], kfw + cfw + waw,
            P * out_bits, P * pop, leaf]
     # a DSP product sits in the DSP48 (MREG) and, SIMD = 1, the dot register too (PREG)
     ff = [one, 2 * Q * P * A_ + P * Q * W_ + np.where(rtl_dsp & ~use_dsp, P * Q * pw, 0),
-          np.where(use_dsp & (Q == 1), 1, 2) * P * acc + am["reg"], P * out_bits,
-          kfw + P * waw + (dl + 1) * (cfw + 3) + addr_copies,
+          np.where(use_dsp & (Q == 1), 1, 2) * P * acc + am["reg"], P * out_bits, kfw + P * waw + (dl + 1) * (cfw + 3),
           mem["q_bits"], P * nt * acc, P * (nt + pop), tree]
     return {"LUT": lut, "FF": ff}
 
@@ -482,8 +477,7 @@ def _gen_vvau(spec: HWNodeSpec, inst: str, ctx: Any) -> NodeRTL:
             rows = [tcodes[cf * PE + p, :] for cf in range(CF)]
             fn = ctx.write_data(f"{base}_t{p}.dat", _hex_lines(np.array(rows, dtype=object), accw, NT * accw))
             troms.append({"name": f"trom{p}", "width": NT * accw, "depth": CF, "file": fn, "style": style})
-        # one address copy per PE's ROM too (codesign_vvau.v's tmem_addr)
-        ports.append(_rom_port("tmem", troms, max(1, math.ceil(math.log2(CF))) if CF > 1 else 1, addr_per_rom=True))
+        ports.append(_rom_port("tmem", troms, max(1, math.ceil(math.log2(CF))) if CF > 1 else 1))
     else:
         ties = [{"name": "tmem_q", "value": f"{PE * accw}'d0"}]
     params = _p({"K": K, "C": C, "PE": PE, "SIMD": SIMD, "IBITS": idt.bits, "WBITS": wdt.bits, "OBITS": odt.bits,
